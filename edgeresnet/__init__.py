@@ -1,0 +1,38 @@
+"""edgeresnet: ResNet (PyTorch) -> ONNX -> INT8 -> per-target edge artifact, with measured accuracy drift.
+
+The Python API does all the work; the `edgeresnet` command line is a thin layer
+over it. Heavy modules (torch, onnxruntime, tvm) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+DEFAULT_MODEL = "resnet20-fmnist"
+
+# public name -> (module, attribute)
+_API = {
+    "export": ("edgeresnet.export", "export"),
+    "train": ("edgeresnet.training", "train_on_fashion_mnist"),
+    "TrainConfig": ("edgeresnet.training", "TrainConfig"),
+    "load_model": ("edgeresnet.models", "load_model"),
+    "describe_models": ("edgeresnet.models", "describe_models"),
+    "get_target": ("edgeresnet.targets", "get_target"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attribute = _API[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'edgeresnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+__all__ = ["DEFAULT_MODEL", "__version__", *_API]

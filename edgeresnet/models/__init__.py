@@ -1,0 +1,134 @@
+"""The model zoo: every network edgeresnet builds, and the weights that ship with it.
+
+As in torchvision, weights carry their own metadata (preprocessing, measured
+accuracy, how they were made, sha256) in a JSON file beside the .pt file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from edgeresnet.errors import InputError
+from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
+
+from .checkpoint import apply_state_dict, read_state_dict, sha256_file
+from .resnet import ARCHITECTURES, ResNet, build_resnet, count_macs
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+from edgeresnet import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A shipped weights file and the metadata JSON beside it."""
+
+    file: Path
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return json.loads(self.file.with_suffix(".json").read_text())
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.meta["preprocessing"])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    arch: str
+    num_classes: int
+    in_channels: int
+    preprocessing: Preprocessing
+    weights: Weights | None = None
+
+    def build(self) -> ResNet:
+        return build_resnet(self.arch, self.num_classes, self.in_channels)
+
+
+def _zoo() -> dict[str, ModelEntry]:
+    entries = {}
+    for arch, spec in ARCHITECTURES.items():
+        preprocessing = IMAGENET if spec.stem == "imagenet" else CIFAR
+        num_classes = 1000 if spec.stem == "imagenet" else 10
+        entries[arch] = ModelEntry(arch, arch, num_classes, 3, preprocessing)
+    for meta_file in sorted(WEIGHTS_DIR.glob("*.json")):
+        weights = Weights(meta_file.with_suffix(".pt"))
+        meta = weights.meta
+        entries[meta["name"]] = ModelEntry(
+            meta["name"], meta["arch"], meta["num_classes"], meta["in_channels"], weights.preprocessing, weights
+        )
+    return entries
+
+
+MODELS: dict[str, ModelEntry] = _zoo()
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+
+
+@dataclass
+class LoadedModel:
+    """A network in eval mode with what is known about it."""
+
+    entry: ModelEntry
+    module: ResNet
+    weights_path: Path | None
+    weights_sha256: str | None
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.entry.preprocessing
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None) -> LoadedModel:
+    """Build `name` and load `weights` (or the shipped weights; none for a bare architecture)."""
+    entry = get_entry(name)
+    module = entry.build()
+    path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
+    if path is not None:
+        apply_state_dict(module, read_state_dict(path), f"weights {path}")
+    module.eval()
+    return LoadedModel(entry, module, path, sha256_file(path) if path else None)
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """The zoo as rows: name, parameters, MACs and FLOPs at the model's input size, shipped accuracy."""
+    rows = []
+    for entry in MODELS.values():
+        module = entry.build()
+        macs = count_macs(module, entry.preprocessing.input_shape)
+        row = {
+            "name": entry.name,
+            "arch": entry.arch,
+            "depth": ARCHITECTURES[entry.arch].depth,
+            "input": list(entry.preprocessing.input_shape),
+            "classes": entry.num_classes,
+            "params": sum(p.numel() for p in module.parameters()),
+            "macs": macs,
+            "flops": 2 * macs,
+            "weights": entry.weights is not None,
+        }
+        if entry.weights is not None:
+            row["top1"] = entry.weights.meta["metrics"]["top1"]
+            row["dataset"] = entry.weights.meta["dataset"]
+        rows.append(row)
+    return rows
+
+
+__all__ = [
+    "DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelEntry", "Weights", "build_resnet", "describe_models",
+    "get_entry", "load_model", "read_state_dict", "apply_state_dict",
+]

@@ -1,0 +1,74 @@
+"""Reading weight files without running anyone's code, and applying them with one clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeresnet.errors import InputError
+
+_WRAPPER_KEYS = ("state_dict", "model")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .pt/.pth file: bare, or under 'state_dict' or 'model'.
+
+    `weights_only=True` makes torch's unpickler refuse anything but tensors and
+    plain containers, so a checkpoint carrying code is rejected, never run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise InputError(f"{path}: refused to load, the file holds more than tensors (weights_only): {first_line}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable PyTorch weights file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    for key in _WRAPPER_KEYS:
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    if not isinstance(loaded, dict) or not loaded or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise InputError(f"{path}: expected a state dict of tensors (bare or under 'state_dict'/'model')")
+    # Checkpoints saved from nn.DataParallel / DDP prefix every key with "module.".
+    if all(k.startswith("module.") for k in loaded):
+        loaded = {k[len("module."):]: v for k, v in loaded.items()}
+    bad = [k for k, v in loaded.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise InputError(f"{path}: weights hold NaN or Inf values in {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+    return loaded
+
+
+def apply_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load strictly; name every missing key, unexpected key and shape conflict at once."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", shapes)):
+        if items:
+            shown = ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise InputError(f"{source} does not fit this model: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
