@@ -129,6 +129,153 @@ def train(arch, epochs, batch_size, max_lr, seed, data, output, as_json) -> None
     ))
 
 
+calib_options = [
+    click.option("--calib", default=None, help="Calibration data: a folder of images, .npy/.npz, an IDX file, or 'fashion-mnist' [default: fashion-mnist:train for the reference model]."),
+    click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
+    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True, help="Calibration method."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),
+]
+eval_options = [
+    click.option("--eval", "eval_data", default=None, help="Evaluation data, same forms as --calib [default: fashion-mnist:test, all 10,000 images]."),
+    click.option("--eval-samples", type=int, default=None, help="Evaluate on a deterministic sample instead of all images."),
+]
+
+
+def _apply(options):
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+def _print_summary(report: dict) -> None:
+    from edgeresnet.report import summary_lines
+
+    for line in summary_lines(report):
+        click.echo(line)
+
+
+@cli.command(name="compile")
+@click.option("--target", required=True, help="Target profile from `edgeresnet targets` (e.g. ort-cpu, jetson, rpi4).")
+@model_option
+@weights_option
+@_apply(calib_options)
+@_apply(eval_options)
+@click.option("--max-drop", type=float, default=None, help="Accuracy budget in top-1 points; layers fall back to float until it is met, else exit 1.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
+@click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
+@click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
+@json_option
+def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch, out, force, tar, as_json):
+    """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
+    import edgeresnet
+
+    result = edgeresnet.compile(edgeresnet.CompileOptions(
+        target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
+        method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
+        batch=batch, out=out, force=force, tar=tar, progress=not as_json,
+    ))
+    _emit({"artifact": str(result.folder), "archive": str(result.archive) if result.archive else None, **result.report},
+          as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
+    if not result.passed:
+        sys.exit(1)
+
+
+@cli.command()
+@model_option
+@weights_option
+@click.option("--profile", type=click.Choice(["onnxruntime", "tensorrt", "tvm"]), default="onnxruntime", show_default=True,
+              help="Which backend's Q/DQ scheme to produce.")
+@_apply(calib_options)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the INT8 Q/DQ .onnx.")
+@json_option
+def quantize(model, weights, profile, calib, calib_samples, method, seed, batch, output, as_json):
+    """Quantize a model to INT8 Q/DQ ONNX with calibration data (no target build, no evaluation)."""
+    import edgeresnet
+
+    result = edgeresnet.quantize_model(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, profile=profile,
+                                       calib=calib, calib_samples=calib_samples, method=method, seed=seed, batch=batch,
+                                       progress=not as_json)
+    _emit(result, as_json, lambda r: click.echo(f"wrote {r['path']} ({r['profile']} profile, {r['method']}, {r['samples']} samples, {r['quantized_layers']} quantized layers)"))
+
+
+@cli.command(name="evaluate")
+@click.argument("onnx_model", type=click.Path(dir_okay=False, exists=True))
+@model_option
+@weights_option
+@_apply(eval_options)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, as_json):
+    """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the PyTorch FP32 model."""
+    import edgeresnet
+
+    result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
+                                      eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json)
+    _emit(result, as_json, lambda r: click.echo(
+        f"FP32 top-1 {r['fp32'].get('top1')}%, {r['onnx'].get('top1')}% for {onnx_model} [{r['onnx']['runtime']}]; "
+        f"drop {r['drop_pts']:+.2f} pts, agreement {r['agreement'] * 100:.2f}% on {r['onnx']['samples']} images"))
+
+
+@cli.command(name="verify")
+@click.argument("artifact", type=click.Path())
+@json_option
+def verify_command(artifact, as_json):
+    """Check an artifact folder: manifest schema, every file's sha256, and the target's files."""
+    import edgeresnet
+
+    result = edgeresnet.verify(artifact)
+    _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r['files']} files, target {r['target']})"))
+
+
+@cli.command(name="run")
+@click.argument("artifact", type=click.Path())
+@click.option("--input", "input_spec", required=True, help="Images: a file folder, .npy/.npz, an IDX file, or 'fashion-mnist:test'.")
+@click.option("--limit", type=int, default=None, help="Run on at most this many inputs.")
+@json_option
+def run_command(artifact, input_spec, limit, as_json):
+    """Run an artifact on this machine where it can run, after verifying it."""
+    import edgeresnet
+
+    result = edgeresnet.run_artifact(artifact, input_spec, limit=limit)
+
+    def human(r):
+        for p in r["predictions"][:20]:
+            click.echo(f"{p['index']}: {p['name']} (class {p['class']})")
+        if len(r["predictions"]) > 20:
+            click.echo(f"... {len(r['predictions']) - 20} more")
+        tail = f", top-1 {r['top1']:.2f}%" if "top1" in r else ""
+        click.echo(f"{r['samples']} inputs on {r['runtime']}: {r['ms_per_image']} ms per image{tail}")
+    _emit(result, as_json, human)
+
+
+@cli.command(name="inspect")
+@click.argument("onnx_model", type=click.Path(dir_okay=False, exists=True))
+@click.option("--trt-version", "trt_versions", multiple=True, default=("8.5", "8.6", "10.3", "11"), show_default=True,
+              help="TensorRT version whose ONNX parser rules to check (repeatable).")
+@json_option
+def inspect_command(onnx_model, trt_versions, as_json):
+    """Check a Q/DQ ONNX model against TensorRT's parser rules, without TensorRT or a GPU."""
+    import edgeresnet
+
+    results = edgeresnet.check_tensorrt(onnx_model, list(trt_versions))
+
+    def human(rs):
+        for r in rs:
+            click.echo(f"TensorRT {r['trt_version']}: {'PASS' if r['passed'] else 'FAIL'} "
+                       f"({len(r['errors'])} errors, {len(r['warnings'])} warnings)")
+            for f in r["errors"]:
+                click.echo(f"  error [{f['rule']}] {f['node']}: {f['message']}")
+            for f in r["warnings"]:
+                click.echo(f"  warning [{f['rule']}] {f['node']}: {f['message']}")
+    _emit(results, as_json, human)
+    if not all(r["passed"] for r in results):
+        sys.exit(1)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:] or os.environ.get("EDGERESNET_DEBUG") == "1"
     try:

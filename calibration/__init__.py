@@ -1,0 +1,181 @@
+"""Calibration and evaluation data: readers behind one interface, chosen by what the user passes.
+
+`open_dataset(spec, preprocessing)` accepts
+  * ``fashion-mnist`` (the training split) or ``fashion-mnist:train|test``: the built-in set;
+  * a folder of PNG/JPEG images, optionally one sub-folder per class (labels then follow
+    the sorted sub-folder names);
+  * a ``.npy`` array, or a ``.npz`` with ``images`` (or ``x``) and optionally ``labels`` (or ``y``):
+    float32 already preprocessed [N, C, H, W], or uint8 pixels [N, H, W(, C)] preprocessed here;
+  * an IDX images file (MNIST format, optionally .gz); a labels file beside it named with
+    ``labels`` instead of ``images`` supplies labels.
+
+Sampling is deterministic: `limit` images drawn by a seeded permutation, in source order.
+Every dataset carries the sha256 of its exact tensors, recorded in reports and manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeresnet.errors import InputError
+from edgeresnet.preprocessing import Preprocessing
+
+from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from .fashion_mnist import load_fashion_mnist
+from .idx import read_idx
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: np.ndarray  # float32 [N, C, H, W], preprocessed for the model
+    labels: np.ndarray | None  # int64 [N], or None when the source has none
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(f"{self.images.dtype}{self.images.shape}".encode())
+        digest.update(np.ascontiguousarray(self.images).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels.astype(np.int64)).tobytes())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        return {"source": self.source, "samples": len(self), "sha256": self.sha256, "labelled": self.labels is not None}
+
+
+def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
+    if limit is None or limit >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:limit])
+
+
+def _check_shape(images: np.ndarray, preprocessing: Preprocessing, source: str) -> None:
+    if images.ndim != 4 or tuple(images.shape[1:]) != preprocessing.input_shape:
+        raise InputError(
+            f"{source}: preprocessed array has shape {tuple(images.shape)}, the model takes [N, "
+            f"{', '.join(map(str, preprocessing.input_shape))}]"
+        )
+    if not np.isfinite(images).all():
+        raise InputError(f"{source}: array holds NaN or Inf values")
+
+
+def _from_pixels(pixels: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
+    try:
+        return preprocessing.normalize_uint8(pixels)
+    except ValueError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
+
+def _read_builtin(spec: str, preprocessing: Preprocessing, limit, seed) -> Dataset:
+    split = spec.partition(":")[2] or "train"
+    images, labels = load_fashion_mnist(split)
+    index = sample_indices(len(images), limit, seed)
+    return Dataset(_from_pixels(images[index], preprocessing, spec), labels[index], f"fashion-mnist:{split}")
+
+
+def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    classes = sorted({p.parent.name for p in files if p.parent != path})
+    labelled = bool(classes) and all(p.parent != path for p in files)
+    if labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
+        class_index = {name: preprocessing.class_names.index(name) for name in classes}
+    else:
+        class_index = {name: i for i, name in enumerate(classes)}
+    chosen = [files[i] for i in sample_indices(len(files), limit, seed)]
+    images = []
+    for file in chosen:
+        try:
+            images.append(preprocessing.load_image(file))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"{file}: not a readable image ({exc})") from None
+    labels = np.array([class_index[p.parent.name] for p in chosen], np.int64) if labelled else None
+    return Dataset(np.stack(images), labels, str(path))
+
+
+def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                key = next((k for k in ("images", "x", "arr_0") if k in archive), None)
+                if key is None:
+                    raise InputError(f"{path}: .npz needs an 'images' (or 'x') array; it has {', '.join(archive.files) or 'none'}")
+                images = archive[key]
+                label_key = next((k for k in ("labels", "y") if k in archive), None)
+                labels = archive[label_key] if label_key else None
+        else:
+            images, labels = np.load(path, allow_pickle=False), None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: not a readable NumPy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if images.size == 0:
+        raise InputError(f"{path}: the array is empty")
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer)):
+        raise InputError(f"{path}: labels must be integers, one per image")
+    index = sample_indices(len(images), limit, seed)
+    images = images[index]
+    if images.dtype == np.uint8:
+        images = _from_pixels(images, preprocessing, str(path))
+    elif images.dtype in (np.float32, np.float64, np.float16):
+        images = images.astype(np.float32)
+    else:
+        raise InputError(f"{path}: array dtype {images.dtype} is neither uint8 pixels nor float32 preprocessed tensors")
+    _check_shape(images, preprocessing, str(path))
+    return Dataset(images, None if labels is None else labels[index].astype(np.int64), str(path))
+
+
+def _read_idx_file(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
+    pixels = read_idx(path)
+    if pixels.ndim not in (3, 4) or pixels.dtype != np.uint8:
+        raise InputError(f"{path}: IDX images must be uint8 [N, H, W] or [N, H, W, C], not {pixels.dtype} {list(pixels.shape)}")
+    if len(pixels) == 0:
+        raise InputError(f"{path}: the IDX file holds no images")
+    labels = None
+    labels_file = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
+    if labels_file != path and labels_file.is_file():
+        labels = read_idx(labels_file).astype(np.int64)
+        if labels.shape != (len(pixels),):
+            raise InputError(f"{labels_file}: {len(labels)} labels for {len(pixels)} images")
+    index = sample_indices(len(pixels), limit, seed)
+    return Dataset(_from_pixels(pixels[index], preprocessing, str(path)), None if labels is None else labels[index], str(path))
+
+
+Reader = Callable[[Path, Preprocessing, "int | None", int], Dataset]
+
+
+def _choose_reader(path: Path) -> Reader:
+    name = path.name.lower()
+    if path.is_dir():
+        return _read_folder
+    if name.endswith((".npy", ".npz")):
+        return _read_array
+    if "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
+        return _read_idx_file
+    raise InputError(f"{path}: unknown data format; pass a folder of images, a .npy/.npz array, an IDX file or 'fashion-mnist'")
+
+
+def open_dataset(spec: str, preprocessing: Preprocessing, limit: int | None = None, seed: int = 0) -> Dataset:
+    """Read (a deterministic sample of) a data source, preprocessed for the model."""
+    if limit is not None and limit < 1:
+        raise InputError(f"the number of samples must be at least 1, not {limit}")
+    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+        return _read_builtin(spec, preprocessing, limit, seed)
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{spec}: no such file or folder (and not a built-in data set such as 'fashion-mnist')")
+    return _choose_reader(path)(path, preprocessing, limit, seed)
+
+
+__all__ = ["Dataset", "FASHION_MNIST_CLASSES", "open_dataset", "read_idx", "sample_indices"]

@@ -21,6 +21,13 @@ _API = {
     "load_model": ("edgeresnet.models", "load_model"),
     "describe_models": ("edgeresnet.models", "describe_models"),
     "get_target": ("edgeresnet.targets", "get_target"),
+    "compile": ("edgeresnet.compiler", "compile_artifact"),
+    "CompileOptions": ("edgeresnet.compiler", "CompileOptions"),
+    "quantize_model": ("edgeresnet.steps", "quantize_model"),
+    "evaluate_onnx": ("edgeresnet.steps", "evaluate_onnx"),
+    "verify": ("edgeresnet.artifact", "verify"),
+    "run_artifact": ("edgeresnet.deploy", "run_artifact"),
+    "check_tensorrt": ("edgeresnet.targets.tensorrt_rules", "check_file"),
 }
 
 

@@ -25,6 +25,12 @@ def _explain(exc: OSError, path: Path) -> InputError:
     return InputError(f"{path}: cannot write ({exc.strerror or exc}); nothing was written")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomically(path: str | Path, data: bytes) -> None:
     path = Path(path)
     tmp_name = None
@@ -35,6 +41,7 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates 0600; outputs are meant to be shared
         os.replace(tmp_name, path)
     except OSError as exc:
         if tmp_name:
@@ -58,6 +65,7 @@ def atomic_directory(destination: str | Path, force: bool = False) -> Iterator[P
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
+        os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise _explain(exc, destination) from None
     try:

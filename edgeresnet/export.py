@@ -60,6 +60,23 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+def _own_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Undo the exporter's sharing of equal initializers through Identity nodes.
+
+    Equal tensors (zero biases, an untrained net's twin weights) are
+    deduplicated by torch's exporter; each layer needs its own weight to be
+    quantized per channel and kept in float on its own.
+    """
+    initializers = {init.name: init for init in model.graph.initializer}
+    for node in [n for n in model.graph.node if n.op_type == "Identity" and n.input[0] in initializers]:
+        copy_ = onnx.TensorProto()
+        copy_.CopyFrom(initializers[node.input[0]])
+        copy_.name = node.output[0]
+        model.graph.initializer.append(copy_)
+        model.graph.node.remove(node)
+    return model
+
+
 def export_onnx_model(
     loaded: LoadedModel, batch: int = 1, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET
 ) -> onnx.ModelProto:
@@ -81,7 +98,7 @@ def export_onnx_model(
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
             do_constant_folding=True,
         )
-    model = onnx.load_from_string(buffer.getvalue())
+    model = _own_initializers(onnx.load_from_string(buffer.getvalue()))
     metadata = {
         "edgeresnet.model": loaded.name,
         "edgeresnet.arch": loaded.entry.arch,

@@ -16,7 +16,7 @@ from edgeresnet.errors import InputError
 @dataclass(frozen=True)
 class TargetProfile:
     name: str
-    backend: str  # "onnxruntime", "tensorrt" or "tvm": the module in targets/ that builds it
+    backend: str  # "onnxruntime", "tensorrt" or "tvm" (see BACKEND_MODULES)
     quant_profile: str  # the quantization profile its backend consumes
     description: str
     arch: str  # machine architecture of the device, as `uname -m` prints it ("any" for portable)
@@ -25,6 +25,9 @@ class TargetProfile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+# backend name -> the module beside this file that builds it
+BACKEND_MODULES = {"onnxruntime": "ort_cpu", "tensorrt": "jetson"}
 
 _REGISTRY: dict[str, TargetProfile] = {}
 _ALIASES: dict[str, str] = {}
@@ -64,3 +67,7 @@ register(TargetProfile(
     arch="any",
     details={"runtime": "onnxruntime >= 1.17", "execution_provider": "CPUExecutionProvider"},
 ))
+
+
+# Each backend module registers its own profiles when imported.
+from . import jetson  # noqa: E402,F401

@@ -1,0 +1,214 @@
+"""`compile`: export -> calibrate -> quantize -> target build -> validate -> report, into one artifact folder.
+
+The accuracy in the report is measured on the files that ship (for the
+targets this machine can run), against the PyTorch FP32 model on the same images.
+Everything is built in a staging folder beside the destination and renamed into
+place only when complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from edgeresnet import DEFAULT_MODEL
+from edgeresnet.artifact import pack, toolchain_versions, write_manifest
+from edgeresnet.atomic import atomic_directory, write_bytes_atomically
+from edgeresnet.errors import InputError
+from edgeresnet.evaluate import Evaluation, compare, evaluate
+from edgeresnet.export import export_onnx_model
+from edgeresnet.models import LoadedModel, load_model
+from edgeresnet.quantize import CalibrationMethod, QuantizeConfig, quantize
+from edgeresnet.report import REPORT_SCHEMA, render_html, summary_lines
+from edgeresnet.runners import TorchRunner
+from edgeresnet.steps import BUILTIN_CALIBRATION, BUILTIN_EVALUATION, resolve_data
+from edgeresnet.sensitivity import fall_back_until, layer_sensitivity
+from edgeresnet.targets import BACKEND_MODULES, TargetProfile, get_target
+from edgeresnet.targets.base import BuildContext, TargetBuild
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    target: str
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    calib: str | None = None  # default: the built-in training split, for models trained on it
+    eval: str | None = None  # default: the built-in test split (all 10,000 images)
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    calib_samples: int = 512
+    eval_samples: int | None = None
+    seed: int = 0
+    max_drop: float | None = None
+    batch: int = 1
+    out: str | None = None
+    force: bool = False
+    tar: bool = False
+    progress: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.calib_samples < 1:
+            raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise InputError(f"--eval-samples must be at least 1, not {self.eval_samples}")
+        if self.max_drop is not None and not (self.max_drop >= 0):
+            raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1, not {self.batch}")
+
+    def output_folder(self) -> Path:
+        return Path(self.out) if self.out else Path("build") / f"{self.model}-{self.target}"
+
+
+def _backend(profile: TargetProfile) -> Callable[[BuildContext], TargetBuild]:
+    return importlib.import_module(f"edgeresnet.targets.{BACKEND_MODULES[profile.backend]}").build
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr)
+
+
+@dataclass
+class CompileResult:
+    folder: Path
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+    archive: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.report["gate"]["passed"]
+
+
+def compile_artifact(options: CompileOptions) -> CompileResult:
+    started = time.time()
+    timings: dict[str, float] = {}
+
+    def lap(stage: str, since: float) -> float:
+        now = time.time()
+        timings[stage] = round(now - since, 2)
+        return now
+
+    profile = get_target(options.target)
+    destination = options.output_folder()
+    if destination.exists() and not options.force:
+        raise InputError(f"{destination} already exists; pass --force to replace it")
+    loaded = load_model(options.model, options.weights)
+    calibration = resolve_data(options.calib, BUILTIN_CALIBRATION, loaded, "calib", options.calib_samples, options.seed)
+    evaluation = resolve_data(options.eval, BUILTIN_EVALUATION, loaded, "eval", options.eval_samples, options.seed)
+    backend = _backend(profile)
+    t = lap("load", started)
+
+    fp32_model = export_onnx_model(loaded, batch=options.batch)
+    t = lap("export", t)
+    _log(options.progress, f"calibrating ({options.method.value}) on {len(calibration)} samples from {calibration.source}")
+    int8_model = quantize(fp32_model, calibration.images, QuantizeConfig(profile=profile.quant_profile, method=options.method), options.progress)
+    t = lap("quantize", t)
+
+    torch_runner = TorchRunner(loaded.module)
+    fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
+    fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
+    sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
+    t = lap("sensitivity", t)
+
+    with atomic_directory(destination, force=options.force) as staging:
+        def build_and_measure(candidate: onnx.ModelProto) -> tuple[TargetBuild, Evaluation]:
+            built = backend(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
+            return built, evaluate(built.runner, evaluation, f"INT8 on {profile.name}", options.progress)
+
+        build, int8_eval = build_and_measure(int8_model)
+        drop = _drop(fp32_eval, int8_eval)
+        t = lap("build_and_validate", t)
+        steps = []
+        if options.max_drop is not None and drop > options.max_drop:
+            _log(options.progress, f"drop {drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
+            last: dict[str, Any] = {}
+
+            def measure(candidate: onnx.ModelProto) -> float:
+                last["build"], last["eval"] = build_and_measure(candidate)
+                return _drop(fp32_eval, last["eval"])
+
+            int8_model, steps, drop = fall_back_until(int8_model, sensitivity, drop, options.max_drop, measure)
+            if steps:
+                build, int8_eval = last["build"], last["eval"]
+            t = lap("fallback", t)
+
+        write_bytes_atomically(staging / "model.fp32.onnx", fp32_model.SerializeToString())
+        report = _report(options, profile, loaded, calibration, evaluation, fp32_eval, int8_eval, build, sensitivity, steps, drop)
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        fp32_conf = fp32_eval.accuracy.confusion if fp32_eval.accuracy else None
+        int8_conf = int8_eval.accuracy.confusion if int8_eval.accuracy else None
+        (staging / "report.html").write_text(render_html(report, fp32_conf, int8_conf))
+        lap("report", t)
+        manifest = write_manifest(staging, _manifest_content(options, profile, loaded, calibration, report, build), {
+            "created_unix": int(time.time()), "seconds": round(time.time() - started, 2), "stages": timings,
+        })
+    archive = None
+    if options.tar:
+        archive = destination.with_name(destination.name + ".tar.gz")
+        pack(destination, archive)
+    return CompileResult(destination, report, manifest, archive)
+
+
+def _drop(fp32: Evaluation, int8: Evaluation) -> float:
+    if fp32.accuracy is None or int8.accuracy is None:
+        # Unlabelled evaluation data: the drop is the share of changed predictions.
+        return round((1 - compare(fp32.logits, int8.logits).agreement) * 100, 4)
+    return round(fp32.accuracy.top1 - int8.accuracy.top1, 4)
+
+
+def _report(options, profile, loaded, calibration, evaluation, fp32_eval, int8_eval, build, sensitivity, steps, drop) -> dict:
+    drift = compare(fp32_eval.logits, int8_eval.logits)
+    fallback_layers = [s.layer for s in steps]
+    return {
+        "schema": REPORT_SCHEMA,
+        "model": loaded.name,
+        "target": profile.name,
+        "quant_profile": profile.quant_profile,
+        "method": options.method.value,
+        "samples": len(calibration),
+        "calibration": calibration.describe(),
+        "evaluation": evaluation.describe(),
+        "class_names": list(loaded.preprocessing.class_names),
+        "fp32": fp32_eval.to_dict(),
+        "int8": int8_eval.to_dict(),
+        "drop_pts": drop,
+        "agreement": drift.agreement,
+        "drift": drift.to_dict(),
+        "gate": {"max_drop": options.max_drop, "passed": options.max_drop is None or drop <= options.max_drop},
+        "fallback_layers": fallback_layers,
+        "fallback_steps": [s.to_dict() for s in steps],
+        "sensitivity": [s.to_dict() for s in sensitivity],
+        "target_details": build.details,
+        "extra_measurements": build.extra_measurements.get("runs", []),
+        "not_measured": build.not_measured,
+    }
+
+
+def _manifest_content(options, profile, loaded, calibration, report, build) -> dict:
+    return {
+        "model": {"name": loaded.name, "arch": loaded.entry.arch, "weights_sha256": loaded.weights_sha256,
+                  "weights_file": loaded.weights_path.name if loaded.weights_path else None},
+        "input": {"batch": options.batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict()},
+        "calibration": {"method": options.method.value, "samples": len(calibration), "source": calibration.source,
+                        "sha256": calibration.sha256, "seed": options.seed},
+        "target": {**profile.to_dict(), "files": build.files},
+        "toolchain": toolchain_versions(build.details.get("toolchain")),
+        "accuracy": {k: report[k] for k in ("drop_pts", "agreement", "gate")} | {
+            "fp32_top1": report["fp32"].get("top1"), "int8_top1": report["int8"].get("top1"),
+            "int8_runtime": report["int8"]["runtime"], "eval_samples": report["int8"]["samples"],
+        },
+    }
+
+
+__all__ = ["CompileOptions", "CompileResult", "compile_artifact", "summary_lines"]

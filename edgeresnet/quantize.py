@@ -1,0 +1,355 @@
+"""INT8 post-training quantization with ONNX Runtime's `quantize_static`, configured per backend.
+
+Backends accept different Q/DQ graphs, so each has a typed `QuantProfile`. The
+profile is translated into ORT's string-keyed options in exactly one place
+(`QuantProfile.ort_options`). Two graph edits that ORT does not offer follow:
+residual-aware placement on Adds (TensorRT), and removing a layer's Q/DQ to keep
+it in float (fallback, for any backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import io
+import logging
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from tqdm import tqdm
+
+from edgeresnet.errors import InputError
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+class CalibrationMethod(str, enum.Enum):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+    @classmethod
+    def parse(cls, value: "str | CalibrationMethod") -> "CalibrationMethod":
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(f"unknown calibration method {value!r}; choose {', '.join(m.value for m in cls)}") from None
+
+
+@dataclass(frozen=True)
+class QuantProfile:
+    """What Q/DQ graph a backend wants. Field names say what they do; see `ort_options` for ORT's keys."""
+
+    name: str
+    description: str
+    op_types: tuple[str, ...]  # ops whose inputs (and weights) get Q/DQ
+    activation_signed: bool  # int8 (True) or uint8 (False) activations
+    activation_symmetric: bool  # zero points 0 for activations
+    quantize_bias: bool  # int32 bias with its own DequantizeLinear
+    float_weights_with_qdq: bool  # keep FP32 weights followed by Q->DQ (TensorRT) instead of int8 initializers
+    dedicated_qdq_per_consumer: bool
+    unquantized_outputs_of: tuple[str, ...]  # op types whose outputs get no Q/DQ
+    residual_aware: bool  # Q/DQ only on the shortcut input of each residual Add
+    per_channel_axis: dict[str, int] = field(default_factory=dict)  # op type -> weight axis with one scale per channel
+
+    def ort_options(self) -> dict:
+        """The single translation into quantize_static's stringly-typed extra_options."""
+        return {
+            "ActivationSymmetric": self.activation_symmetric,
+            "WeightSymmetric": True,
+            "QuantizeBias": self.quantize_bias,
+            "AddQDQPairToWeight": self.float_weights_with_qdq,
+            "DedicatedQDQPair": self.dedicated_qdq_per_consumer,
+            "OpTypesToExcludeOutputQuantization": list(self.unquantized_outputs_of),
+            "QDQOpTypePerChannelSupportToAxis": dict(self.per_channel_axis),
+            "ForceQuantizeNoInputCheck": False,
+        }
+
+
+PROFILES: dict[str, QuantProfile] = {
+    profile.name: profile
+    for profile in (
+        QuantProfile(
+            name="tensorrt",
+            description="explicit-quantization Q/DQ for TensorRT: symmetric int8, FP32 weights + Q/DQ, no int32 bias, "
+                        "Q/DQ on the shortcut input of residual Adds only (Conv+Add+ReLU fusion)",
+            op_types=("Conv", "Gemm", "Add"),
+            activation_signed=True,
+            activation_symmetric=True,
+            quantize_bias=False,
+            float_weights_with_qdq=True,
+            dedicated_qdq_per_consumer=True,
+            unquantized_outputs_of=("Conv", "Gemm", "Add"),
+            residual_aware=True,
+            per_channel_axis={"Conv": 0},
+        ),
+        QuantProfile(
+            name="tvm",
+            description="symmetric int8 Q/DQ that the TVM integer lowering rewrites into int8 x int8 -> int32 compute",
+            op_types=("Conv", "Gemm", "Add"),
+            activation_signed=True,
+            activation_symmetric=True,
+            quantize_bias=False,
+            float_weights_with_qdq=False,
+            dedicated_qdq_per_consumer=False,
+            unquantized_outputs_of=(),
+            residual_aware=False,
+            per_channel_axis={"Conv": 0},
+        ),
+        QuantProfile(
+            name="onnxruntime",
+            description="ONNX Runtime's recommended CPU scheme: QDQ, S8S8, asymmetric activations, int32 bias",
+            op_types=("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Relu"),
+            activation_signed=True,
+            activation_symmetric=False,
+            quantize_bias=True,
+            float_weights_with_qdq=False,
+            dedicated_qdq_per_consumer=False,
+            unquantized_outputs_of=(),
+            residual_aware=False,
+            per_channel_axis={"Conv": 0},
+        ),
+    )
+}
+
+
+def get_profile(name: str) -> QuantProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InputError(f"unknown quantization profile {name!r}; choose {', '.join(PROFILES)}") from None
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    profile: str = "onnxruntime"
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    percentile: float = 99.999  # for CalibrationMethod.PERCENTILE
+    per_channel: bool = True
+    float_nodes: tuple[str, ...] = ()  # nodes kept in float from the start
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        get_profile(self.profile)
+        if not 90.0 <= self.percentile < 100.0:
+            raise InputError(f"percentile must be in [90, 100), not {self.percentile}")
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """ORT's calibrators print progress with print() and warn through the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+class _ArrayReader:
+    """CalibrationDataReader over preprocessed samples, batched as the model's input allows."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch: int, progress: bool):
+        self.input_name = input_name
+        self.chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+        if len(self.chunks[-1]) != batch:  # a static-batch model takes only full batches
+            self.chunks[-1] = np.concatenate([self.chunks[-1], images[: batch - len(self.chunks[-1])]])
+        self.bar = tqdm(total=len(images), desc="calibrating", unit="img", disable=None if progress else True, leave=False)
+        self.position = 0
+
+    def get_next(self):
+        if self.position >= len(self.chunks):
+            self.bar.close()
+            return None
+        chunk = self.chunks[self.position]
+        self.position += 1
+        self.bar.update(len(chunk))
+        return {self.input_name: np.ascontiguousarray(chunk, dtype=np.float32)}
+
+    def rewind(self):
+        self.position = 0
+
+
+def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeConfig, progress: bool = True) -> onnx.ModelProto:
+    """A Q/DQ INT8 model of `model`, calibrated on `calibration` (float32 NCHW, preprocessed)."""
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    profile = get_profile(config.profile)
+    if len(calibration) == 0:
+        raise InputError("no calibration samples")
+    graph_input = model.graph.input[0]
+    dim = graph_input.type.tensor_type.shape.dim[0]
+    batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 32
+    method = {
+        CalibrationMethod.MINMAX: OrtMethod.MinMax,
+        CalibrationMethod.ENTROPY: OrtMethod.Entropy,
+        CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
+    }[config.method]
+    options = profile.ort_options()
+    if config.method is CalibrationMethod.PERCENTILE:
+        options["CalibPercentile"] = config.percentile
+    # Not CalibMaxIntermediateOutputs: ORT 1.32 clears the collected batches
+    # without merging them. MinMax reduces inside the augmented graph anyway.
+    activation_type = QuantType.QInt8 if profile.activation_signed else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
+        source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
+        onnx.save(onnx.shape_inference.infer_shapes(model), source)
+        quantize_static(
+            str(source), str(target),
+            _ArrayReader(graph_input.name, calibration, batch, progress),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(profile.op_types),
+            per_channel=config.per_channel,
+            activation_type=activation_type,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(config.float_nodes),
+            calibrate_method=method,
+            calibration_providers=["CPUExecutionProvider"],
+            extra_options=options,
+        )
+        quantized = onnx.load(target)
+    if profile.residual_aware:
+        quantized = place_residual_qdq(quantized)
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    metadata.update({"edgeresnet.quant_profile": profile.name, "edgeresnet.calibration_method": config.method.value})
+    onnx.helper.set_model_props(quantized, metadata)
+    onnx.checker.check_model(quantized)
+    return quantized
+
+
+# --- graph edits --------------------------------------------------------------
+
+
+class _Graph:
+    """Producer/consumer indexes over an ONNX graph, rebuilt after each edit."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.producer = {out: node for node in self.graph.node for out in node.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers[name].append(node)
+        self.initializers = {init.name: init for init in self.graph.initializer}
+
+    def qdq_source(self, tensor: str) -> str | None:
+        """For a tensor made by DequantizeLinear(QuantizeLinear(x)), return x."""
+        dq = self.producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = self.producer.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
+
+    def depth(self) -> dict[str, int]:
+        """Longest path, counted in non-Q/DQ nodes, from the graph inputs to each tensor."""
+        depth = {i.name: 0 for i in self.graph.input}
+        depth.update({name: 0 for name in self.initializers})
+        for node in self.graph.node:  # ONNX graphs are topologically sorted
+            step = 0 if node.op_type in ("QuantizeLinear", "DequantizeLinear") else 1
+            d = max((depth.get(i, 0) for i in node.input if i), default=0) + step
+            for out in node.output:
+                depth[out] = d
+        return depth
+
+    def prune(self) -> None:
+        """Drop nodes whose outputs nobody uses, and initializers nobody reads."""
+        outputs = {o.name for o in self.graph.output}
+        while True:
+            used = {i for node in self.graph.node for i in node.input} | outputs
+            dead = [n for n in self.graph.node if not any(o in used for o in n.output)]
+            if not dead:
+                break
+            for node in dead:
+                self.graph.node.remove(node)
+        used = {i for node in self.graph.node for i in node.input}
+        for init in [i for i in self.graph.initializer if i.name not in used]:
+            self.graph.initializer.remove(init)
+        self.__init__(self.model)
+
+
+def place_residual_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """On each residual Add, keep Q/DQ on the shortcut input only (the shallower one).
+
+    TensorRT fuses Conv + Add + ReLU into one INT8 kernel when the convolution
+    branch reaches the Add unquantized and the shortcut arrives quantized
+    (TensorRT developer guide, Q/DQ placement for residual networks).
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    depth = g.depth()
+    for node in list(g.graph.node):
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        sources = [g.qdq_source(i) for i in node.input]
+        if None in sources:
+            continue
+        branch = max((0, 1), key=lambda i: depth.get(sources[i], 0))
+        node.input[branch] = sources[branch]
+    g.prune()
+    return model
+
+
+def keep_in_float(model: onnx.ModelProto, node_names: list[str] | tuple[str, ...]) -> onnx.ModelProto:
+    """Remove the Q/DQ feeding the named nodes, so they compute in float (works for every backend).
+
+    A quantized activation input is re-wired to the float tensor before its
+    QuantizeLinear; a dequantized initializer (int8 weight, int32 bias) is replaced by
+    its float value. Other consumers of shared Q/DQ nodes keep theirs.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = _Graph(model)
+    by_name = {node.name: node for node in g.graph.node}
+    missing = [n for n in node_names if n not in by_name]
+    if missing:
+        raise InputError(f"no node named {', '.join(missing)} in the model")
+    for name in node_names:
+        node = by_name[name]
+        for index, tensor in enumerate(node.input):
+            source = g.qdq_source(tensor)
+            if source is not None:
+                node.input[index] = source
+                continue
+            dq = g.producer.get(tensor)
+            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in g.initializers:
+                value = dequantize_initializer(g, dq)
+                float_name = f"{dq.input[0]}_float"
+                if float_name not in g.initializers:
+                    g.graph.initializer.append(numpy_helper.from_array(value, float_name))
+                    g.initializers[float_name] = g.graph.initializer[-1]
+                node.input[index] = float_name
+    g.prune()
+    return model
+
+
+def dequantize_initializer(g: _Graph, dq: onnx.NodeProto) -> np.ndarray:
+    q = numpy_helper.to_array(g.initializers[dq.input[0]]).astype(np.float32)
+    scale = numpy_helper.to_array(g.initializers[dq.input[1]]).astype(np.float32)
+    zero = numpy_helper.to_array(g.initializers[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else np.float32(0)
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale = scale.reshape(shape)
+        zero = zero.reshape(shape) if np.ndim(zero) else zero
+    return ((q - zero) * scale).astype(np.float32)
+
+
+def quantized_layers(model: onnx.ModelProto) -> list[str]:
+    """Names of the weighted and residual nodes that read at least one dequantized input."""
+    g = _Graph(model)
+    layers = []
+    for node in g.graph.node:
+        if node.op_type in (*WEIGHTED_OPS, "Add") and any(
+            (p := g.producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in node.input
+        ):
+            layers.append(node.name)
+    return layers

@@ -1,0 +1,135 @@
+"""report.json (versioned schema) and a self-contained report.html with its plots embedded.
+
+Reports hold no timestamps or durations, so two builds from the same inputs
+give byte-identical reports; timings go to the manifest's unhashed `build` field.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+REPORT_SCHEMA = "edgeresnet.report/1"
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    fp32, int8, gate = report["fp32"], report["int8"], report["gate"]
+    lines = [
+        f"model {report['model']} -> target {report['target']} ({report['method']} calibration, {report['samples']} samples)",
+    ]
+    if fp32.get("top1") is not None:
+        lines.append(f"FP32 top-1 {fp32['top1']:.2f}%  [{fp32['runtime']}]")
+        lines.append(f"INT8 top-1 {int8['top1']:.2f}%  [{int8['runtime']}, {int8['arch']}]  drop {report['drop_pts']:+.2f} pts")
+    lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {report['drift']['sqnr_db']:.1f} dB, on {int8['samples']} images")
+    for extra in report.get("extra_measurements", []):
+        lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: top-1 {extra.get('top1', float('nan')):.2f}%, agreement {extra['agreement'] * 100:.2f}%")
+    if report["fallback_layers"]:
+        lines.append(f"kept in float: {', '.join(report['fallback_layers'])}")
+    if gate["max_drop"] is not None:
+        lines.append(f"gate: drop <= {gate['max_drop']} pts: {'PASSED' if gate['passed'] else 'FAILED'}")
+    for note in report["not_measured"]:
+        lines.append(f"not measured: {note}")
+    return lines
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _plots(report: dict[str, Any], fp32_confusion, int8_confusion) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+    classes = report["class_names"]
+    fp32_pc, int8_pc = report["fp32"].get("per_class"), report["int8"].get("per_class")
+    if fp32_pc and int8_pc:
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        x = np.arange(len(fp32_pc))
+        ax.bar(x - 0.2, fp32_pc, 0.4, label="FP32")
+        ax.bar(x + 0.2, int8_pc, 0.4, label="INT8 (shipped artifact)")
+        ax.set_xticks(x, classes if len(classes) == len(x) else x, rotation=45 if len(x) <= 20 else 90, ha="right")
+        ax.set_ylabel("top-1 accuracy (%)")
+        low = min(min(fp32_pc), min(int8_pc))
+        ax.set_ylim(max(0, low - 5), 100)
+        ax.legend(loc="lower right")
+        ax.set_title("Per-class accuracy")
+        plots["per_class"] = _png(fig)
+    if fp32_confusion is not None and int8_confusion is not None:
+        diff = np.asarray(int8_confusion) - np.asarray(fp32_confusion)
+        bound = max(1, int(np.abs(diff).max()))
+        fig, ax = plt.subplots(figsize=(5.5, 4.8))
+        image = ax.imshow(diff, cmap="coolwarm", vmin=-bound, vmax=bound)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title("Confusion matrix, INT8 minus FP32")
+        fig.colorbar(image, ax=ax, label="images")
+        if diff.shape[0] <= 12:
+            for (i, j), v in np.ndenumerate(diff):
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        plots["confusion_diff"] = _png(fig)
+    sens = report["sensitivity"]
+    if sens:
+        fig, ax = plt.subplots(figsize=(9, max(3, 0.22 * len(sens))))
+        names = [s["layer"] for s in sens][::-1]
+        values = [min(s["sqnr_db"], 80.0) for s in sens][::-1]
+        colors = ["tab:red" if s["layer"] in report["fallback_layers"] else "tab:blue" for s in sens][::-1]
+        ax.barh(range(len(names)), values, color=colors)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("logit SQNR vs FP32 with only this layer quantized (dB; lower = more sensitive)")
+        ax.set_title("Per-layer sensitivity (red: kept in float)")
+        plots["sensitivity"] = _png(fig)
+    return plots
+
+
+def render_html(report: dict[str, Any], fp32_confusion=None, int8_confusion=None) -> str:
+    plots = _plots(report, fp32_confusion, int8_confusion)
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
+        for k, v in (
+            ("model", report["model"]), ("target", report["target"]), ("calibration", f"{report['method']}, {report['samples']} samples"),
+            ("FP32 top-1 / top-5", f"{report['fp32'].get('top1')} / {report['fp32'].get('top5')} ({report['fp32']['runtime']})"),
+            ("INT8 top-1 / top-5", f"{report['int8'].get('top1')} / {report['int8'].get('top5')} ({report['int8']['runtime']}, {report['int8']['arch']})"),
+            ("drop (points)", report["drop_pts"]), ("top-1 agreement", report["agreement"]),
+            ("logit cosine / SQNR", f"{report['drift']['cosine']} / {report['drift']['sqnr_db']} dB"),
+            ("gate", f"max drop {report['gate']['max_drop']}: {'passed' if report['gate']['passed'] else 'FAILED'}"),
+            ("kept in float", ", ".join(report["fallback_layers"]) or "none"),
+        )
+    )
+    not_measured = "".join(f"<li>{esc(n)}</li>" for n in report["not_measured"]) or "<li>nothing: every number above was measured on the shipped files</li>"
+    figures = "".join(
+        f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}"><figcaption>{esc(name.replace("_", " "))}</figcaption></figure>'
+        for name, data in plots.items()
+    )
+    steps = "".join(
+        f"<tr><td>{esc(s['layer'])}</td><td>{s['drop_pts']}</td><td>{s['gain_pts']}</td></tr>" for s in report["fallback_steps"]
+    )
+    fallback = f"<h2>Fallback steps</h2><table><tr><th>layer kept in float</th><th>drop after</th><th>gain</th></tr>{steps}</table>" if steps else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edgeresnet report: {esc(report['model'])} on {esc(report['target'])}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
+th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}}figure{{margin:1.5em 0}}img{{max-width:100%}}
+.fail{{color:#b00}}.pass{{color:#070}}</style></head><body>
+<h1>{esc(report['model'])} &rarr; {esc(report['target'])}</h1>
+<p class="{'pass' if report['gate']['passed'] else 'fail'}">Accuracy drop {report['drop_pts']:+.3f} points; gate {'passed' if report['gate']['passed'] else 'FAILED'}.</p>
+<table>{rows}</table>
+<h2>Not measured here</h2><ul>{not_measured}</ul>
+{fallback}
+<h2>Plots</h2>{figures}
+<h2>report.json</h2><pre>{esc(json.dumps(report, indent=2))}</pre>
+</body></html>
+"""

@@ -1,0 +1,101 @@
+"""One runner interface per backend, in the spirit of Polygraphy's runners.
+
+A runner turns a batch of preprocessed inputs into logits and says what produced
+them (runtime, version, machine architecture), so every number in a report can
+name its source. Accuracy checks are written once, in `edgeresnet.evaluate`,
+and run against any runner.
+"""
+
+from __future__ import annotations
+
+import platform
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+class Runner(ABC):
+    #: a fixed batch size the model was built for, or None when any batch works
+    static_batch: int | None = None
+
+    @property
+    @abstractmethod
+    def runtime(self) -> str:
+        """What computes the logits, e.g. 'onnxruntime 1.32.0 (CPUExecutionProvider)'."""
+
+    @property
+    def arch(self) -> str:
+        return platform.machine()
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for one batch of float32 NCHW inputs (of `static_batch` rows when that is set)."""
+
+    def batches(self, images: np.ndarray, batch_size: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+        """(rows, logits) per chunk; the last chunk of a static-batch model is padded, then trimmed."""
+        size = self.static_batch or batch_size
+        for start in range(0, len(images), size):
+            chunk = images[start : start + size]
+            rows = len(chunk)
+            if self.static_batch and rows < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - rows, axis=0)])
+            yield rows, self.infer(np.ascontiguousarray(chunk))[:rows]
+
+    def describe(self) -> dict:
+        return {"runtime": self.runtime, "arch": self.arch}
+
+
+class TorchRunner(Runner):
+    """The FP32 reference: the PyTorch module itself, before any export."""
+
+    def __init__(self, module, threads: int | None = None):
+        import torch
+
+        self._torch = torch
+        self.module = module.eval()
+        if threads:
+            torch.set_num_threads(threads)
+
+    @property
+    def runtime(self) -> str:
+        return f"pytorch {self._torch.__version__} (FP32, eager)"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            return self.module(self._torch.from_numpy(batch)).numpy()
+
+
+class OnnxRuntimeRunner(Runner):
+    """An ONNX model (FP32 or Q/DQ INT8) in ONNX Runtime's CPU execution provider."""
+
+    def __init__(self, model: str | Path | bytes, optimize: bool = True, threads: int | None = None, label: str = ""):
+        import onnxruntime as ort
+
+        self._ort = ort
+        options = ort.SessionOptions()
+        # Full optimization fuses Q/DQ into integer kernels (what users run);
+        # disabled, ORT executes the Q/DQ graph op by op, the exact reference numerics.
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        batch = self.session.get_inputs()[0].shape[0]
+        self.static_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.optimize = optimize
+        self.label = label
+
+    @property
+    def runtime(self) -> str:
+        mode = "graph optimizations on" if self.optimize else "graph optimizations off"
+        label = f"{self.label}, " if self.label else ""
+        return f"onnxruntime {self._ort.__version__} (CPUExecutionProvider, {label}{mode})"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]

@@ -1,0 +1,80 @@
+"""Per-layer quantization sensitivity, and the float fallback that meets an accuracy budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from edgeresnet.evaluate import collect_logits, compare
+from edgeresnet.quantize import keep_in_float, quantized_layers
+from edgeresnet.runners import OnnxRuntimeRunner
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    layer: str
+    op_type: str
+    sqnr_db: float  # logits with only this layer quantized, against FP32; lower = more sensitive
+    agreement: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def layer_sensitivity(
+    int8_model: onnx.ModelProto, fp32_logits: np.ndarray, images: np.ndarray, progress: bool = True
+) -> list[LayerSensitivity]:
+    """Quantize one layer at a time (all others in float) and measure the logits' drift from FP32.
+
+    Measured on the calibration samples, not the evaluation set, so choosing
+    fallback layers does not fit the test data. Returned most sensitive first.
+    """
+    layers = quantized_layers(int8_model)
+    op_types = {n.name: n.op_type for n in int8_model.graph.node}
+    results = []
+    for layer in tqdm(layers, desc="sensitivity", unit="layer", disable=None if progress else True, leave=False):
+        only_this = keep_in_float(int8_model, [other for other in layers if other != layer])
+        logits = collect_logits(OnnxRuntimeRunner(only_this.SerializeToString(), optimize=False), images, progress=False)
+        drift = compare(fp32_logits, logits)
+        results.append(LayerSensitivity(layer, op_types[layer], drift.sqnr_db, drift.agreement))
+    return sorted(results, key=lambda s: (s.sqnr_db, s.layer))
+
+
+@dataclass(frozen=True)
+class FallbackStep:
+    layer: str  # the layer moved to float at this step
+    drop_pts: float  # the measured drop after the move
+    gain_pts: float  # how much the drop shrank with this layer in float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def fall_back_until(
+    int8_model: onnx.ModelProto,
+    ranking: list[LayerSensitivity],
+    initial_drop: float,
+    max_drop: float,
+    measure_drop: Callable[[onnx.ModelProto], float],
+) -> tuple[onnx.ModelProto, list[FallbackStep], float]:
+    """Keep the most sensitive layers in float, one more each round, until the drop is within `max_drop`.
+
+    `measure_drop` builds and evaluates a candidate exactly as the shipped
+    artifact is evaluated. Returns the final model, the steps and the final drop;
+    when every layer is in float and the budget is still missed, the caller
+    reports the gate as failed.
+    """
+    model, drop, steps, kept = int8_model, initial_drop, [], []
+    for candidate in ranking:
+        if drop <= max_drop:
+            break
+        kept.append(candidate.layer)
+        model = keep_in_float(int8_model, kept)
+        new_drop = measure_drop(model)
+        steps.append(FallbackStep(candidate.layer, round(new_drop, 4), round(drop - new_drop, 4)))
+        drop = new_drop
+    return model, steps, drop

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Run this bundle's TensorRT engine on images or a .npy array, with the model's own preprocessing.
+
+    python3 run.py --images DIR | --npy FILE [--dla N] [--warmup 10] [--json]
+
+A folder with one sub-folder per class (named as the model's classes) also
+gives top-1 accuracy. The engine is built first when missing, and rebuilt when
+the cached one cannot be deserialized (another TensorRT or device).
+Needs: tensorrt (JetPack), numpy, Pillow for images. CUDA is reached through libcudart with ctypes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import build_engine  # noqa: E402
+from preprocessing import Preprocessing  # noqa: E402
+
+_H2D, _D2H = 1, 2
+
+
+class _Cuda:
+    def __init__(self):
+        for name in ("libcudart.so", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.13"):
+            try:
+                self.lib = ctypes.CDLL(name)
+                break
+            except OSError:
+                continue
+        else:
+            raise SystemExit("run.py: libcudart not found; is CUDA (JetPack) installed?")
+        self.stream = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
+
+    def _check(self, status: int, what: str) -> None:
+        if status != 0:
+            raise RuntimeError(f"{what} failed with CUDA error {status}")
+
+    def malloc(self, nbytes: int) -> int:
+        pointer = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(pointer), ctypes.c_size_t(nbytes)), "cudaMalloc")
+        return pointer.value
+
+    def copy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
+        self._check(self.lib.cudaMemcpy(ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), kind), "cudaMemcpy")
+
+    def synchronize(self) -> None:
+        self._check(self.lib.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+
+class Engine:
+    """A deserialized engine with its device buffers; the tensor-name API of TensorRT 8.5 and newer."""
+
+    def __init__(self, path: Path):
+        import tensorrt as trt
+
+        self.trt = trt
+        logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{path} cannot be deserialized by TensorRT {trt.__version__} on this device")
+        self.context = self.engine.create_execution_context()
+        self.cuda = _Cuda()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.buffers: dict[str, tuple[int, int]] = {}
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        if name not in self.buffers or self.buffers[name][1] < nbytes:
+            self.buffers[name] = (self.cuda.malloc(nbytes), nbytes)
+        return self.buffers[name][0]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.context.set_input_shape(self.input, batch.shape)
+        out_shape = tuple(self.context.get_tensor_shape(self.output))
+        logits = np.empty(out_shape, np.float32)
+        d_in, d_out = self._buffer(self.input, batch.nbytes), self._buffer(self.output, logits.nbytes)
+        self.cuda.copy(d_in, batch.ctypes.data, batch.nbytes, _H2D)
+        self.context.set_tensor_address(self.input, d_in)
+        self.context.set_tensor_address(self.output, d_out)
+        if not self.context.execute_async_v3(self.cuda.stream.value or 0):
+            raise RuntimeError("TensorRT execution failed")
+        self.cuda.synchronize()
+        self.cuda.copy(logits.ctypes.data, d_out, logits.nbytes, _D2H)
+        return logits
+
+
+def load_engine(dla_core: int | None = None) -> Engine:
+    import tensorrt as trt
+
+    config = build_engine.load_config()
+    path = build_engine.engine_path(trt.__version__, config, dla_core)
+    if not path.is_file():
+        path = build_engine.build(dla_core)
+    try:
+        return Engine(path)
+    except ValueError as exc:
+        print(f"run.py: {exc}; rebuilding", file=sys.stderr)
+        return Engine(build_engine.build(dla_core, force=True))
+
+
+def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tuple[np.ndarray, np.ndarray | None]:
+    if npy:
+        array = np.load(npy, allow_pickle=False)
+        return (pre.normalize_uint8(array) if array.dtype == np.uint8 else array.astype(np.float32)), None
+    folder = Path(images)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+    if not files:
+        raise SystemExit(f"run.py: no images in {folder}")
+    labels = None
+    if all(p.parent != folder for p in files) and pre.class_names and all(p.parent.name in pre.class_names for p in files):
+        labels = np.array([pre.class_names.index(p.parent.name) for p in files])
+    return np.stack([pre.load_image(p) for p in files]), labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a folder of images (one sub-folder per class gives accuracy)")
+    source.add_argument("--npy", help="uint8 pixels [N,H,W(,C)] or preprocessed float32 [N,C,H,W]")
+    parser.add_argument("--dla", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    config = build_engine.load_config()
+    pre = Preprocessing.from_dict(config["preprocessing"])
+    inputs, labels = load_inputs(args.images, args.npy, pre)
+    engine = load_engine(args.dla)
+    batch = config["input_shape"][0]
+    for _ in range(args.warmup):
+        engine.infer(inputs[:batch])
+    latencies, logits = [], []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start : start + batch]
+        rows = len(chunk)
+        if rows < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - rows, axis=0)])
+        began = time.perf_counter()
+        logits.append(engine.infer(chunk)[:rows])
+        latencies.append((time.perf_counter() - began) * 1000)
+    predictions = np.concatenate(logits).argmax(1)
+    result = {
+        "images": len(inputs),
+        "latency_ms": {p: float(np.percentile(latencies, int(p[1:]))) for p in ("p50", "p90", "p99")},
+        "predictions": [pre.class_names[i] if i < len(pre.class_names) else int(i) for i in predictions.tolist()],
+    }
+    if labels is not None:
+        result["top1"] = float(np.mean(predictions == labels) * 100)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for i, name in enumerate(result["predictions"][:20]):
+        print(f"{i}: {name}")
+    lat = result["latency_ms"]
+    print(f"{len(inputs)} inputs, batch {batch}: latency p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms")
+    if "top1" in result:
+        print(f"top-1 {result['top1']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
