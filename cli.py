@@ -235,12 +235,13 @@ def verify_command(artifact, as_json):
 @click.argument("artifact", type=click.Path())
 @click.option("--input", "input_spec", required=True, help="Images: a file folder, .npy/.npz, an IDX file, or 'fashion-mnist:test'.")
 @click.option("--limit", type=int, default=None, help="Run on at most this many inputs.")
+@click.option("--emulate", is_flag=True, help="Run an aarch64 TVM artifact under qemu-user (builds a cached runtime folder once).")
 @json_option
-def run_command(artifact, input_spec, limit, as_json):
+def run_command(artifact, input_spec, limit, emulate, as_json):
     """Run an artifact on this machine where it can run, after verifying it."""
     import edgeresnet
 
-    result = edgeresnet.run_artifact(artifact, input_spec, limit=limit)
+    result = edgeresnet.run_artifact(artifact, input_spec, limit=limit, emulate=emulate)
 
     def human(r):
         for p in r["predictions"][:20]:
@@ -276,14 +277,37 @@ def inspect_command(onnx_model, trt_versions, as_json):
         sys.exit(1)
 
 
+@cli.command(name="bench")
+@click.argument("artifact", type=click.Path())
+@click.option("--runs", type=int, default=50, show_default=True)
+@json_option
+def bench_command(artifact, runs, as_json):
+    """Latency of an artifact on this machine (e.g. on the board), against its FP32 model in ONNX Runtime."""
+    import edgeresnet
+
+    result = edgeresnet.bench_artifact(artifact, runs=runs)
+
+    def human(r):
+        for key in ("int8", "fp32"):
+            click.echo(f"{key.upper()}: p50 {r[key]['p50_ms']:.3f} ms, p90 {r[key]['p90_ms']:.3f} ms  [{r[key]['runtime']}]")
+        click.echo(f"INT8 speed-up over FP32: {r['int8_speedup']:.2f}x on {r['machine']}, batch {r['batch']}")
+        for warning in r["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
+    _emit(result, as_json, human)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:] or os.environ.get("EDGERESNET_DEBUG") == "1"
     try:
         cli.main(standalone_mode=False, prog_name="edgeresnet")
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in exc.ctx.command_path else ""
+        click.echo(f"edgeresnet: error: {exc.format_message()} (see 'edgeresnet{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"edgeresnet: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("edgeresnet: aborted", err=True)

@@ -27,6 +27,7 @@ _API = {
     "evaluate_onnx": ("edgeresnet.steps", "evaluate_onnx"),
     "verify": ("edgeresnet.artifact", "verify"),
     "run_artifact": ("edgeresnet.deploy", "run_artifact"),
+    "bench_artifact": ("edgeresnet.deploy", "bench_artifact"),
     "check_tensorrt": ("edgeresnet.targets.tensorrt_rules", "check_file"),
 }
 

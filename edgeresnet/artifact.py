@@ -7,16 +7,20 @@ hash covers, so two builds from the same inputs list identical file hashes.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
 import json
 import os
 import platform
 import tarfile
+import tempfile
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
 
 from edgeresnet import __version__
+from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.models.checkpoint import sha256_file
 
@@ -71,11 +75,29 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(folder: str | Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def opened(artifact: str | Path) -> Iterator[Path]:
+    """The artifact folder itself, or a .tar.gz of one unpacked (safely) into a temporary folder."""
+    artifact = Path(artifact)
+    if artifact.is_file() and artifact.name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tempfile.TemporaryDirectory(prefix="edgeresnet-artifact-") as tmp:
+            unpacked = safe_extract(artifact, Path(tmp) / "unpacked")
+            folders = [p for p in unpacked.iterdir() if p.is_dir()]
+            yield folders[0] if len(folders) == 1 and not (unpacked / MANIFEST).exists() else unpacked
+        return
+    yield artifact
+
+
+def verify(artifact: str | Path) -> dict[str, Any]:
     """Check the manifest, every file's hash, and that the files are what its target ships."""
+    with opened(artifact) as folder:
+        result = verify_folder(folder)
+    return {**result, "artifact": str(artifact)}
+
+
+def verify_folder(folder: Path) -> dict[str, Any]:
     from edgeresnet.targets import get_target
 
-    folder = Path(folder)
     manifest = read_manifest(folder)
     for name, expected in manifest["files"].items():
         path = folder / name
@@ -86,8 +108,8 @@ def verify(folder: str | Path) -> dict[str, Any]:
         if sha256_file(path) != expected:
             raise CheckFailed(f"{name}: sha256 does not match the manifest (file changed after the build)")
     listed = set(manifest["files"]) | {MANIFEST}
-    extra = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file()) 
-    unlisted = [name for name in extra if name not in listed]
+    present = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
+    unlisted = [name for name in present if name not in listed]
     if unlisted:
         raise CheckFailed(f"{unlisted[0]}: not listed in the manifest")
     target = get_target(manifest["target"]["name"])
@@ -107,10 +129,6 @@ def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 def pack(folder: Path, archive: Path) -> None:
     """A reproducible .tar.gz of the artifact (sorted names, zeroed times and owners)."""
-    import gzip
-
-    from edgeresnet.atomic import write_bytes_atomically
-
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(folder.rglob("*")):
@@ -135,8 +153,6 @@ def safe_extract(archive: str | Path, destination: str | Path) -> Path:
                         raise InputError(f"{archive}: refused, link {member.name!r} points outside the folder")
                 if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                     raise InputError(f"{archive}: refused, entry {member.name!r} is a device or special file")
-            from edgeresnet.atomic import atomic_directory
-
             with atomic_directory(destination) as staging:
                 tar.extractall(staging, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:

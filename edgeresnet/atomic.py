@@ -18,7 +18,7 @@ from edgeresnet.errors import InputError
 
 
 def _explain(exc: OSError, path: Path) -> InputError:
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return InputError(f"{path}: no space left on the device; nothing was written")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return InputError(f"{path}: not writable ({exc.strerror}); nothing was written")

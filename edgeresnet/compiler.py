@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,7 +23,8 @@ from edgeresnet import DEFAULT_MODEL
 from edgeresnet.artifact import pack, toolchain_versions, write_manifest
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.errors import InputError
-from edgeresnet.evaluate import Evaluation, compare, evaluate
+from edgeresnet.calibration import Dataset, sample_indices
+from edgeresnet.evaluate import Evaluation, accuracy, compare, evaluate
 from edgeresnet.export import export_onnx_model
 from edgeresnet.models import LoadedModel, load_model
 from edgeresnet.quantize import CalibrationMethod, QuantizeConfig, quantize
@@ -69,8 +70,9 @@ class CompileOptions:
         return Path(self.out) if self.out else Path("build") / f"{self.model}-{self.target}"
 
 
-def _backend(profile: TargetProfile) -> Callable[[BuildContext], TargetBuild]:
-    return importlib.import_module(f"edgeresnet.targets.{BACKEND_MODULES[profile.backend]}").build
+def _backend(profile: TargetProfile):
+    """The target's backend module: preflight(profile) and build(context)."""
+    return importlib.import_module(f"edgeresnet.targets.{BACKEND_MODULES[profile.backend]}")
 
 
 def _log(progress: bool, message: str) -> None:
@@ -103,10 +105,11 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     destination = options.output_folder()
     if destination.exists() and not options.force:
         raise InputError(f"{destination} already exists; pass --force to replace it")
+    backend = _backend(profile)
+    backend.preflight(profile)
     loaded = load_model(options.model, options.weights)
     calibration = resolve_data(options.calib, BUILTIN_CALIBRATION, loaded, "calib", options.calib_samples, options.seed)
     evaluation = resolve_data(options.eval, BUILTIN_EVALUATION, loaded, "eval", options.eval_samples, options.seed)
-    backend = _backend(profile)
     t = lap("load", started)
 
     fp32_model = export_onnx_model(loaded, batch=options.batch)
@@ -122,35 +125,34 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     t = lap("sensitivity", t)
 
     with atomic_directory(destination, force=options.force) as staging:
-        def build_and_measure(candidate: onnx.ModelProto) -> tuple[TargetBuild, Evaluation]:
-            built = backend(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
-            return built, evaluate(built.runner, evaluation, f"INT8 on {profile.name}", options.progress)
+        def build_and_measure(candidate: onnx.ModelProto) -> Measured:
+            built = backend.build(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
+            return _measure(built, profile, evaluation, fp32_eval, options.seed, options.progress)
 
-        build, int8_eval = build_and_measure(int8_model)
-        drop = _drop(fp32_eval, int8_eval)
+        measured = build_and_measure(int8_model)
         t = lap("build_and_validate", t)
         steps = []
-        if options.max_drop is not None and drop > options.max_drop:
-            _log(options.progress, f"drop {drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
-            last: dict[str, Any] = {}
+        if options.max_drop is not None and measured.drop > options.max_drop:
+            _log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
+            last: dict[str, Measured] = {}
 
             def measure(candidate: onnx.ModelProto) -> float:
-                last["build"], last["eval"] = build_and_measure(candidate)
-                return _drop(fp32_eval, last["eval"])
+                last["measured"] = build_and_measure(candidate)
+                return last["measured"].drop
 
-            int8_model, steps, drop = fall_back_until(int8_model, sensitivity, drop, options.max_drop, measure)
+            int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure)
             if steps:
-                build, int8_eval = last["build"], last["eval"]
+                measured = last["measured"]
             t = lap("fallback", t)
 
         write_bytes_atomically(staging / "model.fp32.onnx", fp32_model.SerializeToString())
-        report = _report(options, profile, loaded, calibration, evaluation, fp32_eval, int8_eval, build, sensitivity, steps, drop)
+        report = _report(options, profile, loaded, calibration, evaluation, measured, sensitivity, steps)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        fp32_conf = fp32_eval.accuracy.confusion if fp32_eval.accuracy else None
-        int8_conf = int8_eval.accuracy.confusion if int8_eval.accuracy else None
+        fp32_conf = measured.fp32.accuracy.confusion if measured.fp32.accuracy else None
+        int8_conf = measured.int8.accuracy.confusion if measured.int8.accuracy else None
         (staging / "report.html").write_text(render_html(report, fp32_conf, int8_conf))
         lap("report", t)
-        manifest = write_manifest(staging, _manifest_content(options, profile, loaded, calibration, report, build), {
+        manifest = write_manifest(staging, _manifest_content(options, profile, loaded, calibration, report, measured.build), {
             "created_unix": int(time.time()), "seconds": round(time.time() - started, 2), "stages": timings,
         })
     archive = None
@@ -167,9 +169,46 @@ def _drop(fp32: Evaluation, int8: Evaluation) -> float:
     return round(fp32.accuracy.top1 - int8.accuracy.top1, 4)
 
 
-def _report(options, profile, loaded, calibration, evaluation, fp32_eval, int8_eval, build, sensitivity, steps, drop) -> dict:
-    drift = compare(fp32_eval.logits, int8_eval.logits)
+@dataclass
+class Measured:
+    """A target build and what its files scored against FP32 on the same images."""
+
+    build: TargetBuild
+    fp32: Evaluation  # the FP32 reference on exactly the images `int8` saw
+    int8: Evaluation
+    drop: float
+    references: list[dict[str, Any]]  # other runners, on the whole evaluation set
+
+
+def _subset(data: Dataset, limit: int | None, seed: int) -> tuple[Dataset, np.ndarray]:
+    index = sample_indices(len(data), limit, seed)
+    labels = None if data.labels is None else data.labels[index]
+    return Dataset(data.images[index], labels, f"{data.source} (sample of {len(index)})" if len(index) < len(data) else data.source), index
+
+
+def _fp32_on(fp32: Evaluation, data: Dataset, index: np.ndarray) -> Evaluation:
+    if len(index) == fp32.samples:
+        return fp32
+    logits = fp32.logits[index]
+    return Evaluation(fp32.runner, len(index), logits, accuracy(logits, data.labels) if data.labels is not None else None)
+
+
+def _measure(built: TargetBuild, profile, evaluation: Dataset, fp32: Evaluation, seed: int, progress: bool) -> Measured:
+    data, index = _subset(evaluation, built.sample_limit, seed)
+    fp32_same = _fp32_on(fp32, data, index)
+    int8 = evaluate(built.runner, data, f"INT8 on {profile.name}", progress)
+    references = []
+    for runner in built.reference_runners:
+        result = evaluate(runner, evaluation, runner.runtime, progress)
+        references.append({**result.to_dict(), "drop_pts": _drop(fp32, result),
+                           "agreement": compare(fp32.logits, result.logits).agreement})
+    return Measured(built, fp32_same, int8, _drop(fp32_same, int8), references)
+
+
+def _report(options, profile, loaded, calibration, evaluation, measured: Measured, sensitivity, steps) -> dict:
+    drift = compare(measured.fp32.logits, measured.int8.logits)
     fallback_layers = [s.layer for s in steps]
+    build = measured.build
     return {
         "schema": REPORT_SCHEMA,
         "model": loaded.name,
@@ -180,17 +219,17 @@ def _report(options, profile, loaded, calibration, evaluation, fp32_eval, int8_e
         "calibration": calibration.describe(),
         "evaluation": evaluation.describe(),
         "class_names": list(loaded.preprocessing.class_names),
-        "fp32": fp32_eval.to_dict(),
-        "int8": int8_eval.to_dict(),
-        "drop_pts": drop,
+        "fp32": measured.fp32.to_dict(),
+        "int8": measured.int8.to_dict(),
+        "drop_pts": measured.drop,
         "agreement": drift.agreement,
         "drift": drift.to_dict(),
-        "gate": {"max_drop": options.max_drop, "passed": options.max_drop is None or drop <= options.max_drop},
+        "gate": {"max_drop": options.max_drop, "passed": options.max_drop is None or measured.drop <= options.max_drop},
         "fallback_layers": fallback_layers,
         "fallback_steps": [s.to_dict() for s in steps],
         "sensitivity": [s.to_dict() for s in sensitivity],
         "target_details": build.details,
-        "extra_measurements": build.extra_measurements.get("runs", []),
+        "extra_measurements": measured.references,
         "not_measured": build.not_measured,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -9,37 +10,49 @@ from typing import Any
 
 import numpy as np
 
-from edgeresnet.artifact import read_manifest, verify
+from edgeresnet.artifact import opened, read_manifest, verify_folder
 from edgeresnet.calibration import open_dataset
-from edgeresnet.errors import CheckFailed
+from edgeresnet.errors import InputError
 from edgeresnet.evaluate import accuracy, collect_logits
 from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
 from edgeresnet.targets import get_target
 
 
-def artifact_runner(folder: Path, manifest: dict[str, Any], **runtime_options) -> Runner:
+def artifact_runner(folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
     """A runner for the artifact's own files, or a clear refusal when this machine cannot run them."""
     target = get_target(manifest["target"]["name"])
+    here = platform.machine()
     if target.backend == "onnxruntime":
         return OnnxRuntimeRunner(folder / manifest["target"]["files"][0], label="Q/DQ INT8")
-    raise CheckFailed(
+    if target.backend == "tvm":
+        from edgeresnet.targets import aarch64_emulation
+        from edgeresnet.targets.tvm_cpu import LIBRARY, QemuRunner, TvmHostRunner
+
+        batch = manifest["input"]["batch"]
+        if target.arch == here:
+            return TvmHostRunner(folder / LIBRARY, batch, os.cpu_count() or 1, f"{target.name} artifact")
+        if target.arch == "aarch64" and emulate:
+            runtime = aarch64_emulation.build_runtime()
+            return QemuRunner(folder, runtime, target.details["qemu_cpu"], batch, os.cpu_count() or 1)
+    hint = " (pass --emulate to run it under qemu)" if target.backend == "tvm" and target.arch == "aarch64" else ""
+    raise InputError(
         f"artifact {folder} is built for target {target.name} ({target.arch}, {target.backend}); "
-        f"this machine ({platform.machine()}) cannot run it"
+        f"this machine ({here}) cannot run it{hint}"
     )
 
 
-def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, **runtime_options) -> dict[str, Any]:
+def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, emulate: bool = False) -> dict[str, Any]:
     """Verify the artifact, run it on images/.npy/.npz/IDX input, and return predictions and latency."""
-    folder = Path(folder)
-    verify(folder)
-    manifest = read_manifest(folder)
-    preprocessing = Preprocessing.from_dict(manifest["input"])
-    runner = artifact_runner(folder, manifest, **runtime_options)
-    data = open_dataset(input_spec, preprocessing, limit=limit)
-    started = time.perf_counter()
-    logits = collect_logits(runner, data.images, progress=False)
-    seconds = time.perf_counter() - started
+    with opened(folder) as unpacked:
+        verify_folder(unpacked)
+        manifest = read_manifest(unpacked)
+        preprocessing = Preprocessing.from_dict(manifest["input"])
+        runner = artifact_runner(unpacked, manifest, emulate)
+        data = open_dataset(input_spec, preprocessing, limit=limit)
+        started = time.perf_counter()
+        logits = collect_logits(runner, data.images, progress=False)
+        seconds = time.perf_counter() - started
     names = preprocessing.class_names
     predictions = [int(i) for i in logits.argmax(1)]
     result = {
@@ -53,7 +66,7 @@ def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, 
 
 
 def latency(runner: Runner, sample: np.ndarray, warmup: int = 5, runs: int = 50) -> dict[str, float]:
-    batch = sample[: runner.static_batch or 1]
+    batch = np.ascontiguousarray(sample[: runner.static_batch or 1])
     for _ in range(warmup):
         runner.infer(batch)
     times = []
@@ -61,4 +74,25 @@ def latency(runner: Runner, sample: np.ndarray, warmup: int = 5, runs: int = 50)
         started = time.perf_counter()
         runner.infer(batch)
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p90_ms": float(np.percentile(times, 90)), "runs": runs}
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3), "runs": runs}
+
+
+def bench_artifact(folder: str | Path, runs: int = 50) -> dict[str, Any]:
+    """INT8 artifact latency against its own FP32 model in ONNX Runtime, on this machine (batch as built)."""
+    with opened(folder) as unpacked:
+        verify_folder(unpacked)
+        manifest = read_manifest(unpacked)
+        runner = artifact_runner(unpacked, manifest)
+        baseline = OnnxRuntimeRunner(unpacked / "model.fp32.onnx", label="FP32")
+        shape = [manifest["input"]["batch"], *Preprocessing.from_dict(manifest["input"]).input_shape]
+        sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        int8, fp32 = latency(runner, sample, runs=runs), latency(baseline, sample, runs=runs)
+    speedup = fp32["p50_ms"] / int8["p50_ms"] if int8["p50_ms"] else float("inf")
+    result = {"artifact": str(folder), "machine": platform.machine(), "batch": shape[0],
+              "int8": {"runtime": runner.runtime, **int8}, "fp32": {"runtime": baseline.runtime, **fp32},
+              "int8_speedup": round(speedup, 3), "warnings": []}
+    if speedup <= 1.0:
+        result["warnings"].append(
+            "INT8 is not faster than FP32 here: expected on cores without int8 dot products "
+            "(x86 without VNNI, Cortex-A72/A53 without sdot)")
+    return result

@@ -91,13 +91,13 @@ PROFILES: dict[str, QuantProfile] = {
         QuantProfile(
             name="tvm",
             description="symmetric int8 Q/DQ that the TVM integer lowering rewrites into int8 x int8 -> int32 compute",
-            op_types=("Conv", "Gemm", "Add"),
+            op_types=("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Relu"),
             activation_signed=True,
             activation_symmetric=True,
             quantize_bias=False,
             float_weights_with_qdq=False,
             dedicated_qdq_per_consumer=False,
-            unquantized_outputs_of=(),
+            unquantized_outputs_of=("Gemm",),  # float logits
             residual_aware=False,
             per_channel_axis={"Conv": 0},
         ),

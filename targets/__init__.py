@@ -27,7 +27,7 @@ class TargetProfile:
 
 
 # backend name -> the module beside this file that builds it
-BACKEND_MODULES = {"onnxruntime": "ort_cpu", "tensorrt": "jetson"}
+BACKEND_MODULES = {"onnxruntime": "ort_cpu", "tensorrt": "jetson", "tvm": "tvm_cpu"}
 
 _REGISTRY: dict[str, TargetProfile] = {}
 _ALIASES: dict[str, str] = {}
@@ -70,4 +70,4 @@ register(TargetProfile(
 
 
 # Each backend module registers its own profiles when imported.
-from . import jetson  # noqa: E402,F401
+from . import jetson, tvm_cpu  # noqa: E402,F401

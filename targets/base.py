@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,8 +31,22 @@ class TargetBuild:
     runner: Runner  # runs the files that ship, for validation on this machine
     details: dict[str, Any] = field(default_factory=dict)  # backend facts for the report and manifest
     not_measured: list[str] = field(default_factory=list)  # plain statements of what could not be run here
-    extra_measurements: dict[str, Any] = field(default_factory=dict)
+    # `runner` evaluates this many evaluation images (a deterministic sample) when set, e.g. under emulation.
+    sample_limit: int | None = None
+    # Other runners measured on the whole evaluation set, reported beside the main measurement.
+    reference_runners: list[Runner] = field(default_factory=list)
 
 
 class Backend(Protocol):
     def build(self, context: BuildContext) -> TargetBuild: ...
+
+
+# Shipped beside every device runner: edgeresnet's own preprocessing (so the device
+# preprocesses exactly as we calibrated and evaluated) and the shared input/timing code.
+DEVICE_SUPPORT_FILES = ("preprocessing.py", "device_io.py")
+
+
+def copy_device_support(folder: Path) -> None:
+    (folder / "preprocessing.py").write_text(resources.files("edgeresnet").joinpath("preprocessing.py").read_text())
+    templates = resources.files("edgeresnet.targets") / "templates" / "common"
+    (folder / "device_io.py").write_text(templates.joinpath("device_io.py").read_text())

@@ -29,12 +29,11 @@ from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
 
 from . import TargetProfile, register
-from .base import BuildContext, TargetBuild
+from .base import DEVICE_SUPPORT_FILES, BuildContext, TargetBuild, copy_device_support
 from .tensorrt_rules import check_model
 
 MODEL_FILE = "model.onnx"
 BUNDLE_FILES = ("build_engine.sh", "build_engine.py", "run.py", "README.md")  # from templates/jetson
-PREPROCESSING_FILE = "preprocessing.py"  # edgeresnet's own, so the device preprocesses with the same code
 NOT_MEASURED = "TensorRT numerics not measured: no TensorRT here. INT8 accuracy is the same Q/DQ file run in ONNX Runtime"
 
 # JetPack -> TensorRT, as NVIDIA ships them.
@@ -166,6 +165,10 @@ def _local_tensorrt_runner(folder: Path) -> Runner | None:
         return None
 
 
+def preflight(profile: TargetProfile) -> None:
+    """Nothing to check: the build needs only what edgeresnet itself installs."""
+
+
 def build(context: BuildContext) -> TargetBuild:
     folder = context.folder
     model_bytes = context.int8_model.SerializeToString()
@@ -185,7 +188,7 @@ def build(context: BuildContext) -> TargetBuild:
         target.write_text(templates.joinpath(name).read_text())
         if name.endswith((".sh", ".py")):
             target.chmod(0o755)
-    (folder / PREPROCESSING_FILE).write_text(resources.files("edgeresnet").joinpath("preprocessing.py").read_text())
+    copy_device_support(folder)
     scales = activation_scales(context.int8_model)
     cache_files = []
     (folder / "calibration").mkdir(exist_ok=True)
@@ -195,7 +198,7 @@ def build(context: BuildContext) -> TargetBuild:
         name = f"calibration/TRT-{cache_version_tag(version)}.cache"
         (folder / name).write_text(write_calibration_cache(scales, version))
         cache_files.append(name)
-    files = [MODEL_FILE, "bundle.json", "bundle.env", *BUNDLE_FILES, PREPROCESSING_FILE, *cache_files]
+    files = [MODEL_FILE, "bundle.json", "bundle.env", *BUNDLE_FILES, *DEVICE_SUPPORT_FILES, *cache_files]
     runner = _local_tensorrt_runner(folder)
     not_measured = ["engine build, fusion and latency on the Jetson itself: run build_engine.sh and run.py on the device"]
     if runner is None:

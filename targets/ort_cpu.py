@@ -5,9 +5,14 @@ from __future__ import annotations
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.runners import OnnxRuntimeRunner
 
+from . import TargetProfile
 from .base import BuildContext, TargetBuild
 
 MODEL_FILE = "model.int8.onnx"
+
+
+def preflight(profile: TargetProfile) -> None:
+    """Nothing to check: the build needs only what edgeresnet itself installs."""
 
 
 def build(context: BuildContext) -> TargetBuild:

@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
 
@@ -47,7 +49,11 @@ class ModelEntry:
     weights: Weights | None = None
 
     def build(self) -> ResNet:
-        return build_resnet(self.arch, self.num_classes, self.in_channels)
+        # A fixed seed: an architecture without weights is the same network every
+        # time, so builds from it are reproducible (and its weights are replaced anyway).
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return build_resnet(self.arch, self.num_classes, self.in_channels)
 
 
 def _zoo() -> dict[str, ModelEntry]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import build_engine  # noqa: E402
+from device_io import add_input_arguments, run_and_report  # noqa: E402
 from preprocessing import Preprocessing  # noqa: E402
 
 _H2D, _D2H = 1, 2
@@ -49,6 +48,8 @@ class _Cuda:
     def malloc(self, nbytes: int) -> int:
         pointer = ctypes.c_void_p()
         self._check(self.lib.cudaMalloc(ctypes.byref(pointer), ctypes.c_size_t(nbytes)), "cudaMalloc")
+        if not pointer.value:
+            raise RuntimeError("cudaMalloc returned a null pointer")
         return pointer.value
 
     def copy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
@@ -111,63 +112,15 @@ def load_engine(dla_core: int | None = None) -> Engine:
         return Engine(build_engine.build(dla_core, force=True))
 
 
-def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tuple[np.ndarray, np.ndarray | None]:
-    if npy:
-        array = np.load(npy, allow_pickle=False)
-        return (pre.normalize_uint8(array) if array.dtype == np.uint8 else array.astype(np.float32)), None
-    folder = Path(images)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
-    if not files:
-        raise SystemExit(f"run.py: no images in {folder}")
-    labels = None
-    if all(p.parent != folder for p in files) and pre.class_names and all(p.parent.name in pre.class_names for p in files):
-        labels = np.array([pre.class_names.index(p.parent.name) for p in files])
-    return np.stack([pre.load_image(p) for p in files]), labels
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="a folder of images (one sub-folder per class gives accuracy)")
-    source.add_argument("--npy", help="uint8 pixels [N,H,W(,C)] or preprocessed float32 [N,C,H,W]")
+    add_input_arguments(parser)
     parser.add_argument("--dla", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     config = build_engine.load_config()
-    pre = Preprocessing.from_dict(config["preprocessing"])
-    inputs, labels = load_inputs(args.images, args.npy, pre)
     engine = load_engine(args.dla)
-    batch = config["input_shape"][0]
-    for _ in range(args.warmup):
-        engine.infer(inputs[:batch])
-    latencies, logits = [], []
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start : start + batch]
-        rows = len(chunk)
-        if rows < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - rows, axis=0)])
-        began = time.perf_counter()
-        logits.append(engine.infer(chunk)[:rows])
-        latencies.append((time.perf_counter() - began) * 1000)
-    predictions = np.concatenate(logits).argmax(1)
-    result = {
-        "images": len(inputs),
-        "latency_ms": {p: float(np.percentile(latencies, int(p[1:]))) for p in ("p50", "p90", "p99")},
-        "predictions": [pre.class_names[i] if i < len(pre.class_names) else int(i) for i in predictions.tolist()],
-    }
-    if labels is not None:
-        result["top1"] = float(np.mean(predictions == labels) * 100)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    for i, name in enumerate(result["predictions"][:20]):
-        print(f"{i}: {name}")
-    lat = result["latency_ms"]
-    print(f"{len(inputs)} inputs, batch {batch}: latency p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms")
-    if "top1" in result:
-        print(f"top-1 {result['top1']:.2f}%")
+    run_and_report(args, engine.infer, config["input_shape"][0], Preprocessing.from_dict(config["preprocessing"]))
 
 
 if __name__ == "__main__":

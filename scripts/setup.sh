@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up edgeresnet on a fresh Debian 12 machine: system packages, a virtual
+# environment in .venv, and the package itself (editable). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  dataset-fashion-mnist            # the built-in calibration/evaluation data (IDX files)
+  g++-aarch64-linux-gnu            # cross-links aarch64 shared libraries (ARM targets)
+  binutils-aarch64-linux-gnu       # aarch64 objdump: proves sdot kernels
+  qemu-user                        # runs aarch64 artifacts here, under emulation
+  shellcheck                       # checks the Jetson bundle's shell script
+)
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build that lies on this machine's disk.
+.venv/bin/python -m pip install -q -e .
+echo "edgeresnet is installed: .venv/bin/edgeresnet"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what the tests need on top of scripts/setup.sh, then run the whole suite.
+# Extra arguments go to pytest (e.g. -m "not slow" for the fast subset).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# Headless Chromium opens report.html in the tests.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (report.html is checked in a headless browser)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+.venv/bin/python -m pip install -q -e ".[test]"
+
+# TensorRT's published type stubs, to check the Jetson scripts' API names. Unpacked
+# beside the project, not installed: installed, they shadow `import tensorrt`.
+STUBS=.cache/tensorrt-stubs
+if [ ! -f "$STUBS/tensorrt_bindings/tensorrt.pyi" ]; then
+  mkdir -p .cache/wheels "$STUBS"
+  .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d .cache/wheels "tensorrt-stubs==10.13.0.35.1"
+  .venv/bin/python -m zipfile -e .cache/wheels/tensorrt_stubs-10.13.0.35.1-py3-none-any.whl "$STUBS/unpacked"
+  mv "$STUBS/unpacked/tensorrt" "$STUBS/unpacked/tensorrt_bindings" "$STUBS/"
+  rm -rf "$STUBS/unpacked"
+fi
+
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,81 @@
+"""Inputs, the timed loop and the printout that every edgeresnet device runner shares.
+
+Shipped beside run.py in each artifact; needs numpy (and Pillow for images).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from preprocessing import Preprocessing
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def add_input_arguments(parser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a folder of images (one sub-folder per class gives top-1 accuracy)")
+    source.add_argument("--npy", help="uint8 pixels [N,H,W(,C)] or preprocessed float32 [N,C,H,W]")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--logits-out", help="save all logits to this .npy")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tuple[np.ndarray, np.ndarray | None]:
+    if npy:
+        array = np.load(npy, allow_pickle=False)
+        return (pre.normalize_uint8(array) if array.dtype == np.uint8 else array.astype(np.float32)), None
+    if images is None:
+        raise SystemExit("run.py: pass --images or --npy")
+    folder = Path(images)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"run.py: no images in {folder}")
+    labels = None
+    if all(p.parent != folder for p in files) and pre.class_names and all(p.parent.name in pre.class_names for p in files):
+        labels = np.array([pre.class_names.index(p.parent.name) for p in files])
+    return np.stack([pre.load_image(p) for p in files]), labels
+
+
+def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, pre: Preprocessing) -> None:
+    """Time `infer` batch by batch over the inputs, then print (or save) predictions, top-1 and latency."""
+    inputs, labels = load_inputs(args.images, args.npy, pre)
+    for _ in range(args.warmup):
+        infer(np.ascontiguousarray(inputs[:batch]))
+    latencies, logits = [], []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start : start + batch]
+        rows = len(chunk)
+        if rows < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - rows, axis=0)])
+        began = time.perf_counter()
+        logits.append(infer(np.ascontiguousarray(chunk, dtype=np.float32))[:rows])
+        latencies.append((time.perf_counter() - began) * 1000)
+    all_logits = np.concatenate(logits)
+    if args.logits_out:
+        np.save(args.logits_out, all_logits)
+    predictions = all_logits.argmax(1)
+    result: dict[str, Any] = {
+        "images": len(inputs),
+        "latency_ms": {p: float(np.percentile(latencies, int(p[1:]))) for p in ("p50", "p90", "p99")},
+        "predictions": [pre.class_names[i] if i < len(pre.class_names) else int(i) for i in predictions.tolist()],
+    }
+    if labels is not None:
+        result["top1"] = float(np.mean(predictions == labels) * 100)
+    if args.quiet:
+        return
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for i, name in enumerate(result["predictions"][:20]):
+        print(f"{i}: {name}")
+    lat = result["latency_ms"]
+    print(f"{len(inputs)} inputs, batch {batch}: latency p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms")
+    if "top1" in result:
+        print(f"top-1 {result['top1']:.2f}%")

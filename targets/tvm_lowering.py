@@ -1,0 +1,209 @@
+"""Q/DQ ONNX -> integer Relax: int8 x int8 -> int32 compute with int8 activations between layers.
+
+TVM 0.27's ONNX importer turns Q/DQ into float arithmetic around float
+convolutions (fake quantization at FP32 speed). These rewrites, written with
+Relax's pattern language, replace each quantized chain by integer compute:
+
+  quantize(conv2d(dq(x), dq(w)) + b)   -> requant(conv2d(x, w, out_dtype=int32) + round(b / (sx*sw)))
+  quantize(relu|max_pool(dq(x)))       -> relu|max_pool on int8 (monotonic; requant if scales differ)
+  quantize(dq(a) + dq(b))              -> requant(a * sa/so + b * sb/so)
+  quantize(reshape(mean(dq(x))))       -> requant(sum_int32(x) * sx/(N*so)), reshaped
+  matmul(dq(x), dq(w)^T) + b           -> float(matmul(x, w^T, out_dtype=int32)) * sx*sw + b   (the logits)
+
+Requantization uses a float32 multiplier (per output channel for per-channel
+weights), then round, clip to [-128, 127] and cast: simple to verify against the
+exact Q/DQ reference, and on ARM the vector float multiply costs little next to
+the int8 dot products. All zero points must be 0 (symmetric scheme).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+from edgeresnet.errors import InputError
+
+
+def _value(constant) -> np.ndarray:
+    """The numpy value of a Relax constant (the ONNX importer's GenericConst or relax.Constant)."""
+    holder = getattr(constant, "value", None)
+    return (holder if holder is not None else constant.data).numpy()
+
+
+def _const(array, dtype: str) -> relax.Constant:
+    return relax.const(np.ascontiguousarray(np.asarray(array).astype(dtype)), dtype)
+
+
+def _requantize(value: relax.Expr, multiplier) -> relax.Expr:
+    """int32 (or float) -> int8: value * multiplier, rounded half to even, clipped."""
+    scaled = relax.op.multiply(relax.op.astype(value, "float32"), _const(multiplier, "float32"))
+    return relax.op.astype(relax.op.clip(relax.op.round(scaled), -128, 127), "int8")
+
+
+def _dequantize_pattern():
+    data, scale, zero = wildcard(), is_const(), is_const()
+    return is_op("relax.dequantize")(data, scale, zero), data, scale, zero
+
+
+def _check_symmetric(*zeros) -> None:
+    for zero in zeros:
+        if np.any(_value(zero) != 0):
+            raise InputError("the TVM integer path needs symmetric Q/DQ (all zero points 0); quantize with the 'tvm' profile")
+
+
+def _channel_shape(scale: np.ndarray, rank: int) -> np.ndarray:
+    return scale.reshape((1, -1) + (1,) * (rank - 2)) if scale.size > 1 else scale.reshape(())
+
+
+@dataclass
+class LoweringStats:
+    conv: int = 0
+    elementwise: int = 0
+    add: int = 0
+    pool: int = 0
+    dense: int = 0
+    float_convs_left: int = 0
+    float_dense_left: int = 0
+
+    @property
+    def lowered(self) -> int:
+        return self.conv + self.elementwise + self.add + self.pool + self.dense
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "lowered": self.lowered}
+
+
+def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
+    dq_x, x, sx, zx = _dequantize_pattern()
+    dq_w, w, sw, zw = _dequantize_pattern()
+    conv = is_op("relax.nn.conv2d")(dq_x, dq_w)
+    bias = is_const()
+    biased = is_op("relax.add")(conv, is_op("relax.reshape")(bias, wildcard()))
+    so, zo = is_const(), is_const()
+    pattern = is_op("relax.quantize")(biased | conv, so, zo)
+
+    def rewrite(expr, m):
+        _check_symmetric(m[zx], m[zw], m[zo])
+        attrs = m[conv].attrs
+        weight = _value(m[w])
+        if weight.dtype != np.int8:
+            return expr
+        s_x, s_w, s_o = float(_value(m[sx])), _value(m[sw]).astype(np.float64).reshape(-1), float(_value(m[so]))
+        acc = relax.op.nn.conv2d(
+            m[x], _const(weight, "int8"), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
+            groups=attrs.groups, data_layout=attrs.data_layout, kernel_layout=attrs.kernel_layout,
+            out_layout=attrs.out_layout, out_dtype="int32",
+        )
+        if bias in m:
+            bias_int = np.round(_value(m[bias]).astype(np.float64).reshape(-1) / (s_x * s_w))
+            acc = relax.op.add(acc, _const(bias_int.reshape(1, -1, 1, 1), "int32"))
+        stats.conv += 1
+        return _requantize(acc, (s_x * s_w / s_o).reshape(1, -1, 1, 1))
+
+    return rewrite_call(pattern, rewrite, func)
+
+
+def _rewrite_monotonic(func: relax.Function, stats: LoweringStats) -> relax.Function:
+    """relu and max-pooling commute with a positive scale: run them on int8."""
+    dq_x, x, sx, zx = _dequantize_pattern()
+    op = is_op("relax.nn.relu")(dq_x) | is_op("relax.nn.max_pool2d")(dq_x)
+    so, zo = is_const(), is_const()
+    pattern = is_op("relax.quantize")(op, so, zo)
+
+    def rewrite(expr, m):
+        _check_symmetric(m[zx], m[zo])
+        call = m[op]
+        if call.op.name == "relax.nn.relu":
+            result = relax.op.maximum(m[x], _const(0, "int8"))
+        else:
+            a = call.attrs
+            result = relax.op.nn.max_pool2d(m[x], a.pool_size, a.strides, a.padding, a.dilation, a.ceil_mode,
+                                            a.count_include_pad, a.layout, a.out_layout)
+        s_x, s_o = float(_value(m[sx])), float(_value(m[so]))
+        stats.elementwise += 1
+        return result if np.isclose(s_x, s_o, rtol=0, atol=0) else _requantize(result, s_x / s_o)
+
+    return rewrite_call(pattern, rewrite, func)
+
+
+def _rewrite_add(func: relax.Function, stats: LoweringStats) -> relax.Function:
+    dq_a, a, sa, za = _dequantize_pattern()
+    dq_b, b, sb, zb = _dequantize_pattern()
+    so, zo = is_const(), is_const()
+    pattern = is_op("relax.quantize")(is_op("relax.add")(dq_a, dq_b), so, zo)
+
+    def rewrite(expr, m):
+        _check_symmetric(m[za], m[zb], m[zo])
+        s_o = float(_value(m[so]))
+        total = relax.op.add(
+            relax.op.multiply(relax.op.astype(m[a], "float32"), _const(float(_value(m[sa])) / s_o, "float32")),
+            relax.op.multiply(relax.op.astype(m[b], "float32"), _const(float(_value(m[sb])) / s_o, "float32")),
+        )
+        stats.add += 1
+        return _requantize(total, 1.0)
+
+    return rewrite_call(pattern, rewrite, func)
+
+
+def _rewrite_global_pool(func: relax.Function, stats: LoweringStats) -> relax.Function:
+    dq_x, x, sx, zx = _dequantize_pattern()
+    mean = is_op("relax.mean")(dq_x)
+    reshape = is_op("relax.reshape")(mean, wildcard())
+    so, zo = is_const(), is_const()
+    pattern = is_op("relax.quantize")(reshape, so, zo)
+
+    def rewrite(expr, m):
+        _check_symmetric(m[zx], m[zo])
+        axes = [int(v) for v in m[mean].attrs.axis]
+        shape = [int(d) for d in m[x].ty.shape]
+        count = int(np.prod([shape[i] for i in axes]))
+        total = relax.op.sum(relax.op.astype(m[x], "int32"), axis=axes, keepdims=True)
+        stats.pool += 1
+        return relax.op.reshape(_requantize(total, float(_value(m[sx])) / (count * float(_value(m[so])))), m[reshape].args[1])
+
+    return rewrite_call(pattern, rewrite, func)
+
+
+def _rewrite_dense(func: relax.Function, stats: LoweringStats) -> relax.Function:
+    dq_x, x, sx, zx = _dequantize_pattern()
+    dq_w, w, sw, zw = _dequantize_pattern()
+    matmul = is_op("relax.matmul")(dq_x, is_op("relax.permute_dims")(dq_w))
+    bias = is_const()
+    pattern = is_op("relax.add")(matmul, bias)
+
+    def rewrite(expr, m):
+        _check_symmetric(m[zx], m[zw])
+        weight = _value(m[w])
+        if weight.dtype != np.int8:
+            return expr
+        acc = relax.op.matmul(m[x], relax.op.permute_dims(_const(weight, "int8"), [1, 0]), out_dtype="int32")
+        scale = float(_value(m[sx])) * _value(m[sw]).astype(np.float64).reshape(1, -1)
+        stats.dense += 1
+        logits = relax.op.multiply(relax.op.astype(acc, "float32"), _const(scale, "float32"))
+        return relax.op.add(logits, _const(_value(m[bias]).reshape(1, -1), "float32"))
+
+    return rewrite_call(pattern, rewrite, func)
+
+
+def lower_to_integer(mod: tvm.IRModule) -> tuple[tvm.IRModule, LoweringStats]:
+    """Rewrite every quantized chain of `main` into integer compute; count what was and was not lowered."""
+    stats = LoweringStats()
+    func = mod["main"]
+    for rewrite in (_rewrite_conv, _rewrite_dense, _rewrite_global_pool, _rewrite_monotonic, _rewrite_add):
+        func = rewrite(func, stats)
+    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    mod[mod.get_global_var("main")] = func
+    mod = relax.transform.DeadCodeElimination()(mod)
+    bindings = [b for blk in mod["main"].body.blocks for b in blk.bindings if isinstance(b.value, relax.Call)]
+    for binding in bindings:
+        call = binding.value
+        if getattr(call.op, "name", "") == "relax.nn.conv2d" and str(binding.var.ty.dtype) == "float32":
+            stats.float_convs_left += 1
+        if getattr(call.op, "name", "") == "relax.matmul" and str(binding.var.ty.dtype) == "float32":
+            stats.float_dense_left += 1
+    return mod, stats
+

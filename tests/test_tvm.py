@@ -1,0 +1,143 @@
+"""ARM CPU targets through TVM: the integer path, the aarch64 libraries, and proof that they run.
+
+The aarch64 libraries run here under qemu-user with each board's CPU model, so an
+instruction the board lacks (sdot on a Cortex-A72) kills the process. Speed under
+emulation says nothing about the boards; benchmarks/ measures the host.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgeresnet.calibration import open_dataset
+from edgeresnet.evaluate import accuracy, collect_logits, compare
+from edgeresnet.export import export_onnx_model
+from edgeresnet.models import load_model
+from edgeresnet.quantize import QuantizeConfig, quantize
+from edgeresnet.runners import OnnxRuntimeRunner
+from edgeresnet.targets import aarch64_emulation as emulation
+from edgeresnet.targets import get_target
+from edgeresnet.targets.tvm_cpu import QemuRunner, TvmHostRunner, compile_integer_module, count_sdot, host_cpu
+from helpers import run_cli
+
+AARCH64_MACHINE = 183  # ELF e_machine of aarch64
+
+
+def test_arm_profiles():
+    rpi4, rpi5, orin = get_target("rpi4"), get_target("rpi5"), get_target("jetson-orin-cpu")
+    assert rpi4.details["cpu"] == "cortex-a72" and "+dotprod" not in rpi4.details["features"] and not rpi4.details["dotprod"]
+    assert rpi5.details["cpu"] == "cortex-a76" and "+dotprod" in rpi5.details["features"]
+    assert orin.details["dotprod"] and orin.details["cpu"].startswith("cortex-a78")
+    for profile in (rpi4, rpi5, orin, get_target("arm64")):
+        assert profile.details["llvm"]["mtriple"] == "aarch64-linux-gnu"
+        assert profile.details["cross_compiler"] == "aarch64-linux-gnu-g++" and profile.details["threads"] >= 1
+    assert get_target("x86-64").arch == "x86_64"
+
+
+@pytest.fixture(scope="module")
+def reference_qdq():
+    loaded = load_model("resnet20-fmnist")
+    calib = open_dataset("fashion-mnist", loaded.preprocessing, limit=512)
+    test = open_dataset("fashion-mnist:test", loaded.preprocessing, limit=2000)
+    fp32 = export_onnx_model(loaded)
+    return loaded, quantize(fp32, calib.images, QuantizeConfig(profile="tvm"), progress=False), test
+
+
+@pytest.fixture(scope="module")
+def host_library(reference_qdq, tmp_path_factory):
+    loaded, qdq, _ = reference_qdq
+    executable, stats, scheduled = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
+    path = tmp_path_factory.mktemp("tvm") / "host.so"
+    executable.export_library(str(path))
+    return path, stats, scheduled
+
+
+def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
+    _, stats, scheduled = host_library
+    assert stats.conv == 21 and stats.dense == 1 and stats.add == 9
+    assert stats.float_convs_left == 0 and stats.float_dense_left == 0
+    assert scheduled.share == 1.0 and scheduled.convolutions >= 10
+
+
+@pytest.mark.slow
+def test_integer_path_matches_onnxruntime_qdq(reference_qdq, host_library):
+    loaded, qdq, test = reference_qdq
+    tvm_logits = collect_logits(TvmHostRunner(host_library[0], 1, 2, "test"), test.images, progress=False)
+    exact = collect_logits(OnnxRuntimeRunner(qdq.SerializeToString(), optimize=False), test.images, progress=False)
+    optimized = collect_logits(OnnxRuntimeRunner(qdq.SerializeToString()), test.images, progress=False)
+    fp32 = collect_logits(OnnxRuntimeRunner(export_onnx_model(loaded).SerializeToString()), test.images, progress=False)
+    assert compare(exact, tvm_logits).agreement >= 0.999
+    assert compare(optimized, tvm_logits).agreement >= 0.999
+    drop_tvm = accuracy(fp32, test.labels).top1 - accuracy(tvm_logits, test.labels).top1
+    drop_ort = accuracy(fp32, test.labels).top1 - accuracy(optimized, test.labels).top1
+    assert abs(drop_tvm - drop_ort) <= 0.1
+
+
+@pytest.fixture(scope="module")
+def arm_artifacts(tmp_path_factory):
+    out = {}
+    for target in ("rpi4", "rpi5"):
+        folder = tmp_path_factory.mktemp("arm") / target
+        result = run_cli("compile", "--target", target, "--out", str(folder), timeout=2400)
+        assert result.returncode == 0, result.stderr
+        out[target] = folder
+    return out
+
+
+def _elf_machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF"
+    return int.from_bytes(header[18:20], "little")
+
+
+@pytest.mark.slow
+def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_artifacts):
+    for target, expect_sdot in (("rpi4", False), ("rpi5", True)):
+        library = arm_artifacts[target] / "model.so"
+        assert _elf_machine(library) == AARCH64_MACHINE
+        sdot = count_sdot(library)
+        assert (sdot > 0) == expect_sdot, (target, sdot)
+        report = json.loads((arm_artifacts[target] / "report.json").read_text())
+        assert report["target_details"]["sdot_instructions"] == sdot
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_arm_reports_emulated_and_host_accuracy(arm_artifacts, target):
+    report = json.loads((arm_artifacts[target] / "report.json").read_text())
+    assert report["int8"]["runtime"].startswith("tvm aarch64 (qemu emulation, -cpu cortex-a7")
+    assert report["int8"]["samples"] >= 1000 and report["drop_pts"] <= 0.3
+    host = report["extra_measurements"][0]
+    assert host["runtime"].startswith("tvm") and "x86_64" in host["runtime"]
+    assert host["samples"] == 10_000 and host["drop_pts"] <= 0.3
+    assert run_cli("verify", str(arm_artifacts[target])).returncode == 0
+
+
+@pytest.mark.slow
+def test_emulated_logits_match_the_host_build(arm_artifacts, tmp_path):
+    folder = arm_artifacts["rpi5"]
+    qdq = onnx.load(folder / "model.int8.onnx")
+    executable, _, _ = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
+    executable.export_library(str(tmp_path / "host.so"))
+    images = open_dataset("fashion-mnist:test", load_model().preprocessing, limit=64, seed=5).images
+    host = collect_logits(TvmHostRunner(tmp_path / "host.so", 1, 2, "test"), images, progress=False)
+    emulated = QemuRunner(folder, emulation.build_runtime(), "cortex-a76", 1, 2).run_all(images)
+    assert compare(host, emulated).agreement == 1.0
+    assert np.abs(host - emulated).max() < 0.05 * np.abs(host).max()
+
+
+@pytest.mark.slow
+def test_sdot_library_dies_on_a_core_without_dotprod(arm_artifacts, tmp_path):
+    """The rpi5 library really executes sdot: a Cortex-A72 (Raspberry Pi 4) refuses it with SIGILL."""
+    images = np.zeros((1, 1, 28, 28), np.float32)
+    np.save(tmp_path / "x.npy", images)
+    command, env = emulation.python_command(emulation.build_runtime(), "cortex-a72", arm_artifacts["rpi5"] / "run.py",
+                                            "--npy", str(tmp_path / "x.npy"), "--warmup", "0", "--quiet")
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and ("Illegal instruction" in result.stderr or result.returncode in (-4, 132))
+    ok = QemuRunner(arm_artifacts["rpi4"], emulation.build_runtime(), "cortex-a72", 1, 2).run_all(images)
+    assert ok.shape == (1, 10)
