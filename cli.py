@@ -7,6 +7,7 @@ line on stderr with a documented exit code; --debug shows the traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ import traceback
 
 import click
 
-from edgeresnet.errors import EXIT_CODES, EdgeResnetError, MissingDependency
+from edgeresnet.errors import EXIT_CODES, EdgeResnetError, InputError, MissingDependency
 
 INTERNAL_ERROR = 4
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(EXIT_CODES.items())) + f"\n  {INTERNAL_ERROR}  internal error (a bug: please report it with --debug output)"
@@ -317,6 +318,11 @@ def main() -> None:
             traceback.print_exc()
         click.echo(f"edgeresnet: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise_internal(exc, debug)
+        click.echo(f"edgeresnet: error: no space left on the device ({exc.strerror}{f': {exc.filename}' if exc.filename else ''}); nothing was written", err=True)
+        sys.exit(InputError.exit_code)
     except ModuleNotFoundError as exc:
         if debug:
             traceback.print_exc()
@@ -325,11 +331,16 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("edgeresnet: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
-        if debug:
-            traceback.print_exc()
-        click.echo(f"edgeresnet: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-        sys.exit(INTERNAL_ERROR)
+    except Exception as exc:
+        raise_internal(exc, debug)
+
+
+def raise_internal(exc: BaseException, debug: bool) -> None:
+    """A bug: say so in one line, keep the traceback for --debug."""
+    if debug:
+        traceback.print_exception(exc)
+    click.echo(f"edgeresnet: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+    sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

@@ -92,74 +92,87 @@ class CompileResult:
         return self.report["gate"]["passed"]
 
 
-def compile_artifact(options: CompileOptions) -> CompileResult:
-    started = time.time()
-    timings: dict[str, float] = {}
+class _Stopwatch:
+    """Seconds per pipeline stage, for the manifest's unhashed build record."""
 
-    def lap(stage: str, since: float) -> float:
+    def __init__(self) -> None:
+        self.started = self.last = time.time()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
         now = time.time()
-        timings[stage] = round(now - since, 2)
-        return now
+        self.stages[stage] = round(now - self.last, 2)
+        self.last = now
 
+    def record(self) -> dict[str, Any]:
+        return {"created_unix": int(time.time()), "seconds": round(time.time() - self.started, 2), "stages": self.stages}
+
+
+def compile_artifact(options: CompileOptions) -> CompileResult:
+    clock = _Stopwatch()
     profile = get_target(options.target)
     destination = options.output_folder()
-    if destination.exists() and not options.force:
-        raise InputError(f"{destination} already exists; pass --force to replace it")
     backend = _backend(profile)
     backend.preflight(profile)
-    loaded = load_model(options.model, options.weights)
-    calibration = resolve_data(options.calib, BUILTIN_CALIBRATION, loaded, "calib", options.calib_samples, options.seed)
-    evaluation = resolve_data(options.eval, BUILTIN_EVALUATION, loaded, "eval", options.eval_samples, options.seed)
-    t = lap("load", started)
-
-    fp32_model = export_onnx_model(loaded, batch=options.batch)
-    t = lap("export", t)
-    _log(options.progress, f"calibrating ({options.method.value}) on {len(calibration)} samples from {calibration.source}")
-    int8_model = quantize(fp32_model, calibration.images, QuantizeConfig(profile=profile.quant_profile, method=options.method), options.progress)
-    t = lap("quantize", t)
-
-    torch_runner = TorchRunner(loaded.module)
-    fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
-    fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
-    sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
-    t = lap("sensitivity", t)
-
+    # Staged from the start, so a bad destination fails before any work and a kill
+    # at any point leaves only a hidden .partial folder beside it.
     with atomic_directory(destination, force=options.force) as staging:
-        def build_and_measure(candidate: onnx.ModelProto) -> Measured:
-            built = backend.build(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
-            return _measure(built, profile, evaluation, fp32_eval, options.seed, options.progress)
-
-        measured = build_and_measure(int8_model)
-        t = lap("build_and_validate", t)
-        steps = []
-        if options.max_drop is not None and measured.drop > options.max_drop:
-            _log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
-            last: dict[str, Measured] = {}
-
-            def measure(candidate: onnx.ModelProto) -> float:
-                last["measured"] = build_and_measure(candidate)
-                return last["measured"].drop
-
-            int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure)
-            if steps:
-                measured = last["measured"]
-            t = lap("fallback", t)
-
-        write_bytes_atomically(staging / "model.fp32.onnx", fp32_model.SerializeToString())
-        report = _report(options, profile, loaded, calibration, evaluation, measured, sensitivity, steps)
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        fp32_conf = measured.fp32.accuracy.confusion if measured.fp32.accuracy else None
-        int8_conf = measured.int8.accuracy.confusion if measured.int8.accuracy else None
-        (staging / "report.html").write_text(render_html(report, fp32_conf, int8_conf))
-        lap("report", t)
-        manifest = write_manifest(staging, _manifest_content(options, profile, loaded, calibration, report, measured.build), {
-            "created_unix": int(time.time()), "seconds": round(time.time() - started, 2), "stages": timings,
-        })
+        report, manifest = _compile_into(staging, options, profile, backend, clock)
     archive = None
     if options.tar:
         archive = destination.with_name(destination.name + ".tar.gz")
         pack(destination, archive)
     return CompileResult(destination, report, manifest, archive)
+
+
+def _compile_into(staging: Path, options: CompileOptions, profile: TargetProfile, backend, clock: _Stopwatch):
+    loaded = load_model(options.model, options.weights)
+    calibration = resolve_data(options.calib, BUILTIN_CALIBRATION, loaded, "calib", options.calib_samples, options.seed)
+    evaluation = resolve_data(options.eval, BUILTIN_EVALUATION, loaded, "eval", options.eval_samples, options.seed)
+    clock.lap("load")
+
+    fp32_model = export_onnx_model(loaded, batch=options.batch)
+    clock.lap("export")
+    _log(options.progress, f"calibrating ({options.method.value}) on {len(calibration)} samples from {calibration.source}")
+    config = QuantizeConfig(profile=profile.quant_profile, method=options.method)
+    int8_model = quantize(fp32_model, calibration.images, config, options.progress)
+    clock.lap("quantize")
+
+    torch_runner = TorchRunner(loaded.module)
+    fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
+    fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
+    sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
+    clock.lap("sensitivity")
+
+    def build_and_measure(candidate: onnx.ModelProto) -> Measured:
+        built = backend.build(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
+        return _measure(built, profile, evaluation, fp32_eval, options.seed, options.progress)
+
+    measured = build_and_measure(int8_model)
+    clock.lap("build_and_validate")
+    steps = []
+    if options.max_drop is not None and measured.drop > options.max_drop:
+        _log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
+        last: dict[str, Measured] = {}
+
+        def measure(candidate: onnx.ModelProto) -> float:
+            last["measured"] = build_and_measure(candidate)
+            return last["measured"].drop
+
+        int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure)
+        if steps:
+            measured = last["measured"]
+        clock.lap("fallback")
+
+    write_bytes_atomically(staging / "model.fp32.onnx", fp32_model.SerializeToString())
+    report = _report(options, profile, loaded, calibration, evaluation, measured, sensitivity, steps)
+    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    fp32_conf = measured.fp32.accuracy.confusion if measured.fp32.accuracy else None
+    int8_conf = measured.int8.accuracy.confusion if measured.int8.accuracy else None
+    (staging / "report.html").write_text(render_html(report, fp32_conf, int8_conf))
+    clock.lap("report")
+    manifest = write_manifest(staging, _manifest_content(options, profile, loaded, calibration, report, measured.build), clock.record())
+    return report, manifest
 
 
 def _drop(fp32: Evaluation, int8: Evaluation) -> float:

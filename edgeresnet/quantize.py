@@ -303,7 +303,10 @@ def keep_in_float(model: onnx.ModelProto, node_names: list[str] | tuple[str, ...
 
     A quantized activation input is re-wired to the float tensor before its
     QuantizeLinear; a dequantized initializer (int8 weight, int32 bias) is replaced by
-    its float value. Other consumers of shared Q/DQ nodes keep theirs.
+    its float value. Other consumers of shared Q/DQ nodes keep theirs. With
+    asymmetric activations ORT deletes ReLUs and lets the zero point clamp instead;
+    a QuantizeLinear whose zero point is the bottom of its range is such a clamp, so
+    the float path gets an explicit ReLU in its place.
     """
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = _Graph(model)
@@ -311,12 +314,13 @@ def keep_in_float(model: onnx.ModelProto, node_names: list[str] | tuple[str, ...
     missing = [n for n in node_names if n not in by_name]
     if missing:
         raise InputError(f"no node named {', '.join(missing)} in the model")
+    clamps: dict[str, str] = {}  # float tensor -> its ReLU'd copy
     for name in node_names:
         node = by_name[name]
         for index, tensor in enumerate(node.input):
             source = g.qdq_source(tensor)
             if source is not None:
-                node.input[index] = source
+                node.input[index] = _float_path(g, g.producer[g.producer[tensor].input[0]], source, clamps)
                 continue
             dq = g.producer.get(tensor)
             if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in g.initializers:
@@ -326,8 +330,39 @@ def keep_in_float(model: onnx.ModelProto, node_names: list[str] | tuple[str, ...
                     g.graph.initializer.append(numpy_helper.from_array(value, float_name))
                     g.initializers[float_name] = g.graph.initializer[-1]
                 node.input[index] = float_name
+    _sort_topologically(g.graph)
     g.prune()
     return model
+
+
+def _float_path(g: _Graph, quantize_node: onnx.NodeProto, source: str, clamps: dict[str, str]) -> str:
+    """The float tensor that replaces QuantizeLinear->DequantizeLinear: `source`, or ReLU(source) where Q clamped at 0."""
+    zero = g.initializers.get(quantize_node.input[2]) if len(quantize_node.input) > 2 else None
+    if zero is None:
+        return source
+    zero_value = numpy_helper.to_array(zero)
+    bottom = np.iinfo(zero_value.dtype).min
+    if zero_value.size != 1 or int(zero_value.reshape(-1)[0]) != bottom:
+        return source
+    if source not in clamps:
+        clamps[source] = f"{source}_float_relu"
+        g.graph.node.append(onnx.helper.make_node("Relu", [source], [clamps[source]], name=f"{quantize_node.name}_float_relu"))
+    return clamps[source]
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle or an undefined input")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def dequantize_initializer(g: _Graph, dq: onnx.NodeProto) -> np.ndarray:
@@ -344,12 +379,10 @@ def dequantize_initializer(g: _Graph, dq: onnx.NodeProto) -> np.ndarray:
 
 
 def quantized_layers(model: onnx.ModelProto) -> list[str]:
-    """Names of the weighted and residual nodes that read at least one dequantized input."""
+    """Names of the nodes (other than Q/DQ) that read at least one dequantized input: each can stay in float."""
     g = _Graph(model)
-    layers = []
-    for node in g.graph.node:
-        if node.op_type in (*WEIGHTED_OPS, "Add") and any(
-            (p := g.producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in node.input
-        ):
-            layers.append(node.name)
-    return layers
+    return [
+        node.name for node in g.graph.node
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any((p := g.producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in node.input)
+    ]

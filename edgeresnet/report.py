@@ -27,7 +27,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"INT8 top-1 {int8['top1']:.2f}%  [{int8['runtime']}, {int8['arch']}]  drop {report['drop_pts']:+.2f} pts")
     lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {report['drift']['sqnr_db']:.1f} dB, on {int8['samples']} images")
     for extra in report.get("extra_measurements", []):
-        lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: top-1 {extra.get('top1', float('nan')):.2f}%, agreement {extra['agreement'] * 100:.2f}%")
+        lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: top-1 {extra.get('top1', float('nan')):.2f}%, "
+                     f"drop {extra['drop_pts']:+.2f} pts, agreement {extra['agreement'] * 100:.2f}%")
     if report["fallback_layers"]:
         lines.append(f"kept in float: {', '.join(report['fallback_layers'])}")
     if gate["max_drop"] is not None:
@@ -106,6 +107,9 @@ def render_html(report: dict[str, Any], fp32_confusion=None, int8_confusion=None
             ("INT8 top-1 / top-5", f"{report['int8'].get('top1')} / {report['int8'].get('top5')} ({report['int8']['runtime']}, {report['int8']['arch']})"),
             ("drop (points)", report["drop_pts"]), ("top-1 agreement", report["agreement"]),
             ("logit cosine / SQNR", f"{report['drift']['cosine']} / {report['drift']['sqnr_db']} dB"),
+            *((f"also measured ({m['runtime']}, {m['arch']})",
+               f"top-1 {m.get('top1')} on {m['samples']} images, drop {m['drop_pts']}, agreement {m['agreement']}")
+              for m in report["extra_measurements"]),
             ("gate", f"max drop {report['gate']['max_drop']}: {'passed' if report['gate']['passed'] else 'FAILED'}"),
             ("kept in float", ", ".join(report["fallback_layers"]) or "none"),
         )

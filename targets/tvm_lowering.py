@@ -4,10 +4,10 @@ TVM 0.27's ONNX importer turns Q/DQ into float arithmetic around float
 convolutions (fake quantization at FP32 speed). These rewrites, written with
 Relax's pattern language, replace each quantized chain by integer compute:
 
-  quantize(conv2d(dq(x), dq(w)) + b)   -> requant(conv2d(x, w, out_dtype=int32) + round(b / (sx*sw)))
-  quantize(relu|max_pool(dq(x)))       -> relu|max_pool on int8 (monotonic; requant if scales differ)
+  quantize(conv2d(dq(x), dq(w)) + b)   -> requant(conv2d(x, w, out_dtype=int32) * sx*sw/so + b/so)
+  quantize(relu|max_pool|reshape(dq(x))) -> the same op on int8 (monotonic; requant if scales differ)
   quantize(dq(a) + dq(b))              -> requant(a * sa/so + b * sb/so)
-  quantize(reshape(mean(dq(x))))       -> requant(sum_int32(x) * sx/(N*so)), reshaped
+  quantize(mean(dq(x)))                -> requant(sum_int32(x) * sx/(N*so))
   matmul(dq(x), dq(w)^T) + b           -> float(matmul(x, w^T, out_dtype=int32)) * sx*sw + b   (the logits)
 
 Requantization uses a float32 multiplier (per output channel for per-channel
@@ -38,9 +38,11 @@ def _const(array, dtype: str) -> relax.Constant:
     return relax.const(np.ascontiguousarray(np.asarray(array).astype(dtype)), dtype)
 
 
-def _requantize(value: relax.Expr, multiplier) -> relax.Expr:
-    """int32 (or float) -> int8: value * multiplier, rounded half to even, clipped."""
+def _requantize(value: relax.Expr, multiplier, offset=None) -> relax.Expr:
+    """int32 (or float) -> int8: value * multiplier (+ offset), rounded half to even, clipped."""
     scaled = relax.op.multiply(relax.op.astype(value, "float32"), _const(multiplier, "float32"))
+    if offset is not None:
+        scaled = relax.op.add(scaled, _const(offset, "float32"))
     return relax.op.astype(relax.op.clip(relax.op.round(scaled), -128, 127), "int8")
 
 
@@ -98,19 +100,19 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
             groups=attrs.groups, data_layout=attrs.data_layout, kernel_layout=attrs.kernel_layout,
             out_layout=attrs.out_layout, out_dtype="int32",
         )
-        if bias in m:
-            bias_int = np.round(_value(m[bias]).astype(np.float64).reshape(-1) / (s_x * s_w))
-            acc = relax.op.add(acc, _const(bias_int.reshape(1, -1, 1, 1), "int32"))
+        # The bias joins after scaling, in float, as in the Q/DQ graph: folding it into the
+        # int32 accumulator would overflow for channels whose weight scale is near zero.
+        offset = _value(m[bias]).astype(np.float64).reshape(1, -1, 1, 1) / s_o if bias in m else None
         stats.conv += 1
-        return _requantize(acc, (s_x * s_w / s_o).reshape(1, -1, 1, 1))
+        return _requantize(acc, (s_x * s_w / s_o).reshape(1, -1, 1, 1), offset)
 
     return rewrite_call(pattern, rewrite, func)
 
 
 def _rewrite_monotonic(func: relax.Function, stats: LoweringStats) -> relax.Function:
-    """relu and max-pooling commute with a positive scale: run them on int8."""
+    """relu, max-pooling and reshapes commute with a positive scale: run them on int8."""
     dq_x, x, sx, zx = _dequantize_pattern()
-    op = is_op("relax.nn.relu")(dq_x) | is_op("relax.nn.max_pool2d")(dq_x)
+    op = is_op("relax.nn.relu")(dq_x) | is_op("relax.nn.max_pool2d")(dq_x) | is_op("relax.reshape")(dq_x, wildcard())
     so, zo = is_const(), is_const()
     pattern = is_op("relax.quantize")(op, so, zo)
 
@@ -119,6 +121,8 @@ def _rewrite_monotonic(func: relax.Function, stats: LoweringStats) -> relax.Func
         call = m[op]
         if call.op.name == "relax.nn.relu":
             result = relax.op.maximum(m[x], _const(0, "int8"))
+        elif call.op.name == "relax.reshape":
+            result = relax.op.reshape(m[x], call.args[1])
         else:
             a = call.attrs
             result = relax.op.nn.max_pool2d(m[x], a.pool_size, a.strides, a.padding, a.dilation, a.ceil_mode,
@@ -152,18 +156,17 @@ def _rewrite_add(func: relax.Function, stats: LoweringStats) -> relax.Function:
 def _rewrite_global_pool(func: relax.Function, stats: LoweringStats) -> relax.Function:
     dq_x, x, sx, zx = _dequantize_pattern()
     mean = is_op("relax.mean")(dq_x)
-    reshape = is_op("relax.reshape")(mean, wildcard())
     so, zo = is_const(), is_const()
-    pattern = is_op("relax.quantize")(reshape, so, zo)
+    pattern = is_op("relax.quantize")(mean, so, zo)
 
     def rewrite(expr, m):
         _check_symmetric(m[zx], m[zo])
         axes = [int(v) for v in m[mean].attrs.axis]
         shape = [int(d) for d in m[x].ty.shape]
         count = int(np.prod([shape[i] for i in axes]))
-        total = relax.op.sum(relax.op.astype(m[x], "int32"), axis=axes, keepdims=True)
+        total = relax.op.sum(relax.op.astype(m[x], "int32"), axis=axes, keepdims=bool(m[mean].attrs.keepdims))
         stats.pool += 1
-        return relax.op.reshape(_requantize(total, float(_value(m[sx])) / (count * float(_value(m[so])))), m[reshape].args[1])
+        return _requantize(total, float(_value(m[sx])) / (count * float(_value(m[so]))))
 
     return rewrite_call(pattern, rewrite, func)
 

@@ -9,8 +9,9 @@ naive and single-threaded. After fusion, each fused kernel gets one rule:
   run in parallel, the accumulation row over `ow` innermost and contiguous (LLVM
   vectorizes it; its initialisation is split off first), and the epilogue computed
   right after each finished row while it is still in cache;
-* everything else (pads, casts, pools, the dense layer): outer spatial loops fused
-  and parallel, innermost spatial loop vectorized where it is data-parallel.
+* other reductions (pooling sums, the dense layer): outer spatial loops fused and parallel;
+* everything else (pads, casts, elementwise): outer spatial loops fused and parallel,
+  the innermost spatial loop vectorized.
 
 Blocks a rule cannot handle keep TVM's default loops; `ScheduleStats` counts
 both, and the report gives the share of kernels that got a schedule.
@@ -65,6 +66,20 @@ def _parallel_vectorize(sch: s_tir.Schedule, block, keep_inner: int = 1) -> bool
     inner = sch.get_loops(block)[-1]
     if len(sch.get_loops(block)) > 1 and (_extent(sch, inner) or 0) > 1:
         sch.vectorize(inner)
+    return True
+
+
+def _parallel_spatial(sch: s_tir.Schedule, block) -> bool:
+    """A reduction other than a convolution (pooling sums, the dense layer): parallel over its outer spatial loops."""
+    loops, kinds = sch.get_loops(block), _iter_kinds(sch, block)
+    spatial = 0
+    while spatial < len(kinds) and kinds[spatial] == 0:
+        spatial += 1
+    if spatial == 0 or len(loops) != len(kinds):
+        return False
+    outer = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
+    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
+        sch.parallel(outer)
     return True
 
 
@@ -123,8 +138,8 @@ def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats) -> tvm.tirx
             stats.convolutions += int(done)
         else:
             for block in blocks:
-                if not _is_reduction(sch, block):
-                    done = _parallel_vectorize(sch, block) or done
+                scheduled = _parallel_spatial(sch, block) if _is_reduction(sch, block) else _parallel_vectorize(sch, block)
+                done = scheduled or done
     except s_tir.ScheduleError:
         return func  # left to TVM's default loops
     stats.scheduled += int(done)

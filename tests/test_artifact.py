@@ -101,26 +101,25 @@ def test_safe_extract_refuses_escapes(tmp_path, name, kind, linkname, message):
     assert not Path("/tmp/edgeresnet-abs.txt").exists()
 
 
-def test_sigkill_never_leaves_a_complete_looking_folder(tmp_path, small_data):
-    """Kill compile at several points (loading, calibration, sensitivity, build and evaluation)."""
-    for delay in (1.0, 3.0, 5.0, 7.0, 9.0):
+def test_sigkill_never_leaves_a_complete_looking_folder(tmp_path):
+    """Kill compile on the reference model while loading, calibrating, measuring sensitivity, building and evaluating."""
+    killed_mid_work = 0
+    for delay in (1.5, 5.0, 9.0, 14.0, 20.0):
         out = tmp_path / f"killed-{delay}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "edgeresnet.cli", "compile", "--target", "jetson-orin-nx", "--model", "resnet20",
-             "--calib", str(small_data["calib"]), "--eval", str(small_data["eval"]), "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "edgeresnet.cli", "compile", "--target", "jetson-orin-nano", "--eval-samples", "3000",
+             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
-        finished = process.poll() is not None
         process.send_signal(signal.SIGKILL)
         process.wait()
-        if finished:
-            assert (out / MANIFEST).is_file()  # it completed before the kill: then it is whole
-            assert run_cli("verify", str(out)).returncode == 0
+        if out.exists():
+            # Renamed into place: then it is whole (the kill came after the rename, during the summary).
+            assert (out / MANIFEST).is_file() and run_cli("verify", str(out)).returncode == 0
         else:
-            assert not out.exists(), f"killed after {delay} s, yet {out} exists"
-    # The killed runs leave only hidden staging folders, never the destination.
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert all(name.endswith(".partial") for name in leftovers)
+            killed_mid_work += 1
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".killed-{delay}")]
+        assert all(name.endswith(".partial") for name in leftovers)
+    assert killed_mid_work >= 4
 
 
 # --- the bad-input corpus -----------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_mismatched_weights_name_keys_and_shapes(tmp_path):
     torch.save(build_resnet("resnet18").state_dict(), tmp_path / "r18.pt")
     with pytest.raises(InputError) as err:
         load_model("resnet34", tmp_path / "r18.pt")
-    assert "missing keys" in str(err.value) and "layer1.2.conv1.weight" in str(err.value)
+    assert "96 missing keys: layer1.2." in str(err.value)  # resnet34 has blocks resnet18 lacks
     torch.save(build_resnet("resnet18", num_classes=10).state_dict(), tmp_path / "r18c10.pt")
     with pytest.raises(InputError) as err:
         load_model("resnet18", tmp_path / "r18c10.pt")

@@ -73,6 +73,8 @@ def test_every_profile_and_method_stays_close_to_fp32(reference, profile, method
 def test_onnxruntime_profile_is_ort_style(reference):
     fp32, images = reference
     int8 = quantize(fp32, images, QuantizeConfig(profile="onnxruntime"), progress=False)
+    # ORT folds ReLUs into zero points at the bottom of the int8 range (asymmetric activations).
+    assert not any(n.op_type == "Relu" for n in int8.graph.node)
     _, inits = _index(int8)
     assert any(v.dtype == np.int32 for v in inits.values())  # int32 biases, as ORT's CPU kernels want
     assert all(v.dtype != np.float32 or v.ndim <= 1 for v in inits.values())  # weights stored as int8
@@ -94,6 +96,19 @@ def test_keep_in_float_removes_only_the_named_layers(trt_model, reference):
     a = collect_logits(OnnxRuntimeRunner(fp32.SerializeToString()), images[:16], progress=False)
     b = collect_logits(OnnxRuntimeRunner(everything.SerializeToString()), images[:16], progress=False)
     assert np.abs(a - b).max() < 1e-4  # all layers in float is the FP32 model again
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_each_layer_alone_in_int8_stays_close_to_fp32(reference, profile):
+    """Keeping every other layer in float must give (nearly) the FP32 model, for every profile."""
+    fp32, images = reference
+    int8 = quantize(fp32, images, QuantizeConfig(profile=profile), progress=False)
+    layers = quantized_layers(int8)
+    reference_logits = collect_logits(OnnxRuntimeRunner(fp32.SerializeToString()), images[:32], progress=False)
+    for layer in layers[:: max(1, len(layers) // 6)]:
+        alone = keep_in_float(int8, [other for other in layers if other != layer])
+        drift = compare(reference_logits, collect_logits(OnnxRuntimeRunner(alone.SerializeToString()), images[:32], progress=False))
+        assert drift.sqnr_db > 25, (profile, layer, drift)
 
 
 def test_bad_config_is_refused():

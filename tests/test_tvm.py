@@ -58,22 +58,27 @@ def host_library(reference_qdq, tmp_path_factory):
 
 def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     _, stats, scheduled = host_library
-    assert stats.conv == 21 and stats.dense == 1 and stats.add == 9
+    assert stats.conv == 21 and stats.dense == 1 and stats.add == 9 and stats.pool == 1
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
 
 
 @pytest.mark.slow
 def test_integer_path_matches_onnxruntime_qdq(reference_qdq, host_library):
+    """Against ONNX Runtime executing the Q/DQ graph as written (graph optimizations off).
+
+    ORT's optimized path fuses Q/DQ into u8s8 kernels that saturate on x86 without
+    VNNI: on this model it disagrees with its own exact execution on about 5% of
+    images (field notes), so it is no reference for the integer numerics.
+    """
     loaded, qdq, test = reference_qdq
     tvm_logits = collect_logits(TvmHostRunner(host_library[0], 1, 2, "test"), test.images, progress=False)
     exact = collect_logits(OnnxRuntimeRunner(qdq.SerializeToString(), optimize=False), test.images, progress=False)
-    optimized = collect_logits(OnnxRuntimeRunner(qdq.SerializeToString()), test.images, progress=False)
     fp32 = collect_logits(OnnxRuntimeRunner(export_onnx_model(loaded).SerializeToString()), test.images, progress=False)
-    assert compare(exact, tvm_logits).agreement >= 0.999
-    assert compare(optimized, tvm_logits).agreement >= 0.999
+    drift = compare(exact, tvm_logits)
+    assert drift.agreement >= 0.999 and drift.sqnr_db > 35
     drop_tvm = accuracy(fp32, test.labels).top1 - accuracy(tvm_logits, test.labels).top1
-    drop_ort = accuracy(fp32, test.labels).top1 - accuracy(optimized, test.labels).top1
+    drop_ort = accuracy(fp32, test.labels).top1 - accuracy(exact, test.labels).top1
     assert abs(drop_tvm - drop_ort) <= 0.1
 
 

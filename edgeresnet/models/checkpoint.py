@@ -32,6 +32,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # torch.save writes a zip archive; very old checkpoints are a bare pickle (protocol >= 2 starts with 0x80).
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise InputError(f"{path}: not a readable PyTorch weights file (neither a torch.save archive nor a pickle)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
