@@ -133,7 +133,8 @@ def train(arch, epochs, batch_size, max_lr, seed, data, output, as_json) -> None
 calib_options = [
     click.option("--calib", default=None, help="Calibration data: a folder of images, .npy/.npz, an IDX file, or 'fashion-mnist' [default: fashion-mnist:train for the reference model]."),
     click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
-    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True, help="Calibration method."),
+    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+                 help="Calibration method [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),
 ]
 eval_options = [
@@ -165,18 +166,24 @@ def _print_summary(report: dict) -> None:
 @_apply(eval_options)
 @click.option("--max-drop", type=float, default=None, help="Accuracy budget in top-1 points; layers fall back to float until it is met, else exit 1.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
+@click.option("--dynamic-batch", default=None, metavar="MIN,OPT,MAX",
+              help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
+@click.option("--emulated-samples", type=int, default=1000, show_default=True,
+              help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
 @json_option
-def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch, out, force, tar, as_json):
+def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch,
+                    dynamic_batch, emulated_samples, out, force, tar, as_json):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
     result = edgeresnet.compile(edgeresnet.CompileOptions(
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
         method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
-        batch=batch, out=out, force=force, tar=tar, progress=not as_json,
+        batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
+        emulated_samples=emulated_samples, out=out, force=force, tar=tar, progress=not as_json,
     ))
     _emit({"artifact": str(result.folder), "archive": str(result.archive) if result.archive else None, **result.report},
           as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))

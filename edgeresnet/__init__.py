@@ -23,6 +23,7 @@ _API = {
     "get_target": ("edgeresnet.targets", "get_target"),
     "compile": ("edgeresnet.compiler", "compile_artifact"),
     "CompileOptions": ("edgeresnet.compiler", "CompileOptions"),
+    "DynamicBatch": ("edgeresnet.targets.base", "DynamicBatch"),
     "quantize_model": ("edgeresnet.steps", "quantize_model"),
     "evaluate_onnx": ("edgeresnet.steps", "evaluate_onnx"),
     "verify": ("edgeresnet.artifact", "verify"),

@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from edgeresnet.runners import TorchRunner
 from edgeresnet.steps import BUILTIN_CALIBRATION, BUILTIN_EVALUATION, resolve_data
 from edgeresnet.sensitivity import fall_back_until, layer_sensitivity
 from edgeresnet.targets import BACKEND_MODULES, TargetProfile, get_target
-from edgeresnet.targets.base import BuildContext, TargetBuild
+from edgeresnet.targets.base import BuildContext, DynamicBatch, TargetBuild
 
 
 @dataclass(frozen=True)
@@ -43,20 +43,22 @@ class CompileOptions:
     weights: str | None = None
     calib: str | None = None  # default: the built-in training split, for models trained on it
     eval: str | None = None  # default: the built-in test split (all 10,000 images)
-    method: CalibrationMethod = CalibrationMethod.MINMAX
+    method: CalibrationMethod | None = None  # None: the target's quantization profile chooses
     calib_samples: int = 512
     eval_samples: int | None = None
     seed: int = 0
     max_drop: float | None = None
     batch: int = 1
+    dynamic_batch: DynamicBatch | None = None  # instead of a static batch (ONNX Runtime and TensorRT targets)
+    emulated_samples: int = 1000
     out: str | None = None
     force: bool = False
     tar: bool = False
     progress: bool = True
-    backend_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.method is not None:
+            object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
         if self.calib_samples < 1:
             raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
         if self.eval_samples is not None and self.eval_samples < 1:
@@ -65,6 +67,13 @@ class CompileOptions:
             raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
+        if self.emulated_samples < 1:
+            raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
+
+    @property
+    def model_batch(self) -> int:
+        """The batch the model is built and run with: the static one, or the dynamic profile's optimum."""
+        return self.dynamic_batch.opt if self.dynamic_batch else self.batch
 
     def output_folder(self) -> Path:
         return Path(self.out) if self.out else Path("build") / f"{self.model}-{self.target}"
@@ -112,6 +121,8 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     clock = _Stopwatch()
     profile = get_target(options.target)
     destination = options.output_folder()
+    if options.dynamic_batch and profile.backend == "tvm":
+        raise InputError(f"{profile.name} compiles a static batch; use --batch instead of --dynamic-batch")
     backend = _backend(profile)
     backend.preflight(profile)
     # Staged from the start, so a bad destination fails before any work and a kill
@@ -131,10 +142,10 @@ def _compile_into(staging: Path, options: CompileOptions, profile: TargetProfile
     evaluation = resolve_data(options.eval, BUILTIN_EVALUATION, loaded, "eval", options.eval_samples, options.seed)
     clock.lap("load")
 
-    fp32_model = export_onnx_model(loaded, batch=options.batch)
+    fp32_model = export_onnx_model(loaded, batch=options.model_batch, dynamic_batch=options.dynamic_batch is not None)
     clock.lap("export")
-    _log(options.progress, f"calibrating ({options.method.value}) on {len(calibration)} samples from {calibration.source}")
     config = QuantizeConfig(profile=profile.quant_profile, method=options.method)
+    _log(options.progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
     int8_model = quantize(fp32_model, calibration.images, config, options.progress)
     clock.lap("quantize")
 
@@ -145,7 +156,8 @@ def _compile_into(staging: Path, options: CompileOptions, profile: TargetProfile
     clock.lap("sensitivity")
 
     def build_and_measure(candidate: onnx.ModelProto) -> Measured:
-        built = backend.build(BuildContext(profile, loaded, candidate, staging, options.batch, options.backend_options))
+        built = backend.build(BuildContext(profile, loaded, candidate, staging, options.model_batch,
+                                           options.dynamic_batch, options.emulated_samples))
         return _measure(built, profile, evaluation, fp32_eval, options.seed, options.progress)
 
     measured = build_and_measure(int8_model)
@@ -165,7 +177,7 @@ def _compile_into(staging: Path, options: CompileOptions, profile: TargetProfile
         clock.lap("fallback")
 
     write_bytes_atomically(staging / "model.fp32.onnx", fp32_model.SerializeToString())
-    report = _report(options, profile, loaded, calibration, evaluation, measured, sensitivity, steps)
+    report = _report(options, config, profile, loaded, calibration, evaluation, measured, sensitivity, steps)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     fp32_conf = measured.fp32.accuracy.confusion if measured.fp32.accuracy else None
     int8_conf = measured.int8.accuracy.confusion if measured.int8.accuracy else None
@@ -218,7 +230,7 @@ def _measure(built: TargetBuild, profile, evaluation: Dataset, fp32: Evaluation,
     return Measured(built, fp32_same, int8, _drop(fp32_same, int8), references)
 
 
-def _report(options, profile, loaded, calibration, evaluation, measured: Measured, sensitivity, steps) -> dict:
+def _report(options, config, profile, loaded, calibration, evaluation, measured: Measured, sensitivity, steps) -> dict:
     drift = compare(measured.fp32.logits, measured.int8.logits)
     fallback_layers = [s.layer for s in steps]
     build = measured.build
@@ -227,7 +239,7 @@ def _report(options, profile, loaded, calibration, evaluation, measured: Measure
         "model": loaded.name,
         "target": profile.name,
         "quant_profile": profile.quant_profile,
-        "method": options.method.value,
+        "method": config.method.value,
         "samples": len(calibration),
         "calibration": calibration.describe(),
         "evaluation": evaluation.describe(),
@@ -251,8 +263,9 @@ def _manifest_content(options, profile, loaded, calibration, report, build) -> d
     return {
         "model": {"name": loaded.name, "arch": loaded.entry.arch, "weights_sha256": loaded.weights_sha256,
                   "weights_file": loaded.weights_path.name if loaded.weights_path else None},
-        "input": {"batch": options.batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict()},
-        "calibration": {"method": options.method.value, "samples": len(calibration), "source": calibration.source,
+        "input": {"batch": options.model_batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict(),
+                  "dynamic_batch": options.dynamic_batch.__dict__ if options.dynamic_batch else None},
+        "calibration": {"method": report["method"], "samples": len(calibration), "source": calibration.source,
                         "sha256": calibration.sha256, "seed": options.seed},
         "target": {**profile.to_dict(), "files": build.files},
         "toolchain": toolchain_versions(build.details.get("toolchain")),

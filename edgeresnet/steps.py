@@ -30,7 +30,7 @@ def resolve_data(spec: str | None, default: str, loaded: LoadedModel, option: st
 
 def quantize_model(
     output: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, profile: str = "onnxruntime",
-    calib: str | None = None, calib_samples: int = 512, method: str = "minmax", seed: int = 0, batch: int = 1,
+    calib: str | None = None, calib_samples: int = 512, method: str | None = None, seed: int = 0, batch: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     config = QuantizeConfig(profile=profile, method=method)

@@ -9,10 +9,35 @@ from typing import Any, Protocol
 
 import onnx
 
+from edgeresnet.errors import InputError
 from edgeresnet.models import LoadedModel
 from edgeresnet.runners import Runner
 
 from . import TargetProfile
+
+
+@dataclass(frozen=True)
+class DynamicBatch:
+    """A dynamic batch dimension with TensorRT-style optimization-profile bounds."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise InputError(f"dynamic batch needs 1 <= min <= opt <= max, not {self.min},{self.opt},{self.max}")
+
+    @classmethod
+    def parse(cls, text: str) -> "DynamicBatch":
+        try:
+            low, opt, high = (int(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(f"--dynamic-batch takes MIN,OPT,MAX (e.g. 1,8,32), not {text!r}") from None
+        return cls(low, opt, high)
+
+    def shapes(self, sample_shape: tuple[int, ...]) -> dict[str, list[int]]:
+        return {name: [size, *sample_shape] for name, size in (("min", self.min), ("opt", self.opt), ("max", self.max))}
 
 
 @dataclass
@@ -21,8 +46,9 @@ class BuildContext:
     model: LoadedModel
     int8_model: onnx.ModelProto
     folder: Path  # the staging folder of the artifact; write only here
-    batch: int
-    options: dict[str, Any] = field(default_factory=dict)  # typed per backend by its own dataclass
+    batch: int  # the static batch, or the optimal one when `dynamic_batch` is set
+    dynamic_batch: DynamicBatch | None = None
+    emulated_samples: int = 1000  # evaluation images run under emulation (TVM aarch64 targets)
 
 
 @dataclass

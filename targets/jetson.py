@@ -115,7 +115,7 @@ def _bundle_config(context: BuildContext, model_sha256: str) -> dict:
         "model_sha256": model_sha256,
         "input_name": "input",
         "input_shape": [context.batch, *context.model.preprocessing.input_shape],
-        "dynamic_shapes": context.options.get("dynamic_shapes"),
+        "dynamic_shapes": context.dynamic_batch.shapes(context.model.preprocessing.input_shape) if context.dynamic_batch else None,
         "trt_versions": trt_versions(profile),
         "preprocessing": context.model.preprocessing.to_dict(),
     }

@@ -35,7 +35,6 @@ LIBRARY = "model.so"
 QDQ_MODEL = "model.int8.onnx"  # the Q/DQ model the library was compiled from
 RUNNER_FILES = ("run.py", "README.md")  # from templates/tvm
 DEPLOY_FILE = "deploy.json"
-EMULATED_SAMPLES = 1000
 
 
 def _arm(name: str, description: str, cpu: str, features: list[str], qemu_cpu: str, threads: int, dotprod: bool, aliases=()):
@@ -223,8 +222,7 @@ def build(context: BuildContext) -> TargetBuild:
     try:
         runtime = emulation.build_runtime()
         emulated = QemuRunner(folder, runtime, details["qemu_cpu"], context.batch, threads)
-        limit = context.options.get("emulated_samples", EMULATED_SAMPLES)
-        return TargetBuild(files, emulated, build_details, not_measured, sample_limit=limit, reference_runners=[host])
+        return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples, reference_runners=[host])
     except MissingDependency as exc:
         not_measured.append(f"the shipped aarch64 library under emulation: {exc}")
         return TargetBuild(files, host, build_details, not_measured)

@@ -20,17 +20,18 @@ def small_data(tmp_path_factory) -> dict[str, Path]:
     return {"calib": calib, "eval": evaluation}
 
 
-@pytest.fixture(scope="session")
-def ort_artifact(tmp_path_factory, small_data) -> Path:
-    out = tmp_path_factory.mktemp("artifacts") / "ort"
-    result = compile_small("ort-cpu", out, small_data)
+def _compiled(tmp_path_factory, small_data, target: str) -> Path:
+    out = tmp_path_factory.mktemp("artifacts") / target
+    result = compile_small(target, out, small_data)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def ort_artifact(tmp_path_factory, small_data) -> Path:
+    return _compiled(tmp_path_factory, small_data, "ort-cpu")
 
 
 @pytest.fixture(scope="session")
 def jetson_artifact(tmp_path_factory, small_data) -> Path:
-    out = tmp_path_factory.mktemp("artifacts") / "jetson"
-    result = compile_small("jetson-orin-nx", out, small_data)
-    assert result.returncode == 0, result.stderr
-    return out
+    return _compiled(tmp_path_factory, small_data, "jetson-orin-nx")

@@ -199,6 +199,8 @@ CASES = {
     "eval samples zero": (["compile", "--target", "ort-cpu", "--eval-samples", "0", "--out", OUT], 2, "at least 1"),
     "negative max drop": (["compile", "--target", "ort-cpu", "--max-drop", "-1", "--out", OUT], 2, "--max-drop"),
     "batch zero": (["compile", "--target", "ort-cpu", "--batch", "0", "--out", OUT], 2, "--batch"),
+    "dynamic batch bounds reversed": (["compile", "--target", "jetson", "--dynamic-batch", "8,4,1", "--out", OUT], 2, "min <= opt <= max"),
+    "dynamic batch on a tvm target": (["compile", "--target", "rpi5", "--dynamic-batch", "1,2,4", "--out", OUT], 2, "static batch"),
     "existing output folder": (["compile", "--target", "ort-cpu", "--out", "{dir}/existing"], 2, "already exists"),
     "output under a file": (["compile", "--target", "ort-cpu", "--out", "{dir}/a-file/sub"], 2, "nothing was written"),
     "unwritable output folder": (["compile", "--target", "ort-cpu", "--out", "/proc/edgeresnet-out"], 2, "nothing was written"),

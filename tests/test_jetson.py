@@ -23,7 +23,7 @@ from edgeresnet.targets import get_target
 from edgeresnet.targets.jetson import activation_scales, cache_version_tag, read_calibration_cache, trt_versions
 from edgeresnet.targets.tensorrt_rules import check_model
 
-from helpers import run_cli
+from helpers import compile_small, run_cli
 
 
 # --- one bad model per parser rule ----------------------------------------------------------------
@@ -286,3 +286,19 @@ def test_device_scripts_import_without_tensorrt(jetson_artifact):
     result = subprocess.run([sys.executable, "-c", code], cwd=jetson_artifact, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("jetson-orin-nx_L4T-36.3.0_TRT-10.3.0_")
+
+
+def test_dynamic_batch_bundle_passes_profile_bounds(tmp_path, small_data):
+    bundle = tmp_path / "dynamic"
+    result = compile_small("jetson-agx-orin", bundle, small_data, "--dynamic-batch", "1,8,32")
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(bundle / "model.onnx")
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    report = json.loads((bundle / "report.json").read_text())
+    assert all(c["passed"] for c in report["target_details"]["parser_checks"].values())
+    run, args = _build(bundle, tmp_path, "10.3.0")
+    assert run.returncode == 0, run.stderr
+    assert "--minShapes=input:1x3x32x32" in args and "--optShapes=input:8x3x32x32" in args
+    assert "--maxShapes=input:32x3x32x32" in args
+    config = json.loads((bundle / "bundle.json").read_text())
+    assert config["dynamic_shapes"]["max"] == [32, 3, 32, 32] and config["input_shape"][0] == 8

@@ -111,6 +111,14 @@ def test_each_layer_alone_in_int8_stays_close_to_fp32(reference, profile):
         assert drift.sqnr_db > 25, (profile, layer, drift)
 
 
+def test_profiles_choose_their_calibrator_unless_told():
+    from edgeresnet.quantize import CalibrationMethod
+
+    assert QuantizeConfig(profile="tvm").method is CalibrationMethod.PERCENTILE
+    assert QuantizeConfig(profile="tensorrt").method is CalibrationMethod.MINMAX
+    assert QuantizeConfig(profile="tvm", method="entropy").method is CalibrationMethod.ENTROPY
+
+
 def test_bad_config_is_refused():
     from edgeresnet.errors import InputError
 

@@ -114,6 +114,7 @@ def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_art
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])
 def test_arm_reports_emulated_and_host_accuracy(arm_artifacts, target):
     report = json.loads((arm_artifacts[target] / "report.json").read_text())
+    assert report["method"] == "percentile"  # the tvm profile's own calibrator
     assert report["int8"]["runtime"].startswith("tvm aarch64 (qemu emulation, -cpu cortex-a7")
     assert report["int8"]["samples"] >= 1000 and report["drop_pts"] <= 0.3
     host = report["extra_measurements"][0]
