@@ -60,7 +60,6 @@ def measure(fn, runs: int, warmup: int = 3) -> tuple[float, float]:
 
 
 def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[dict], dict]:
-    import onnx
     import torch
     import tvm
     from tvm import relax

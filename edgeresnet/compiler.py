@@ -26,7 +26,7 @@ from edgeresnet.errors import InputError
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.evaluate import Evaluation, accuracy, compare, evaluate
 from edgeresnet.export import export_onnx_model
-from edgeresnet.models import LoadedModel, load_model
+from edgeresnet.models import load_model
 from edgeresnet.quantize import CalibrationMethod, QuantizeConfig, quantize
 from edgeresnet.report import REPORT_SCHEMA, render_html, summary_lines
 from edgeresnet.runners import TorchRunner

@@ -101,7 +101,7 @@ def train_on_fashion_mnist(
     # channels_last runs this network's small convolutions about 1.5x faster on CPU.
     model = build_resnet(config.arch, num_classes=len(CLASS_NAMES), in_channels=1).to(memory_format=torch.channels_last)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
