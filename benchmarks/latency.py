@@ -48,17 +48,6 @@ def photo_crops(size: int, count: int = 32) -> np.ndarray:
     return IMAGENET.normalize_uint8(np.stack(crops))
 
 
-def measure(fn, runs: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
-
-
 def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[dict], dict]:
     import torch
     import tvm
@@ -66,6 +55,7 @@ def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[
     from tvm.relax.frontend.onnx import from_onnx
 
     from edgeresnet.calibration import open_dataset
+    from edgeresnet.deploy import latency
     from edgeresnet.export import export_onnx_model
     from edgeresnet.models import load_model
     from edgeresnet.quantize import QuantizeConfig, quantize
@@ -121,7 +111,8 @@ def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[
     rows = []
     with torch.no_grad():
         for label, fn in candidates.items():
-            p50, p90 = measure(fn, runs)
+            timing = latency(fn, warmup=3, runs=runs)
+            p50, p90 = timing["p50_ms"], timing["p90_ms"]
             rows.append({"name": label, "model": name, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3)})
             log(f"  {name:16s} {label:20s} p50 {p50:9.3f} ms  p90 {p90:9.3f} ms")
     baseline = next(r["p50_ms"] for r in rows if r["name"] == "onnxruntime fp32")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -42,13 +43,19 @@ def artifact_runner(folder: Path, manifest: dict[str, Any], emulate: bool = Fals
     )
 
 
+@contextlib.contextmanager
+def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tuple[Path, dict[str, Any], Runner]]:
+    """Open (unpacking a .tar.gz), verify, and yield (folder, manifest, runner for its files)."""
+    with opened(artifact) as folder:
+        verify_folder(folder)
+        manifest = read_manifest(folder)
+        yield folder, manifest, artifact_runner(folder, manifest, emulate)
+
+
 def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, emulate: bool = False) -> dict[str, Any]:
     """Verify the artifact, run it on images/.npy/.npz/IDX input, and return predictions and latency."""
-    with opened(folder) as unpacked:
-        verify_folder(unpacked)
-        manifest = read_manifest(unpacked)
+    with verified_runner(folder, emulate) as (_, manifest, runner):
         preprocessing = Preprocessing.from_dict(manifest["input"])
-        runner = artifact_runner(unpacked, manifest, emulate)
         data = open_dataset(input_spec, preprocessing, limit=limit)
         started = time.perf_counter()
         logits = collect_logits(runner, data.images, progress=False)
@@ -65,28 +72,26 @@ def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, 
     return result
 
 
-def latency(runner: Runner, sample: np.ndarray, warmup: int = 5, runs: int = 50) -> dict[str, float]:
-    batch = np.ascontiguousarray(sample[: runner.static_batch or 1])
+def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict[str, float]:
+    """p50/p90 milliseconds of `call`, after warm-up runs."""
     for _ in range(warmup):
-        runner.infer(batch)
+        call()
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        runner.infer(batch)
+        call()
         times.append((time.perf_counter() - started) * 1000)
     return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3), "runs": runs}
 
 
 def bench_artifact(folder: str | Path, runs: int = 50) -> dict[str, Any]:
     """INT8 artifact latency against its own FP32 model in ONNX Runtime, on this machine (batch as built)."""
-    with opened(folder) as unpacked:
-        verify_folder(unpacked)
-        manifest = read_manifest(unpacked)
-        runner = artifact_runner(unpacked, manifest)
+    with verified_runner(folder) as (unpacked, manifest, runner):
         baseline = OnnxRuntimeRunner(unpacked / "model.fp32.onnx", label="FP32")
         shape = [manifest["input"]["batch"], *Preprocessing.from_dict(manifest["input"]).input_shape]
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        int8, fp32 = latency(runner, sample, runs=runs), latency(baseline, sample, runs=runs)
+        int8 = latency(lambda: runner.infer(sample), runs=runs)
+        fp32 = latency(lambda: baseline.infer(sample), runs=runs)
     speedup = fp32["p50_ms"] / int8["p50_ms"] if int8["p50_ms"] else float("inf")
     result = {"artifact": str(folder), "machine": platform.machine(), "batch": shape[0],
               "int8": {"runtime": runner.runtime, **int8}, "fp32": {"runtime": baseline.runtime, **fp32},

@@ -72,7 +72,16 @@ class Backend(Protocol):
 DEVICE_SUPPORT_FILES = ("preprocessing.py", "device_io.py")
 
 
+def copy_templates(folder: Path, kind: str, names: tuple[str, ...]) -> None:
+    """Copy targets/templates/<kind>/<name> into the artifact; scripts become executable."""
+    templates = resources.files("edgeresnet.targets") / "templates" / kind
+    for name in names:
+        target = folder / name
+        target.write_text(templates.joinpath(name).read_text())
+        if name.endswith((".sh", ".py")):
+            target.chmod(0o755)
+
+
 def copy_device_support(folder: Path) -> None:
     (folder / "preprocessing.py").write_text(resources.files("edgeresnet").joinpath("preprocessing.py").read_text())
-    templates = resources.files("edgeresnet.targets") / "templates" / "common"
-    (folder / "device_io.py").write_text(templates.joinpath("device_io.py").read_text())
+    copy_templates(folder, "common", ("device_io.py",))

@@ -17,7 +17,6 @@ import shlex
 import shutil
 import struct
 import sys
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
 
 from . import TargetProfile, register
-from .base import DEVICE_SUPPORT_FILES, BuildContext, TargetBuild, copy_device_support
+from .base import DEVICE_SUPPORT_FILES, BuildContext, TargetBuild, copy_device_support, copy_templates
 from .tensorrt_rules import check_model
 
 MODEL_FILE = "model.onnx"
@@ -182,12 +181,7 @@ def build(context: BuildContext) -> TargetBuild:
     config = _bundle_config(context, hashlib.sha256(model_bytes).hexdigest())
     (folder / "bundle.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "bundle.env").write_text(_shell_config(config))
-    templates = resources.files("edgeresnet.targets") / "templates" / "jetson"
-    for name in BUNDLE_FILES:
-        target = folder / name
-        target.write_text(templates.joinpath(name).read_text())
-        if name.endswith((".sh", ".py")):
-            target.chmod(0o755)
+    copy_templates(folder, "jetson", BUNDLE_FILES)
     copy_device_support(folder)
     scales = activation_scales(context.int8_model)
     cache_files = []

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from edgeresnet.runners import Runner
 
 from . import TargetProfile, register
 from . import aarch64_emulation as emulation
-from .base import DEVICE_SUPPORT_FILES, BuildContext, TargetBuild, copy_device_support
+from .base import DEVICE_SUPPORT_FILES, BuildContext, TargetBuild, copy_device_support, copy_templates
 
 LIBRARY = "model.so"
 QDQ_MODEL = "model.int8.onnx"  # the Q/DQ model the library was compiled from
@@ -172,7 +171,6 @@ def preflight(profile: TargetProfile) -> None:
 
 def build(context: BuildContext) -> TargetBuild:
     profile, folder = context.profile, context.folder
-    preflight(profile)
     details = profile.details
     input_shape = [context.batch, *context.model.preprocessing.input_shape]
     target = llvm_target(profile)
@@ -181,10 +179,7 @@ def build(context: BuildContext) -> TargetBuild:
     executable.export_library(str(folder / LIBRARY), **({"cc": cross} if cross else {}))
     write_bytes_atomically(folder / QDQ_MODEL, context.int8_model.SerializeToString())
 
-    templates = resources.files("edgeresnet.targets") / "templates" / "tvm"
-    for name in RUNNER_FILES:
-        (folder / name).write_text(templates.joinpath(name).read_text())
-    (folder / "run.py").chmod(0o755)
+    copy_templates(folder, "tvm", RUNNER_FILES)
     copy_device_support(folder)
     (folder / DEPLOY_FILE).write_text(json.dumps({
         "target": profile.name, "library": LIBRARY, "input_name": "input", "input_shape": input_shape,

@@ -159,7 +159,8 @@ def schedule_pass(stats: ScheduleStats):
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         updates = {}
         for gv, func in mod.functions.items():
-            if isinstance(func, tvm.tirx.PrimFunc) and not func.attrs.get("tirx.is_scheduled", False) if func.attrs else isinstance(func, tvm.tirx.PrimFunc):
+            already = bool(func.attrs and func.attrs.get("tirx.is_scheduled", False)) if isinstance(func, tvm.tirx.PrimFunc) else True
+            if not already:
                 updates[gv] = schedule_function(func, stats)
         for gv, func in updates.items():
             mod[gv] = func
