@@ -170,12 +170,14 @@ def _print_summary(report: dict) -> None:
               help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
 @click.option("--emulated-samples", type=int, default=1000, show_default=True,
               help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets).")
+@click.option("--records", type=click.Path(file_okay=False), default=None,
+              help="Tuning records from `edgeresnet tune` for this target: kernels with a record take its schedule (TVM targets).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
 @json_option
 def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch,
-                    dynamic_batch, emulated_samples, out, force, tar, as_json):
+                    dynamic_batch, emulated_samples, records, out, force, tar, as_json):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
@@ -183,12 +185,46 @@ def compile_command(target, model, weights, calib, calib_samples, method, seed, 
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
         method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
-        emulated_samples=emulated_samples, out=out, force=force, tar=tar, progress=not as_json,
+        emulated_samples=emulated_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
     ))
     _emit({"artifact": str(result.folder), "archive": str(result.archive) if result.archive else None, **result.report},
           as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
     if not result.passed:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--target", required=True, help="A TVM target profile (x86-64 locally; rpi4, rpi5, ... through --rpc).")
+@click.option("--records", required=True, type=click.Path(file_okay=False),
+              help="Records folder: created, or extended when it holds records of the same target.")
+@model_option
+@weights_option
+@click.option("--calib", default=None, help="Calibration data for the quantized model (its constants do not change the kernels).")
+@click.option("--calib-samples", type=int, default=64, show_default=True)
+@click.option("--trials", type=int, default=64, show_default=True, help="MetaSchedule candidates measured per kernel.")
+@click.option("--kernels", "max_kernels", type=int, default=None, help="Tune only the N kernels with the most work.")
+@click.option("--all-kernels", is_flag=True, help="Also tune the small pooling/elementwise kernels, not just the convolutions.")
+@click.option("--rpc", default=None, metavar="KEY@HOST:PORT", help="Measure on the board registered under KEY with the TVM RPC tracker at HOST:PORT.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def tune(target, records, model, weights, calib, calib_samples, trials, max_kernels, all_kernels, rpc, batch, seed, as_json):
+    """Tune the TVM kernels of a target with MetaSchedule, starting from the rule schedules; `compile --records` reuses them."""
+    import edgeresnet
+
+    result = edgeresnet.tune(edgeresnet.TuneOptions(
+        target=target, records=records, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib,
+        calib_samples=calib_samples, trials=trials, max_kernels=max_kernels, all_kernels=all_kernels,
+        rpc=edgeresnet.RpcDevice.parse(rpc) if rpc else None, batch=batch, seed=seed, progress=not as_json,
+    ))
+
+    def human(r):
+        _table(r["kernels"], [("kernel", "kernel"), ("calls", "calls"), ("rules_ms", "rules ms"), ("best_ms", "best ms"), ("source", "best from")])
+        click.echo(f"{r['tuned_kernels']} kernels, {r['trials_per_kernel']} trials each, measured on {r['measured_on']}: "
+                   f"MetaSchedule beat the rules on {r['metaschedule_wins']}; records in {r['records']} "
+                   f"(use: edgeresnet compile --target {r['target']} --records {r['records']})")
+
+    _emit(result, as_json, human)
 
 
 @cli.command()

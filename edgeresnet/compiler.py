@@ -51,6 +51,7 @@ class CompileOptions:
     batch: int = 1
     dynamic_batch: DynamicBatch | None = None  # instead of a static batch (ONNX Runtime and TensorRT targets)
     emulated_samples: int = 1000
+    records: str | None = None  # tuning records of `edgeresnet tune` (TVM targets)
     out: str | None = None
     force: bool = False
     tar: bool = False
@@ -125,6 +126,10 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
         raise InputError(f"{profile.name} compiles a static batch; use --batch instead of --dynamic-batch")
     backend = _backend(profile)
     backend.preflight(profile)
+    if options.records is not None:
+        if not hasattr(backend, "check_records"):
+            raise InputError(f"--records are TVM tuning records; {profile.name} builds with {profile.backend}")
+        backend.check_records(profile, options.records)
     # Staged from the start, so a bad destination fails before any work and a kill
     # at any point leaves only a hidden .partial folder beside it.
     with atomic_directory(destination, force=options.force) as staging:
@@ -157,7 +162,8 @@ def _compile_into(staging: Path, options: CompileOptions, profile: TargetProfile
 
     def build_and_measure(candidate: onnx.ModelProto) -> Measured:
         built = backend.build(BuildContext(profile, loaded, candidate, staging, options.model_batch,
-                                           options.dynamic_batch, options.emulated_samples))
+                                           options.dynamic_batch, options.emulated_samples,
+                                           Path(options.records) if options.records else None))
         return _measure(built, profile, evaluation, fp32_eval, options.seed, options.progress)
 
     measured = build_and_measure(int8_model)
@@ -269,6 +275,8 @@ def _manifest_content(options, profile, loaded, calibration, report, build) -> d
                         "sha256": calibration.sha256, "seed": options.seed},
         "target": {**profile.to_dict(), "files": build.files},
         "toolchain": toolchain_versions(build.details.get("toolchain")),
+        # Tuning records are an input of the build, like the calibration data: which, and how made.
+        **({"tuning_records": build.details["tuning_records"]} if "tuning_records" in build.details else {}),
         "accuracy": {k: report[k] for k in ("drop_pts", "agreement", "gate")} | {
             "fp32_top1": report["fp32"].get("top1"), "int8_top1": report["int8"].get("top1"),
             "int8_runtime": report["int8"]["runtime"], "eval_samples": report["int8"]["samples"],

@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,tune]"
 
 # TensorRT's published type stubs, to check the Jetson scripts' API names. Unpacked
 # beside the project, not installed: installed, they shadow `import tensorrt`.

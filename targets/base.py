@@ -49,6 +49,7 @@ class BuildContext:
     batch: int  # the static batch, or the optimal one when `dynamic_batch` is set
     dynamic_batch: DynamicBatch | None = None
     emulated_samples: int = 1000  # evaluation images run under emulation (TVM aarch64 targets)
+    records: Path | None = None  # tuning records of `edgeresnet tune` (TVM targets; checked by check_records)
 
 
 @dataclass

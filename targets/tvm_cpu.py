@@ -76,30 +76,55 @@ def llvm_target(profile: TargetProfile) -> dict:
     return target
 
 
-def compile_integer_module(int8_model, input_shape: list[int], target: dict):
-    """Import the Q/DQ model, lower it to integer compute, compile it with the schedule rules for `target`.
+def integer_module(int8_model, input_shape: list[int]):
+    """The Q/DQ model imported into Relax and lowered to integer compute: (IRModule, lowering stats)."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from .tvm_lowering import lower_to_integer
+
+    return lower_to_integer(from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False))
+
+
+def compile_integer_module(int8_model, input_shape: list[int], target: dict, records: Path | None = None):
+    """Import the Q/DQ model, lower it to integer compute, compile it for `target` with the schedule
+    rules (and the tuning records of `edgeresnet tune`, where `records` has one for a kernel).
 
     Returns (executable, lowering stats, schedule stats)."""
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.onnx import from_onnx
 
-    from .tvm_lowering import lower_to_integer
     from .tvm_schedules import ScheduleStats, cpu_pipeline
 
-    mod = from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False)
-    mod, lowering = lower_to_integer(mod)
+    mod, lowering = integer_module(int8_model, input_shape)
     scheduled = ScheduleStats()
     llvm = tvm.target.Target(target)
-    return relax.build(mod, target=llvm, relax_pipeline=cpu_pipeline(llvm, scheduled)), lowering, scheduled
+    return relax.build(mod, target=llvm, relax_pipeline=cpu_pipeline(llvm, scheduled, records)), lowering, scheduled
 
 
-def count_sdot(library: Path) -> int:
+def sdot_by_kernel(library: Path) -> dict[str, int]:
+    """sdot instructions per kernel of an aarch64 library, from its disassembly. A kernel's
+    parallel body (`<kernel>_compute_`) and its FFI entry (`__tvm_ffi_<kernel>`) count with it."""
     objdump = shutil.which("aarch64-linux-gnu-objdump")
     if objdump is None:
         raise MissingDependency("aarch64-linux-gnu-objdump not found: 'apt-get install binutils-aarch64-linux-gnu'")
     text = subprocess.run([objdump, "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    return len(re.findall(r"\bsdot\b", text))
+    counts: dict[str, int] = {}
+    kernel = None
+    for line in text.splitlines():
+        symbol = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if symbol:
+            kernel = symbol.group(1).removeprefix("__tvm_ffi_").split("_compute_")[0]
+            counts.setdefault(kernel, 0)
+        elif kernel is not None and re.search(r"\bsdot\b", line):
+            counts[kernel] += 1
+    return counts
+
+
+def sdot_summary(library: Path) -> dict:
+    counts = sdot_by_kernel(library)
+    convolutions = {name: n for name, n in counts.items() if "conv2d" in name}
+    return {"sdot_instructions": sum(counts.values()), "conv_kernels": len(convolutions),
+            "conv_kernels_with_sdot": sum(1 for n in convolutions.values() if n)}
 
 
 class TvmHostRunner(Runner):
@@ -169,12 +194,18 @@ def preflight(profile: TargetProfile) -> None:
         raise MissingDependency("aarch64-linux-gnu-objdump not found: install it with 'apt-get install binutils-aarch64-linux-gnu'")
 
 
+def check_records(profile: TargetProfile, records: str | Path) -> None:
+    from .tvm_tuning import check_records_for
+
+    check_records_for(records, profile.name, llvm_target(profile))
+
+
 def build(context: BuildContext) -> TargetBuild:
     profile, folder = context.profile, context.folder
     details = profile.details
     input_shape = [context.batch, *context.model.preprocessing.input_shape]
     target = llvm_target(profile)
-    executable, stats, scheduled = compile_integer_module(context.int8_model, input_shape, target)
+    executable, stats, scheduled = compile_integer_module(context.int8_model, input_shape, target, context.records)
     cross = details["cross_compiler"]
     executable.export_library(str(folder / LIBRARY), **({"cc": cross} if cross else {}))
     write_bytes_atomically(folder / QDQ_MODEL, context.int8_model.SerializeToString())
@@ -195,18 +226,23 @@ def build(context: BuildContext) -> TargetBuild:
         "scheduled_share": scheduled.share,
         "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
     }
+    if context.records is not None:
+        from .tvm_tuning import records_provenance
+
+        build_details["tuning_records"] = records_provenance(context.records)
     not_measured = ["latency on the board itself: run run.py there (emulated timings say nothing about the board)"]
     threads = os.cpu_count() or 1
     if profile.arch != "aarch64":
         runner = TvmHostRunner(folder / LIBRARY, context.batch, threads, f"{target.get('mcpu', 'generic')}, integer module")
         return TargetBuild(files, runner, build_details, not_measured)
 
-    sdot = count_sdot(folder / LIBRARY)
-    build_details["sdot_instructions"] = sdot
-    if details["dotprod"] and sdot == 0:
-        raise CheckFailed(f"{profile.name} has the dot-product extension, but {LIBRARY} contains no sdot instruction")
-    if not details["dotprod"] and sdot:
-        raise CheckFailed(f"{profile.name}'s {details['cpu']} lacks sdot, yet {LIBRARY} contains {sdot}")
+    sdot = sdot_summary(folder / LIBRARY)
+    build_details.update(sdot)
+    if details["dotprod"] and (sdot["conv_kernels_with_sdot"] < sdot["conv_kernels"] or not sdot["conv_kernels"]):
+        raise CheckFailed(f"{profile.name} has the dot-product extension, but only {sdot['conv_kernels_with_sdot']} "
+                          f"of the {sdot['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
+    if not details["dotprod"] and sdot["sdot_instructions"]:
+        raise CheckFailed(f"{profile.name}'s {details['cpu']} lacks sdot, yet {LIBRARY} contains {sdot['sdot_instructions']}")
 
     # The same integer module built for this host: the full-evaluation-set measurement.
     host_dir = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))

@@ -38,12 +38,27 @@ def _const(array, dtype: str) -> relax.Constant:
     return relax.const(np.ascontiguousarray(np.asarray(array).astype(dtype)), dtype)
 
 
-def _requantize(value: relax.Expr, multiplier, offset=None) -> relax.Expr:
+def _bound(value, dtype: str, shape: tuple[int, ...]) -> relax.Constant:
+    """A per-channel constant, (1, C, 1, 1) for feature maps: ConvertLayout carries blocked
+    layouts through a binary op only when the other operand can be blocked too, which a
+    0-d or (1, 1, 1, 1) one cannot (nor through clip, which has no layout rule)."""
+    broadcast = (1, shape[1]) + (1,) * (len(shape) - 2) if len(shape) >= 2 else (1,) * len(shape)
+    return _const(np.full(broadcast, value), dtype)
+
+
+def _requantize(value: relax.Expr, multiplier, shape: tuple[int, ...], offset=None) -> relax.Expr:
     """int32 (or float) -> int8: value * multiplier (+ offset), rounded half to even, clipped."""
-    scaled = relax.op.multiply(relax.op.astype(value, "float32"), _const(multiplier, "float32"))
+    factor = _bound(multiplier, "float32", shape) if np.ndim(multiplier) == 0 else _const(multiplier, "float32")
+    scaled = relax.op.multiply(relax.op.astype(value, "float32"), factor)
     if offset is not None:
         scaled = relax.op.add(scaled, _const(offset, "float32"))
-    return relax.op.astype(relax.op.clip(relax.op.round(scaled), -128, 127), "int8")
+    rounded = relax.op.round(scaled)
+    clipped = relax.op.maximum(relax.op.minimum(rounded, _bound(127, "float32", shape)), _bound(-128, "float32", shape))
+    return relax.op.astype(clipped, "int8")
+
+
+def _shape(expr: relax.Expr) -> tuple[int, ...]:
+    return tuple(int(d) for d in expr.ty.shape)
 
 
 def _dequantize_pattern():
@@ -79,6 +94,9 @@ class LoweringStats:
         return {**self.__dict__, "lowered": self.lowered}
 
 
+CHANNEL_GROUP = 4  # input channels one sdot instruction reduces (pmaddwd takes 2: 4 suits both)
+
+
 def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
     dq_x, x, sx, zx = _dequantize_pattern()
     dq_w, w, sw, zw = _dequantize_pattern()
@@ -95,8 +113,15 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
         if weight.dtype != np.int8:
             return expr
         s_x, s_w, s_o = float(_value(m[sx])), _value(m[sw]).astype(np.float64).reshape(-1), float(_value(m[so]))
+        data = m[x]
+        missing = -weight.shape[1] % CHANNEL_GROUP
+        if int(attrs.groups) == 1 and missing and str(attrs.data_layout) == "NCHW":
+            # Zero channels (an image's 1 or 3) up to a whole dot-product group: exact, and the
+            # first convolution then runs on the same instructions as the others.
+            data = relax.op.nn.pad(data, [0, 0, 0, missing, 0, 0, 0, 0], pad_value=0.0)
+            weight = np.pad(weight, [(0, 0), (0, missing), (0, 0), (0, 0)])
         acc = relax.op.nn.conv2d(
-            m[x], _const(weight, "int8"), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
+            data, _const(weight, "int8"), strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
             groups=attrs.groups, data_layout=attrs.data_layout, kernel_layout=attrs.kernel_layout,
             out_layout=attrs.out_layout, out_dtype="int32",
         )
@@ -104,7 +129,7 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
         # int32 accumulator would overflow for channels whose weight scale is near zero.
         offset = _value(m[bias]).astype(np.float64).reshape(1, -1, 1, 1) / s_o if bias in m else None
         stats.conv += 1
-        return _requantize(acc, (s_x * s_w / s_o).reshape(1, -1, 1, 1), offset)
+        return _requantize(acc, (s_x * s_w / s_o).reshape(1, -1, 1, 1), _shape(expr), offset)
 
     return rewrite_call(pattern, rewrite, func)
 
@@ -119,8 +144,9 @@ def _rewrite_monotonic(func: relax.Function, stats: LoweringStats) -> relax.Func
     def rewrite(expr, m):
         _check_symmetric(m[zx], m[zo])
         call = m[op]
+        shape = _shape(expr)
         if call.op.name == "relax.nn.relu":
-            result = relax.op.maximum(m[x], _const(0, "int8"))
+            result = relax.op.maximum(m[x], _bound(0, "int8", shape))
         elif call.op.name == "relax.reshape":
             result = relax.op.reshape(m[x], call.args[1])
         else:
@@ -129,7 +155,7 @@ def _rewrite_monotonic(func: relax.Function, stats: LoweringStats) -> relax.Func
                                             a.count_include_pad, a.layout, a.out_layout)
         s_x, s_o = float(_value(m[sx])), float(_value(m[so]))
         stats.elementwise += 1
-        return result if np.isclose(s_x, s_o, rtol=0, atol=0) else _requantize(result, s_x / s_o)
+        return result if np.isclose(s_x, s_o, rtol=0, atol=0) else _requantize(result, s_x / s_o, _shape(expr))
 
     return rewrite_call(pattern, rewrite, func)
 
@@ -148,7 +174,7 @@ def _rewrite_add(func: relax.Function, stats: LoweringStats) -> relax.Function:
             relax.op.multiply(relax.op.astype(m[b], "float32"), _const(float(_value(m[sb])) / s_o, "float32")),
         )
         stats.add += 1
-        return _requantize(total, 1.0)
+        return _requantize(total, 1.0, _shape(expr))
 
     return rewrite_call(pattern, rewrite, func)
 
@@ -166,7 +192,7 @@ def _rewrite_global_pool(func: relax.Function, stats: LoweringStats) -> relax.Fu
         count = int(np.prod([shape[i] for i in axes]))
         total = relax.op.sum(relax.op.astype(m[x], "int32"), axis=axes, keepdims=bool(m[mean].attrs.keepdims))
         stats.pool += 1
-        return _requantize(total, float(_value(m[sx])) / (count * float(_value(m[so]))))
+        return _requantize(total, float(_value(m[sx])) / (count * float(_value(m[so]))), _shape(expr))
 
     return rewrite_call(pattern, rewrite, func)
 

@@ -1,14 +1,16 @@
-"""Rule-based CPU schedules for the integer ResNet kernels: no tuning session, deterministic.
+"""Rule-based CPU schedules for the FP32 and integer ResNet kernels: no tuning session, deterministic.
 
 TVM 0.27's default CPU pipeline legalizes and fuses but leaves every loop nest
-naive and single-threaded. After fusion, each fused kernel gets one rule:
+naive and single-threaded. Here convolutions first move to blocked layouts
+(`tvm_conv`), then, after fusion, each fused kernel gets one rule:
 
-* convolutions (a reduction block over (ic, kh, kw) feeding an elementwise epilogue):
-  the epilogue (bias, requantize, residual add, relu) is inlined into one block;
-  the loop order becomes (n, oc, oh) | (ic, kh, kw) | ow, the outer three fused and
-  run in parallel, the accumulation row over `ow` innermost and contiguous (LLVM
-  vectorizes it; its initialisation is split off first), and the epilogue computed
-  right after each finished row while it is still in cache;
+* blocked convolutions (NCHW8c): a tile of output pixels x 8 channels accumulates in
+  registers (a `local` buffer LLVM promotes), over (ic-block, kh, kw, ic); the tile loop
+  is unrolled, the 8 channels are the vector (for integer kernels, the dot-product
+  intrinsic of the target: sdot, pmaddwd); (n, oc-block, oh) are fused and parallel;
+  the epilogue (bias, requantize, residual add, relu) is inlined and runs per tile;
+* plain NCHW convolutions (shapes the blocked layout does not take): (n, oc, oh) parallel,
+  the accumulation row over `ow` innermost and contiguous for LLVM's vectorizer;
 * other reductions (pooling sums, the dense layer): outer spatial loops fused and parallel;
 * everything else (pads, casts, elementwise): outer spatial loops fused and parallel,
   the innermost spatial loop vectorized.
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir
 
+from .tvm_conv import DotKind, conv_layouts, dot_kind, legalize_conv2d
+
 MIN_PARALLEL_EXTENT = 2
 
 
@@ -32,6 +36,8 @@ class ScheduleStats:
     kernels: int = 0
     scheduled: int = 0
     convolutions: int = 0
+    tensorized: int = 0  # blocked integer convolutions whose inner product is a dot-product instruction
+    from_records: int = 0  # kernels scheduled by a tuning record (edgeresnet tune) instead of a rule
 
     @property
     def share(self) -> float:
@@ -83,12 +89,8 @@ def _parallel_spatial(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
-def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
-    loops = sch.get_loops(conv)
-    if len(loops) != 7:  # n, oc, oh, ow, ic, kh, kw (NCHW conv2d)
-        return False
-    n, oc, oh, ow, ic, kh, kw = loops
-    # Inline the elementwise epilogue into a single consumer block.
+def _inline_epilogue(sch: s_tir.Schedule, conv):
+    """Inline the elementwise chain after a convolution into its last block; return that block (or None)."""
     epilogue = None
     consumers = sch.get_consumers(conv)
     while len(consumers) == 1:
@@ -102,6 +104,34 @@ def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
             break
         consumers = [nxt[0]]
         epilogue = nxt[0]
+    return epilogue
+
+
+def _parallel_producers(sch: s_tir.Schedule, block) -> None:
+    """The padded (and widened) input: one parallel, vectorized pass."""
+    producers = [p for p in sch.get_producers(block) if not _is_reduction(sch, p)]
+    for producer in producers:
+        for inner in sch.get_producers(producer):
+            if not _is_reduction(sch, inner):
+                try:
+                    sch.compute_inline(inner)
+                except s_tir.ScheduleError:
+                    pass
+    for producer in sch.get_producers(block):
+        if not _is_reduction(sch, producer):
+            try:
+                _parallel_vectorize(sch, producer)
+            except s_tir.ScheduleError:
+                pass
+
+
+def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
+    """Plain NCHW convolution (grouped or odd shapes the blocked layout does not take)."""
+    loops = sch.get_loops(conv)
+    if len(loops) != 7:  # n, oc, oh, ow, ic, kh, kw (NCHW conv2d)
+        return False
+    n, oc, oh, ow, ic, kh, kw = loops
+    epilogue = _inline_epilogue(sch, conv)
     sch.reorder(n, oc, oh, ic, kh, kw, ow)
     outer = sch.fuse(n, oc, oh)
     sch.parallel(outer)
@@ -117,16 +147,82 @@ def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
                 sch.vectorize(inner)
         except s_tir.ScheduleError:
             pass
-    for producer in sch.get_producers(conv):  # the padded input
-        if not _is_reduction(sch, producer):
-            try:
-                _parallel_vectorize(sch, producer)
-            except s_tir.ScheduleError:
-                pass
+    _parallel_producers(sch, conv)
     return True
 
 
-def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats) -> tvm.tirx.PrimFunc:
+def _largest_divisor(n: int, at_most: int) -> int:
+    return next(d for d in range(min(n, at_most), 0, -1) if n % d == 0)
+
+
+def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules) -> bool:
+    """NCHW8c convolution: a row tile of `ow` x 8 output channels accumulates in registers.
+
+    Loop nest: (n, oc-block, oh) parallel | ow tile | (ic-block, kh, kw, ic) | ow in tile
+    (unrolled) | 8 output channels (the vector; tensorized into dot-product instructions
+    for integer kernels). The epilogue runs per finished tile, from the registers."""
+    loops = sch.get_loops(conv)
+    integer = len(loops) == 10
+    if integer:
+        n, occ, oh, ow, ocb, rc, ry, rx, rq, rj = loops
+    elif len(loops) == 9:
+        n, occ, oh, ow, ocb, rc, ry, rx, ri = loops
+    else:
+        return False
+    epilogue = _inline_epilogue(sch, conv)
+    _parallel_producers(sch, conv)
+    tile = _largest_divisor(_extent(sch, ow) or 1, rules.int8_tile if integer else rules.float_tile)
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    dot = rules.dot if integer else None
+    if dot is not None and dot.intrinsic and (_extent(sch, rj) == dot.group):
+        ocb_o, ocb_i = sch.split(ocb, [None, dot.lanes])
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, ocb_i, rj)
+    elif integer:
+        ocb_i = None
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb, rj)
+    else:
+        ocb_i = None
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ri, ow_i, ocb)
+    outer = sch.fuse(n, occ, oh)
+    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
+        sch.parallel(outer)
+    write_back = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(write_back, ow_o)
+    sch.unroll(ow_i)
+    sch.decompose_reduction(conv, rc)
+    if ocb_i is not None:
+        sch.tensorize(ocb_i, dot.intrinsic)
+    if epilogue is not None:
+        try:
+            sch.reverse_compute_inline(write_back)
+            sch.reverse_compute_at(epilogue, ow_o)
+            write_back = epilogue
+        except s_tir.ScheduleError:
+            pass
+    try:
+        sch.vectorize(sch.get_loops(write_back)[-1])
+    except s_tir.ScheduleError:
+        pass
+    return True
+
+
+@dataclass(frozen=True)
+class ConvRules:
+    """Per-target register tiles: output pixels per tile of 8 channels (x86 AVX2: 16 vector
+    registers, one per 8 float channels; NEON: 32 registers, two per 8 channels)."""
+
+    dot: DotKind
+    float_tile: int
+    int8_tile: int
+
+    @classmethod
+    def for_target(cls, target: tvm.target.Target) -> "ConvRules":
+        aarch64 = str(target.attrs.get("mtriple", "") or "").startswith("aarch64")
+        return cls(dot=dot_kind(target), float_tile=8 if aarch64 else 14, int8_tile=8)
+
+
+def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> s_tir.Schedule | None:
+    """The rule's schedule of one kernel (its trace is what `tune` measures as the baseline), or None."""
     sch = s_tir.Schedule(func)
     stats.kernels += 1
     blocks = sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []
@@ -134,16 +230,27 @@ def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats) -> tvm.tirx
     done = False
     try:
         if convs:
-            done = _schedule_convolution(sch, convs[0])
+            blocked = sch.get(convs[0]).name_hint.startswith("conv2d_NCHWc")
+            done = _schedule_blocked_convolution(sch, convs[0], rules) if blocked else _schedule_convolution(sch, convs[0])
             stats.convolutions += int(done)
+            stats.tensorized += int(done and blocked and _tensorized(sch))
         else:
             for block in blocks:
                 scheduled = _parallel_spatial(sch, block) if _is_reduction(sch, block) else _parallel_vectorize(sch, block)
                 done = scheduled or done
     except s_tir.ScheduleError:
-        return func  # left to TVM's default loops
+        return None  # left to TVM's default loops
     stats.scheduled += int(done)
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True) if done else func
+    return sch if done else None
+
+
+def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> tvm.tirx.PrimFunc:
+    sch = rule_schedule(func, stats, rules)
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True) if sch is not None else func
+
+
+def _tensorized(sch: s_tir.Schedule) -> bool:
+    return "call_llvm_pure_intrin" in sch.mod["main"].script()
 
 
 def _has_root(sch: s_tir.Schedule) -> bool:
@@ -154,14 +261,14 @@ def _has_root(sch: s_tir.Schedule) -> bool:
         return False
 
 
-def schedule_pass(stats: ScheduleStats):
+def schedule_pass(stats: ScheduleStats, rules: ConvRules):
     @tvm.transform.module_pass(opt_level=0, name="EdgeresnetCpuSchedules")
     def apply(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         updates = {}
         for gv, func in mod.functions.items():
             already = bool(func.attrs and func.attrs.get("tirx.is_scheduled", False)) if isinstance(func, tvm.tirx.PrimFunc) else True
             if not already:
-                updates[gv] = schedule_function(func, stats)
+                updates[gv] = schedule_function(func, stats, rules)
         for gv, func in updates.items():
             mod[gv] = func
         return mod
@@ -169,16 +276,59 @@ def schedule_pass(stats: ScheduleStats):
     return apply
 
 
-def cpu_pipeline(target: tvm.target.Target, stats: ScheduleStats):
-    """TVM's CPU pipeline with the schedule rules between fusion and lowering."""
+def layout_passes(target: tvm.target.Target) -> list:
+    """Blocked layouts, legalization with the blocked convolutions, pre-packed weights, fusion."""
+    from tvm import relax
+
+    return [
+        relax.transform.ConvertLayout({}, layout_cb=conv_layouts),
+        relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d(target)}),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),  # packs the weights once, here
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+
+
+def fused_module(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """The module as the schedules see it (blocked layouts, packed weights, fused kernels): what `tune` tunes."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    with target:
+        return tvm.transform.Sequential(cpu.library_dispatch_passes(target) + layout_passes(target))(mod)
+
+
+def cpu_pipeline(target: tvm.target.Target, stats: ScheduleStats, records=None):
+    """TVM's CPU pipeline with blocked layouts and the schedule rules between fusion and lowering.
+
+    With `records` (a MetaSchedule database folder from `edgeresnet tune`), kernels that have a
+    record take its schedule; the rules schedule the rest."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    rules = ConvRules.for_target(target)
 
     @tvm.transform.module_pass(opt_level=0, name="EdgeresnetCpuPipeline")
     def run(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        mod = fused_module(mod, target)
         with target:
+            if records is not None:
+                mod = _apply_records(mod, target, records, stats)
             return tvm.transform.Sequential(
-                cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + [schedule_pass(stats)]
-                + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target)
+                [schedule_pass(stats, rules)] + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target)
             )(mod)
 
     return run
+
+
+def _apply_records(mod: tvm.IRModule, target: tvm.target.Target, records, stats: ScheduleStats) -> tvm.IRModule:
+    from tvm import relax
+
+    from .tvm_tuning import open_records
+
+    with open_records(records):
+        mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+    stats.from_records = sum(1 for func in mod.functions.values()
+                             if isinstance(func, tvm.tirx.PrimFunc) and func.attrs and func.attrs.get("tirx.is_scheduled", False))
+    stats.kernels += stats.from_records
+    stats.scheduled += stats.from_records
+    return mod

@@ -21,7 +21,7 @@ from edgeresnet.quantize import QuantizeConfig, quantize
 from edgeresnet.runners import OnnxRuntimeRunner
 from edgeresnet.targets import aarch64_emulation as emulation
 from edgeresnet.targets import get_target
-from edgeresnet.targets.tvm_cpu import QemuRunner, TvmHostRunner, compile_integer_module, count_sdot, host_cpu
+from edgeresnet.targets.tvm_cpu import QemuRunner, TvmHostRunner, compile_integer_module, host_cpu, sdot_summary
 from helpers import run_cli
 
 AARCH64_MACHINE = 183  # ELF e_machine of aarch64
@@ -61,6 +61,9 @@ def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     assert stats.conv == 21 and stats.dense == 1 and stats.add == 9 and stats.pool == 1
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
+    # This host has AVX2: every blocked integer convolution is tensorized into pmaddwd,
+    # the first one too (its single image channel is zero-padded to a group of 4).
+    assert scheduled.tensorized == scheduled.convolutions
 
 
 @pytest.mark.slow
@@ -101,13 +104,17 @@ def _elf_machine(path: Path) -> int:
 
 @pytest.mark.slow
 def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_artifacts):
+    """Every convolution kernel of the rpi5 library uses sdot (disassembled per symbol); rpi4's none."""
     for target, expect_sdot in (("rpi4", False), ("rpi5", True)):
         library = arm_artifacts[target] / "model.so"
         assert _elf_machine(library) == AARCH64_MACHINE
-        sdot = count_sdot(library)
-        assert (sdot > 0) == expect_sdot, (target, sdot)
+        sdot = sdot_summary(library)
+        assert sdot["conv_kernels"] >= 8, sdot
+        assert sdot["conv_kernels_with_sdot"] == (sdot["conv_kernels"] if expect_sdot else 0), (target, sdot)
+        assert (sdot["sdot_instructions"] > 0) == expect_sdot
         report = json.loads((arm_artifacts[target] / "report.json").read_text())
-        assert report["target_details"]["sdot_instructions"] == sdot
+        assert report["target_details"]["sdot_instructions"] == sdot["sdot_instructions"]
+        assert report["target_details"]["conv_kernels_with_sdot"] == sdot["conv_kernels_with_sdot"]
 
 
 @pytest.mark.slow

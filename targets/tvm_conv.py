@@ -1,0 +1,189 @@
+"""Blocked convolutions for TVM's CPU path: NCHW[8]c layouts, pre-packed weights, int8 dot-product intrinsics.
+
+TVM 0.27's default conv2d works on plain NCHW and cannot keep a tile of outputs
+in registers. Here every convolution is converted (Relax's ConvertLayout) to the
+blocked layout NCHW8c, where eight output channels are one vector and a row of
+output pixels a set of vector accumulators (the layout oneDNN and TVM's old x86
+schedules use). Layouts propagate through the elementwise ops between
+convolutions, so activations stay blocked from the first convolution to the
+global pool; the weights are packed once, at compile time (FoldConstant).
+
+Integer convolutions group the input channels of each output channel so that one
+instruction multiplies a whole group and adds it to a 32-bit lane:
+
+* ``sdot`` (Armv8.2 dot product, Cortex-A76/A78): groups of 4 int8, 4 lanes per
+  instruction; the weight tile of 4 output x 4 input channels is 16 contiguous bytes.
+* ``pmaddwd`` (x86 AVX2, no VNNI): groups of 2, int8 values widened to int16 once
+  when the input is padded, 8 lanes per instruction.
+* ``generic`` (Armv8.0 NEON without dot product, others): groups of 4, no intrinsic;
+  LLVM vectorizes the loops it can.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import tvm
+from tvm import te, topi
+from tvm.script import tirx as T
+from tvm.s_tir import TensorIntrin
+
+BLOCK = 8  # output channels per vector block: one AVX2 register of float32/int32, two NEON registers
+
+
+@dataclass(frozen=True)
+class DotKind:
+    name: str
+    group: int  # input channels reduced into one 32-bit lane per instruction
+    lanes: int  # output channels one instruction produces
+    activation_dtype: str  # the dtype the padded input is stored in
+    intrinsic: str | None
+
+
+SDOT = DotKind("sdot", group=4, lanes=4, activation_dtype="int8", intrinsic="edgeresnet_sdot_4x4_i8i8i32")
+PMADDWD = DotKind("pmaddwd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_pmaddwd_8x2_i16i8i32")
+GENERIC = DotKind("generic", group=4, lanes=BLOCK, activation_dtype="int8", intrinsic=None)
+
+
+def dot_kind(target: tvm.target.Target) -> DotKind:
+    """The integer dot-product instruction the target has (checked on the target's own features, not the host's)."""
+    from tvm.target import codegen
+
+    triple = str(target.attrs.get("mtriple", "")) if target.attrs.get("mtriple") else ""
+    if triple.startswith("aarch64"):
+        return SDOT if "+dotprod" in [str(f) for f in target.attrs.get("mattr", [])] else GENERIC
+    return PMADDWD if codegen.target_has_features("avx2", target) else GENERIC
+
+
+def _dot_description(lanes: int, group: int, a_dtype: str):
+    @T.prim_func(s_tir=True)
+    def description(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (group,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, group), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, group):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return description
+
+
+@T.prim_func(s_tir=True)
+def _sdot_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+    B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+    C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+    with T.sblock("root"):
+        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+        T.writes(C[0:4])
+        group = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16")
+        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
+            C.vload([0], "int32x4"), B.vload([0, 0], "int8x16"), group, dtype="int32x4")
+
+
+@T.prim_func(s_tir=True)
+def _pmaddwd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (8, 2), "int8", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+        T.writes(C[0:8])
+        pair = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16")
+        C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], "int32x8") + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+            T.cast(B.vload([0, 0], "int8x16"), "int16x16"), pair, dtype="int32x8")
+
+
+# Registered here rather than importing tvm.s_tir.tensor_intrin, whose import takes ~50 s.
+TensorIntrin.register(SDOT.intrinsic, _dot_description(4, 4, "int8"), _sdot_implementation, override=True)
+TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _pmaddwd_implementation, override=True)
+
+
+def _input_block(channels: int) -> int:
+    return BLOCK if channels % BLOCK == 0 else channels
+
+
+def conv_layouts(call) -> dict:
+    """ConvertLayout callback: every plain 2-D convolution to NCHW8c (input NCHW{C}c when C is not a multiple of 8)."""
+    if call.op.name != "relax.nn.conv2d":
+        return {}
+    attrs = call.attrs
+    kernel_shape = call.args[1].ty.shape
+    out_channels, in_channels = int(kernel_shape[0]), int(kernel_shape[1])
+    if (attrs.data_layout, attrs.kernel_layout, int(attrs.groups)) != ("NCHW", "OIHW", 1) or out_channels % BLOCK:
+        return {}
+    icb = _input_block(in_channels)
+    return {"relax.nn.conv2d": [f"NCHW{icb}c", f"OIHW{icb}i{BLOCK}o", f"NCHW{BLOCK}c"]}
+
+
+def _group_kernel(kernel, group: int):
+    """[O/8, C/cb, KH, KW, cb, 8] -> [O/8, C/cb, KH, KW, cb/g, 8, g]: the g input channels that one
+    instruction reduces into a lane sit next to each other (the dot-product tile)."""
+    occ, icc, kh, kw, icb, ocb = (int(d) for d in kernel.shape)
+    return te.compute((occ, icc, kh, kw, icb // group, ocb, group),
+                      lambda o, c, y, x, q, oc, j: kernel[o, c, y, x, q * group + j, oc], name="kernel_group")
+
+
+def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKind | None = None):
+    """data [N, C/cb, H, W, cb], kernel [O/8, C/cb, KH, KW, cb, 8] (grouped for an integer `dot`) -> [N, O/8, OH, OW, 8]."""
+    n, icc, height, width, icb = (int(d) for d in data.shape)
+    occ, _, kh, kw = (int(d) for d in kernel.shape[:4])
+    ocb = int(kernel.shape[-2] if dot is not None else kernel.shape[-1])
+    (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
+    top, left, bottom, right = (int(p) for p in padding)
+    oh = (height + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (width + left + right - dw * (kw - 1) - 1) // sw + 1
+    padded = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name="data_pad")
+    rc, ry, rx = te.reduce_axis((0, icc), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    if dot is None:
+        ri = te.reduce_axis((0, icb), "ri")
+        return te.compute(
+            (n, occ, oh, ow, ocb),
+            lambda b, o, y, x, c: te.sum(
+                padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype(out_dtype)
+                * kernel[o, rc, ry, rx, ri, c].astype(out_dtype), axis=[rc, ry, rx, ri]),
+            name="conv2d_NCHWc")
+    g = dot.group
+    if dot.activation_dtype != "int8":
+        padded = te.compute(padded.shape, lambda *i: padded(*i).astype(dot.activation_dtype), name="data_widen")
+    rq, rj = te.reduce_axis((0, icb // g), "rq"), te.reduce_axis((0, g), "rj")
+    return te.compute(
+        (n, occ, oh, ow, ocb),
+        lambda b, o, y, x, c: te.sum(
+            padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, rq * g + rj].astype("int32")
+            * kernel[o, rc, ry, rx, rq, c, rj].astype("int32"), axis=[rc, ry, rx, rq, rj]),
+        name="conv2d_NCHWc_int8")
+
+
+def legalize_conv2d(target: tvm.target.Target):
+    """LegalizeOps entry for relax.nn.conv2d: blocked layouts get the computes above, plain ones TOPI's."""
+    dot = dot_kind(target)
+
+    def legalize(bb, call):
+        attrs = call.attrs
+        out_dtype = str(call.ty.dtype)
+        if len(attrs.data_layout) == 4:
+            return bb.call_te(topi.nn.conv, call.args[0], call.args[1], attrs.strides, attrs.padding, attrs.dilation,
+                              attrs.groups, attrs.data_layout, attrs.kernel_layout, out_dtype, primfunc_name_hint="conv2d")
+        data, kernel = call.args
+        if str(data.ty.dtype) == "int8" and out_dtype == "int32":
+            n_block = int(data.ty.shape[-1])
+            use = dot if n_block % dot.group == 0 else GENERIC
+            if n_block % use.group:  # e.g. a 3-channel input block: the float-style loop on integers
+                return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, "int32",
+                                  primfunc_name_hint="conv2d_NCHWc")
+            grouped = bb.emit_te(_group_kernel, kernel, use.group, primfunc_name_hint="kernel_group")
+            return bb.call_te(partial(_conv_nchwc, dot=use), data, grouped, attrs.strides, attrs.padding,
+                              attrs.dilation, "int32", primfunc_name_hint="conv2d_NCHWc_int8")
+        return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, out_dtype,
+                          primfunc_name_hint="conv2d_NCHWc")
+
+    return legalize

@@ -1,0 +1,326 @@
+"""MetaSchedule tuning for the TVM targets: `edgeresnet tune`, and the records `compile --records` reuses.
+
+The rules of `tvm_schedules` give every kernel a schedule with no tuning. Tuning
+tries to beat them, kernel by kernel (the convolutions, unless all kernels are
+asked for): each kernel's rule schedule is measured first and committed to the
+database as a record of its own, then MetaSchedule searches `trials` candidates
+with the same builder and runner. `compile --records` applies each kernel's
+fastest record, MetaSchedule's where it won and the rules' own trace where they
+did, so tuning never makes a kernel slower than the rules on the device it was
+measured on.
+
+Kernels are measured where they will run. The host profile measures locally. A
+board is measured through TVM's RPC: a tracker anywhere on the network, an RPC
+server on each board registered under a key, and `--rpc KEY@TRACKER:PORT` here
+(docs/tuning.md). Candidates are cross-compiled here and uploaded as shared
+libraries, so the boards need only the TVM runtime.
+
+The records folder holds MetaSchedule's JSON database and `tuning.json`: what was
+tuned, for which profile and LLVM target, with which TVM, and what each kernel
+measured. `compile` refuses records made for another profile (a dot-product
+schedule would not even run on a board without sdot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from edgeresnet import DEFAULT_MODEL
+from edgeresnet.atomic import atomic_directory
+from edgeresnet.errors import InputError, MissingDependency
+
+DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
+SUMMARY_FILE = "tuning.json"
+SCHEMA = "edgeresnet.tuning/1"
+
+
+@dataclass(frozen=True)
+class RpcDevice:
+    """A device registered with a TVM RPC tracker under `key`."""
+
+    key: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "RpcDevice":
+        key, at, address = text.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (key and at and host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise InputError(f"--rpc takes KEY@TRACKER_HOST:PORT (e.g. rpi5@192.168.1.10:9190), not {text!r}")
+        return cls(key, host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    target: str
+    records: str
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    calib: str | None = None  # quantization constants do not change the kernels: a small sample suffices
+    calib_samples: int = 64
+    trials: int = 64  # MetaSchedule candidates measured per kernel
+    rpc: RpcDevice | None = None
+    all_kernels: bool = False  # also the small elementwise/pooling kernels, not just the convolutions
+    max_kernels: int | None = None  # only the N kernels with the most work (FLOPs x calls)
+    batch: int = 1
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise InputError(f"--trials must be at least 1, not {self.trials}")
+        if self.calib_samples < 1:
+            raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1, not {self.batch}")
+        if self.max_kernels is not None and self.max_kernels < 1:
+            raise InputError(f"--kernels must be at least 1, not {self.max_kernels}")
+
+
+def _meta_schedule():
+    missing = [name for name in ("psutil", "xgboost", "tornado", "cloudpickle") if not _importable(name)]
+    if missing:
+        raise MissingDependency(f"tuning needs {', '.join(missing)}: pip install 'edgeresnet[tune]'")
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def build_kernel(mod, target, _params):
+    """MetaSchedule's build step without its default's import of every TVM tensor intrinsic
+    (~35 s per fresh worker here, past the builder's timeout)."""
+    import tvm
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return tvm.compile(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def export_kernel(module, cross_compiler: str | None) -> str:
+    """A shared library the device's runtime loads as it is (no compiler needed on the board)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="edgeresnet-tune-"), "kernel.so")
+    module.export_library(path, **({"cc": cross_compiler} if cross_compiler else {}))
+    return path
+
+
+def read_summary(records: str | Path) -> dict[str, Any]:
+    folder = Path(records)
+    missing = [name for name in (*DATABASE_FILES, SUMMARY_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"{folder} is not a tuning-records folder of edgeresnet tune (missing {', '.join(missing)})")
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder / SUMMARY_FILE}: unreadable ({exc})") from None
+    if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
+        raise InputError(f"{folder / SUMMARY_FILE}: not an {SCHEMA} summary")
+    return summary
+
+
+def check_records_for(records: str | Path, profile_name: str, llvm_target: dict) -> dict[str, Any]:
+    """The records' summary, if they were tuned for this profile and LLVM target; else an InputError."""
+    summary = read_summary(records)
+    if summary.get("target") != profile_name or summary.get("llvm_target") != llvm_target:
+        raise InputError(f"{records} holds records tuned for {summary.get('target')} ({summary.get('llvm_target')}), "
+                         f"not for {profile_name} ({llvm_target})")
+    return summary
+
+
+def records_provenance(records: str | Path) -> dict[str, Any]:
+    """What the manifest says of the records a build used: their hashes and how they were made."""
+    import hashlib
+
+    folder = Path(records)
+    summary = read_summary(folder)
+    return {"sha256": {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in DATABASE_FILES},
+            "measured_on": summary.get("measured_on"), "reproduce": summary.get("reproduce"),
+            "trials_per_kernel": [run.get("trials_per_kernel") for run in summary.get("runs", [])]}
+
+
+@contextlib.contextmanager
+def open_records(records: str | Path):
+    """MetaSchedule's JSON database of a records folder, entered (what MetaScheduleApplyDatabase reads)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    read_summary(records)
+    with ms.database.JSONDatabase(work_dir=str(records), allow_missing=False) as database:
+        yield database
+
+
+def _runner(ms, rpc: RpcDevice | None):
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40, enable_cpu_cache_flush=False)
+    if rpc is None:
+        return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=60)
+    config = ms.runner.RPCConfig(tracker_host=rpc.host, tracker_port=rpc.port, tracker_key=rpc.key, session_timeout_sec=120)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=1)
+
+
+def _check_tracker(rpc: RpcDevice) -> None:
+    """Fail in a second with a clear message, rather than after MetaSchedule's per-candidate timeouts."""
+    import socket
+
+    from tvm import rpc as tvm_rpc
+
+    try:  # TVM's own client retries for a minute, warning every 5 s
+        socket.create_connection((rpc.host, rpc.port), timeout=10).close()
+        summary = tvm_rpc.connect_tracker(rpc.host, rpc.port).summary()
+    except Exception as exc:  # the tracker client raises bare RuntimeErrors and socket errors
+        raise InputError(f"no TVM RPC tracker answers at {rpc.host}:{rpc.port} ({exc})") from None
+    keys = {str(k).split(":")[0] for k in summary.get("queue_info", {})}
+    if rpc.key not in keys:
+        raise InputError(f"the tracker at {rpc.host}:{rpc.port} has no device under key {rpc.key!r} "
+                         f"(keys: {', '.join(sorted(keys)) or 'none'})")
+
+
+def _measure(ms, builder, runner, mod, target) -> float | None:
+    """Mean seconds of one scheduled kernel through the tuning builder and runner (None if it fails)."""
+    built = builder.build([ms.builder.BuilderInput(mod, target)])[0]
+    if built.error_msg:
+        return None
+    args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+    result = runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args)])[0].result()
+    shutil.rmtree(os.path.dirname(built.artifact_path), ignore_errors=True)
+    if result.error_msg or not result.run_secs:
+        return None
+    return sum(float(s) for s in result.run_secs) / len(result.run_secs)
+
+
+def tune(options: TuneOptions) -> dict[str, Any]:
+    """Tune the kernels of the integer module that `compile --target` builds; write/extend the records folder."""
+    import tvm
+
+    from edgeresnet.export import export_onnx_model
+    from edgeresnet.models import load_model
+    from edgeresnet.quantize import QuantizeConfig, quantize
+    from edgeresnet.steps import BUILTIN_CALIBRATION, resolve_data
+    from edgeresnet.targets import get_target
+
+    from .tvm_cpu import integer_module, llvm_target
+    from .tvm_schedules import ConvRules, ScheduleStats, fused_module, rule_schedule
+
+    profile = get_target(options.target)
+    if profile.backend != "tvm":
+        raise InputError(f"tune is for the TVM targets; {profile.name} builds with {profile.backend}")
+    if profile.arch != os.uname().machine and options.rpc is None:
+        raise InputError(f"{profile.name} kernels must be measured on a {profile.arch} board: pass --rpc KEY@TRACKER:PORT "
+                         "(an RPC server on the board registered with a tracker; see docs/tuning.md)")
+    ms = _meta_schedule()
+    # MetaSchedule prints its tables on stdout at INFO; ours is the summary (and --json's stdout).
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.ERROR)
+    if options.rpc is not None:
+        _check_tracker(options.rpc)
+    started = time.monotonic()
+    loaded = load_model(options.model, options.weights)
+    data = resolve_data(options.calib, BUILTIN_CALIBRATION, loaded, "calib", options.calib_samples, options.seed)
+    int8 = quantize(export_onnx_model(loaded, batch=options.batch), data.images,
+                    QuantizeConfig(profile=profile.quant_profile), progress=False)
+    llvm = llvm_target(profile)
+    # MetaSchedule sizes its parallel loops by the target's core count: the board's threads.
+    target = tvm.target.Target({**llvm, "num-cores": int(profile.details["threads"])})
+    shape = [options.batch, *loaded.preprocessing.input_shape]
+    fused = fused_module(integer_module(int8, shape)[0], target)
+    tasks = [t for t in ms.relax_integration.extract_tasks(fused, target)
+             if options.all_kernels or "conv2d" in t.task_name]
+    if not tasks:
+        raise InputError(f"model {loaded.name} has no kernels to tune")
+    if options.max_kernels is not None:
+        from tvm.s_tir.analysis import estimate_tir_flops
+
+        tasks = sorted(tasks, key=lambda t: -estimate_tir_flops(t.dispatched[0]) * t.weight)[: options.max_kernels]
+
+    builder = ms.builder.LocalBuilder(f_build=build_kernel, f_export=partial(export_kernel, cross_compiler=profile.details["cross_compiler"]),
+                                      max_workers=1, timeout_sec=120)
+    runner = _runner(ms, options.rpc)
+    rules = ConvRules.for_target(target)
+    previous = Path(options.records)
+    if previous.exists():
+        check_records_for(previous, profile.name, llvm)
+    with atomic_directory(options.records, force=True) as staging:
+        for name in (*DATABASE_FILES, SUMMARY_FILE):
+            if (previous / name).is_file():
+                shutil.copy2(previous / name, staging / name)
+        earlier = json.loads((staging / SUMMARY_FILE).read_text()).get("runs", []) if (staging / SUMMARY_FILE).is_file() else []
+        database = ms.database.JSONDatabase(work_dir=str(staging))
+        kernels, rule_seconds_by_kernel = [], []
+        with target:
+            for task in tasks:
+                workload_mod = task.dispatched[0]
+                schedule = rule_schedule(workload_mod["main"], ScheduleStats(), rules)
+                rule_seconds = None
+                if schedule is not None:
+                    rule_seconds = _measure(ms, builder, runner, schedule.mod, target)
+                    if rule_seconds is not None:
+                        database.commit_tuning_record(ms.database.TuningRecord(
+                            schedule.trace, database.commit_workload(workload_mod), [rule_seconds], target,
+                            ms.arg_info.ArgInfo.from_prim_func(workload_mod["main"])))
+                kernels.append({"kernel": task.task_name, "calls": int(task.weight), "rules_ms": _ms(rule_seconds)})
+                _log(options.progress, f"rules: {task.task_name} {_ms(rule_seconds)} ms")
+                rule_seconds_by_kernel.append(rule_seconds)
+            _log(options.progress, f"MetaSchedule: {options.trials} trials for each of {len(tasks)} kernels "
+                                   f"on {options.rpc or 'this machine'}")
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                tasks, str(staging), strategy=_search(ms, options.trials), num_threads=os.cpu_count() or 1, seed=options.seed)
+            ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(staging),
+                          max_trials_global=options.trials * len(tasks), max_trials_per_task=options.trials,
+                          num_trials_per_iter=min(options.trials, 16), builder=builder, runner=runner, database=database)
+            for task, kernel, rule_seconds in zip(tasks, kernels, rule_seconds_by_kernel):
+                best = database.query_tuning_record(task.dispatched[0], target, "main")
+                best_seconds = sum(float(s) for s in best.run_secs) / len(best.run_secs) if best is not None else None
+                kernel["best_ms"] = _ms(best_seconds)
+                kernel["source"] = "rules" if best_seconds is None or best_seconds == rule_seconds else "metaschedule"
+        _remove_logs(staging)
+        summary = {
+            "schema": SCHEMA, "target": profile.name, "llvm_target": llvm, "tvm_version": tvm.__version__,
+            "model": loaded.name, "input_shape": shape, "measured_on": str(options.rpc) if options.rpc else f"local {os.uname().machine}",
+            "runs": earlier + [{"trials_per_kernel": options.trials, "kernels": kernels,
+                                "seconds": round(time.monotonic() - started, 1), "seed": options.seed}],
+            "reproduce": f"edgeresnet tune --target {profile.name} --model {loaded.name} --trials {options.trials} "
+                         f"--seed {options.seed}" + (" --all-kernels" if options.all_kernels else "")
+                         + (" --rpc KEY@TRACKER:PORT" if options.rpc else ""),
+        }
+        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return {"records": str(options.records), **summary["runs"][-1], "target": profile.name,
+            "measured_on": summary["measured_on"], "tuned_kernels": len(kernels),
+            "metaschedule_wins": sum(1 for k in kernels if k["source"] == "metaschedule")}
+
+
+def _search(ms, trials: int):
+    """MetaSchedule's evolutionary search, its population scaled to the budget: the default
+    (512, 4 generations) costs minutes per kernel on 2 cores before the first measurement."""
+    population = min(512, max(64, 8 * trials))
+    return ms.search_strategy.EvolutionarySearch(population_size=population, init_min_unmeasured=min(50, population // 2),
+                                                 genetic_num_iters=4 if trials >= 64 else 2)
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 4)
+
+
+def _remove_logs(folder: Path) -> None:
+    """MetaSchedule's per-task logs are large and not records."""
+    shutil.rmtree(folder / "logs", ignore_errors=True)
