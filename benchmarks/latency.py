@@ -1,11 +1,12 @@
 """Latency of every runtime side by side, in one run, on this host: batch 1.
 
-    python benchmarks/latency.py [--json] [--runs 30] [--models resnet18,resnet20-fmnist]
+    python benchmarks/latency.py [--json] [--runs 30] [--models resnet18,resnet20-fmnist] [--records DIR]
 
 For ResNet-18 at 224x224 (calibrated on crops of the real photos matplotlib ships,
 or --calib DIR) and the reference model: PyTorch eager, ONNX Runtime FP32 and INT8,
-TVM FP32 and TVM INT8 (edgeresnet's rule-based schedules, no tuning), each as
-p50/p90 and as a ratio to ONNX Runtime FP32, plus the compile time per stage.
+TVM FP32 and TVM INT8 (edgeresnet's rule-based schedules, no tuning; and, with
+--records from `edgeresnet tune --target x86-64`, TVM INT8 with those records),
+each as p50/p90 and as a ratio to ONNX Runtime FP32, plus the compile time per stage.
 All runtimes use the same number of threads (TVM_NUM_THREADS, ORT intra-op threads,
 torch threads). Ratios, not absolute numbers, are what compare across machines.
 
@@ -48,14 +49,26 @@ def photo_crops(size: int, count: int = 32) -> np.ndarray:
     return IMAGENET.normalize_uint8(np.stack(crops))
 
 
-def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[dict], dict]:
+def interleaved(candidates: dict, runs: int, per_round: int = 5) -> dict[str, dict]:
+    """Round-robin timing: each round runs every candidate `per_round` times (after one
+    warm-up call), so a shared machine's changing load and one runtime's idle-spinning
+    threads fall on all candidates alike, not on whichever was measured at a bad moment."""
+    from edgeresnet.deploy import latency
+
+    samples: dict[str, list[float]] = {label: [] for label in candidates}
+    for _ in range(max(1, runs // per_round)):
+        for label, call in candidates.items():
+            samples[label] += latency(call, warmup=1, runs=per_round)["times_ms"]
+    return {label: {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90))} for label, t in samples.items()}
+
+
+def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None, log) -> tuple[list[dict], dict]:
     import torch
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     from edgeresnet.calibration import open_dataset
-    from edgeresnet.deploy import latency
     from edgeresnet.export import export_onnx_model
     from edgeresnet.models import load_model
     from edgeresnet.quantize import QuantizeConfig, quantize
@@ -93,6 +106,11 @@ def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[
     started = time.perf_counter()
     tvm_int8, lowering, int8_schedules = compile_integer_module(tvm_qdq, shape, target)
     stages["tvm build int8"] = time.perf_counter() - started
+    tuned = None
+    if records:
+        started = time.perf_counter()
+        tuned, _, tuned_schedules = compile_integer_module(tvm_qdq, shape, target, Path(records))
+        stages["tvm build int8 with records"] = time.perf_counter() - started
 
     device = tvm.cpu()
     x_tvm = tvm.runtime.tensor(x, device)
@@ -108,13 +126,16 @@ def bench_model(name: str, calib_dir: str | None, runs: int, log) -> tuple[list[
         "tvm fp32 (rules)": lambda: fp32_main(x_tvm),
         "tvm int8 (rules)": lambda: int8_main(x_tvm),
     }
+    if tuned is not None:
+        tuned_main = relax.VirtualMachine(tuned, device)["main"]
+        trials = json.loads((Path(records) / "tuning.json").read_text())["runs"][-1]["trials_per_kernel"]
+        candidates[f"tvm int8 (+records, {tuned_schedules.from_records} kernels, {trials} trials)"] = lambda: tuned_main(x_tvm)
     rows = []
     with torch.no_grad():
-        for label, fn in candidates.items():
-            timing = latency(fn, warmup=3, runs=runs)
+        for label, timing in interleaved(candidates, runs).items():
             p50, p90 = timing["p50_ms"], timing["p90_ms"]
             rows.append({"name": label, "model": name, "p50_ms": round(p50, 3), "p90_ms": round(p90, 3)})
-            log(f"  {name:16s} {label:20s} p50 {p50:9.3f} ms  p90 {p90:9.3f} ms")
+            log(f"  {name:16s} {label:24s} p50 {p50:9.3f} ms  p90 {p90:9.3f} ms")
     baseline = next(r["p50_ms"] for r in rows if r["name"] == "onnxruntime fp32")
     for row in rows:
         row["ratio_vs_ort_fp32"] = round(row["p50_ms"] / baseline, 3)
@@ -130,21 +151,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--models", default="resnet18,resnet20-fmnist")
     parser.add_argument("--calib", default=None, help="a folder of photos to calibrate ResNet-18 on, instead of matplotlib's samples")
+    parser.add_argument("--records", default=None, help="tuning records of `edgeresnet tune --target x86-64` to add a tuned TVM INT8 row")
     args = parser.parse_args()
     log = (lambda _m: None) if args.json else print
-    log(f"threads: {THREADS} (TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}); batch 1; no tuning records applied")
+    log(f"threads: {THREADS} (TVM_NUM_THREADS={os.environ['TVM_NUM_THREADS']}); batch 1; "
+        + (f"tuning records: {args.records}" if args.records else "no tuning records applied"))
     runs, details = [], {}
     for name in args.models.split(","):
-        rows, info = bench_model(name, args.calib, args.runs, log)
+        rows, info = bench_model(name, args.calib, args.runs, args.records, log)
         runs += rows
         details[name] = info
     if args.json:
         print(json.dumps({"runs": runs, "details": details, "threads": THREADS}, indent=2))
         return
     print()
-    print(f"{'model':16s} {'runtime':20s} {'p50 ms':>9s} {'p90 ms':>9s} {'x ORT FP32':>10s}")
+    print(f"{'model':16s} {'runtime':24s} {'p50 ms':>9s} {'p90 ms':>9s} {'x ORT FP32':>10s}")
     for r in runs:
-        print(f"{r['model']:16s} {r['name']:20s} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['ratio_vs_ort_fp32']:10.2f}")
+        print(f"{r['model']:16s} {r['name']:24s} {r['p50_ms']:9.3f} {r['p90_ms']:9.3f} {r['ratio_vs_ort_fp32']:10.2f}")
     for name, info in details.items():
         print(f"{name}: compile seconds {info['compile_seconds']}; TVM kernels scheduled fp32 "
               f"{info['tvm_schedules']['fp32']['share']:.0%}, int8 {info['tvm_schedules']['int8']['share']:.0%}")
