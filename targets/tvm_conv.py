@@ -47,13 +47,19 @@ GENERIC = DotKind("generic", group=4, lanes=BLOCK, activation_dtype="int8", intr
 
 
 def dot_kind(target: tvm.target.Target) -> DotKind:
-    """The integer dot-product instruction the target has (checked on the target's own features, not the host's)."""
+    """The integer dot-product instruction the target has, from LLVM's view of the target's own
+    CPU and features (not the host's; a target without a triple is this machine)."""
     from tvm.target import codegen
 
-    triple = str(target.attrs.get("mtriple", "")) if target.attrs.get("mtriple") else ""
-    if triple.startswith("aarch64"):
-        return SDOT if "+dotprod" in [str(f) for f in target.attrs.get("mattr", [])] else GENERIC
+    if is_aarch64(target):
+        return SDOT if codegen.target_has_features("dotprod", target) else GENERIC
     return PMADDWD if codegen.target_has_features("avx2", target) else GENERIC
+
+
+def is_aarch64(target: tvm.target.Target) -> bool:
+    from tvm.target import codegen
+
+    return str(target.attrs.get("mtriple") or codegen.llvm_get_system_triple()).startswith("aarch64")
 
 
 def _dot_description(lanes: int, group: int, a_dtype: str):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir
 
-from .tvm_conv import DotKind, conv_layouts, dot_kind, legalize_conv2d
+from .tvm_conv import DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
 
 MIN_PARALLEL_EXTENT = 2
 
@@ -217,8 +217,7 @@ class ConvRules:
 
     @classmethod
     def for_target(cls, target: tvm.target.Target) -> "ConvRules":
-        aarch64 = str(target.attrs.get("mtriple", "") or "").startswith("aarch64")
-        return cls(dot=dot_kind(target), float_tile=8 if aarch64 else 14, int8_tile=8)
+        return cls(dot=dot_kind(target), float_tile=8 if is_aarch64(target) else 14, int8_tile=8)
 
 
 def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> s_tir.Schedule | None:

@@ -38,6 +38,21 @@ def test_arm_profiles():
     assert get_target("x86-64").arch == "x86_64"
 
 
+def test_each_profile_gets_its_dot_product_instruction():
+    """sdot exactly where the board has the dot-product extension; this AVX2 host gets pmaddwd."""
+    import tvm
+
+    from edgeresnet.targets.tvm_cpu import llvm_target
+    from edgeresnet.targets.tvm_schedules import ConvRules
+
+    for name in ("rpi4", "rpi5", "jetson-orin-cpu", "arm64"):
+        profile = get_target(name)
+        rules = ConvRules.for_target(tvm.target.Target(llvm_target(profile)))
+        assert (rules.dot.name == "sdot") == profile.details["dotprod"], name
+    host = ConvRules.for_target(tvm.target.Target(llvm_target(get_target("x86-64"))))
+    assert host.dot.name == ("pmaddwd" if "avx2" in Path("/proc/cpuinfo").read_text() else "generic")
+
+
 @pytest.fixture(scope="module")
 def reference_qdq():
     loaded = load_model("resnet20-fmnist")
