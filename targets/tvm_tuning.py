@@ -292,7 +292,7 @@ def tune(options: TuneOptions) -> dict[str, Any]:
         summary = {
             "schema": SCHEMA, "target": profile.name, "llvm_target": llvm, "tvm_version": tvm.__version__,
             "model": loaded.name, "input_shape": shape, "measured_on": str(options.rpc) if options.rpc else f"local {os.uname().machine}",
-            "runs": earlier + [{"trials_per_kernel": options.trials, "kernels": kernels,
+            "runs": earlier + [{"model": loaded.name, "trials_per_kernel": options.trials, "kernels": kernels,
                                 "seconds": round(time.monotonic() - started, 1), "seed": options.seed}],
             "reproduce": f"edgeresnet tune --target {profile.name} --model {loaded.name} --trials {options.trials} "
                          f"--seed {options.seed}" + (" --all-kernels" if options.all_kernels else "")
