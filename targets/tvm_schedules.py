@@ -76,16 +76,25 @@ def _parallel_vectorize(sch: s_tir.Schedule, block, keep_inner: int = 1) -> bool
 
 
 def _parallel_spatial(sch: s_tir.Schedule, block) -> bool:
-    """A reduction other than a convolution (pooling sums, the dense layer): parallel over its outer spatial loops."""
+    """A reduction other than a convolution (pooling, the dense layer): parallel over its outer spatial loops.
+
+    In a blocked layout the innermost spatial loop is the 8-channel block: it moves inside
+    the reduction window, so each window step is one vector max/add (LLVM vectorizes it)."""
     loops, kinds = sch.get_loops(block), _iter_kinds(sch, block)
     spatial = 0
     while spatial < len(kinds) and kinds[spatial] == 0:
         spatial += 1
     if spatial == 0 or len(loops) != len(kinds):
         return False
-    outer = sch.fuse(*loops[:spatial]) if spatial > 1 else loops[0]
+    channel_block = spatial > 1 and spatial < len(loops) and (_extent(sch, loops[spatial - 1]) or 0) <= 16
+    if channel_block:
+        sch.reorder(*loops[: spatial - 1], *loops[spatial:], loops[spatial - 1])
+    outer_loops = loops[: spatial - 1] if channel_block else loops[:spatial]
+    outer = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
     if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
         sch.parallel(outer)
+    if channel_block:
+        sch.decompose_reduction(block, sch.get_loops(block)[1])
     return True
 
 
