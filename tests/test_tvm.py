@@ -146,14 +146,16 @@ def test_arm_reports_emulated_and_host_accuracy(arm_artifacts, target):
 
 
 @pytest.mark.slow
-def test_emulated_logits_match_the_host_build(arm_artifacts, tmp_path):
-    folder = arm_artifacts["rpi5"]
+@pytest.mark.parametrize("target, core", [("rpi4", "cortex-a72"), ("rpi5", "cortex-a76")])
+def test_emulated_logits_match_the_host_build(arm_artifacts, tmp_path, target, core):
+    """The shipped library on its board's core (plain NEON on the A72, sdot on the A76) against the host build."""
+    folder = arm_artifacts[target]
     qdq = onnx.load(folder / "model.int8.onnx")
     executable, _, _ = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
     executable.export_library(str(tmp_path / "host.so"))
     images = open_dataset("fashion-mnist:test", load_model().preprocessing, limit=64, seed=5).images
     host = collect_logits(TvmHostRunner(tmp_path / "host.so", 1, 2, "test"), images, progress=False)
-    emulated = QemuRunner(folder, emulation.build_runtime(), "cortex-a76", 1, 2).run_all(images)
+    emulated = QemuRunner(folder, emulation.build_runtime(), core, 1, 2).run_all(images)
     assert compare(host, emulated).agreement == 1.0
     assert np.abs(host - emulated).max() < 0.05 * np.abs(host).max()
 
