@@ -53,13 +53,13 @@ def interleaved(candidates: dict, runs: int, per_round: int = 5) -> dict[str, di
     """Round-robin timing: each round runs every candidate `per_round` times (after one
     warm-up call), so a shared machine's changing load and one runtime's idle-spinning
     threads fall on all candidates alike, not on whichever was measured at a bad moment."""
-    from edgeresnet.deploy import latency
+    from edgeresnet.deploy import run_times, summarize_times
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
     for _ in range(max(1, runs // per_round)):
         for label, call in candidates.items():
-            samples[label] += latency(call, warmup=1, runs=per_round)["times_ms"]
-    return {label: {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90))} for label, t in samples.items()}
+            samples[label] += run_times(call, warmup=1, runs=per_round)
+    return {label: summarize_times(times) for label, times in samples.items()}
 
 
 def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None, log) -> tuple[list[dict], dict]:
@@ -75,6 +75,7 @@ def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None
     from edgeresnet.runners import OnnxRuntimeRunner
     from edgeresnet.targets.tvm_cpu import compile_integer_module, host_cpu
     from edgeresnet.targets.tvm_schedules import ScheduleStats, cpu_pipeline
+    from edgeresnet.targets.tvm_tuning import read_summary
 
     torch.set_num_threads(THREADS)
     stages: dict[str, float] = {}
@@ -128,7 +129,7 @@ def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None
     }
     if tuned is not None:
         tuned_main = relax.VirtualMachine(tuned, device)["main"]
-        trials = json.loads((Path(records) / "tuning.json").read_text())["runs"][-1]["trials_per_kernel"]
+        trials = read_summary(records)["runs"][-1]["trials_per_kernel"]
         candidates[f"tvm int8 (+records, {tuned_schedules.from_records} kernels, {trials} trials)"] = lambda: tuned_main(x_tvm)
     rows = []
     with torch.no_grad():

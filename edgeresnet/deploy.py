@@ -72,8 +72,8 @@ def run_artifact(folder: str | Path, input_spec: str, limit: int | None = None, 
     return result
 
 
-def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict[str, float]:
-    """p50/p90 milliseconds of `call`, after warm-up runs (and each run's time, `times_ms`)."""
+def run_times(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> list[float]:
+    """Milliseconds of each of `runs` calls, after warm-up calls."""
     for _ in range(warmup):
         call()
     times = []
@@ -81,8 +81,17 @@ def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3), "runs": runs,
-            "times_ms": times}
+    return times
+
+
+def summarize_times(times: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3),
+            "runs": len(times)}
+
+
+def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict[str, float]:
+    """p50/p90 milliseconds of `call`, after warm-up runs."""
+    return summarize_times(run_times(call, warmup, runs))
 
 
 def bench_artifact(folder: str | Path, runs: int = 50) -> dict[str, Any]:
@@ -93,7 +102,6 @@ def bench_artifact(folder: str | Path, runs: int = 50) -> dict[str, Any]:
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         int8 = latency(lambda: runner.infer(sample), runs=runs)
         fp32 = latency(lambda: baseline.infer(sample), runs=runs)
-        del int8["times_ms"], fp32["times_ms"]
     speedup = fp32["p50_ms"] / int8["p50_ms"] if int8["p50_ms"] else float("inf")
     result = {"artifact": str(folder), "machine": platform.machine(), "batch": shape[0],
               "int8": {"runtime": runner.runtime, **int8}, "fp32": {"runtime": baseline.runtime, **fp32},

@@ -104,10 +104,7 @@ def compile_integer_module(int8_model, input_shape: list[int], target: dict, rec
 def sdot_by_kernel(library: Path) -> dict[str, int]:
     """sdot instructions per kernel of an aarch64 library, from its disassembly. A kernel's
     parallel body (`<kernel>_compute_`) and its FFI entry (`__tvm_ffi_<kernel>`) count with it."""
-    objdump = shutil.which("aarch64-linux-gnu-objdump")
-    if objdump is None:
-        raise MissingDependency("aarch64-linux-gnu-objdump not found: 'apt-get install binutils-aarch64-linux-gnu'")
-    text = subprocess.run([objdump, "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run([_objdump(), "-d", str(library)], capture_output=True, text=True, check=True).stdout
     counts: dict[str, int] = {}
     kernel = None
     for line in text.splitlines():
@@ -190,8 +187,15 @@ def preflight(profile: TargetProfile) -> None:
     cross = profile.details["cross_compiler"]
     if cross and shutil.which(cross) is None:
         raise MissingDependency(f"cross compiler {cross} not found: install it with 'apt-get install g++-aarch64-linux-gnu'")
-    if profile.arch == "aarch64" and shutil.which("aarch64-linux-gnu-objdump") is None:
+    if profile.arch == "aarch64":
+        _objdump()
+
+
+def _objdump() -> str:
+    objdump = shutil.which("aarch64-linux-gnu-objdump")
+    if objdump is None:
         raise MissingDependency("aarch64-linux-gnu-objdump not found: install it with 'apt-get install binutils-aarch64-linux-gnu'")
+    return objdump
 
 
 def check_records(profile: TargetProfile, records: str | Path) -> None:

@@ -164,7 +164,7 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return next(d for d in range(min(n, at_most), 0, -1) if n % d == 0)
 
 
-def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules) -> bool:
+def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: ScheduleStats) -> bool:
     """NCHW8c convolution: a row tile of `ow` x 8 output channels accumulates in registers.
 
     Loop nest: (n, oc-block, oh) parallel | ow tile | (ic-block, kh, kw, ic) | ow in tile
@@ -212,6 +212,7 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules) -> bool:
         sch.vectorize(sch.get_loops(write_back)[-1])
     except s_tir.ScheduleError:
         pass
+    stats.tensorized += int(ocb_i is not None)
     return True
 
 
@@ -239,9 +240,8 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
     try:
         if convs:
             blocked = sch.get(convs[0]).name_hint.startswith("conv2d_NCHWc")
-            done = _schedule_blocked_convolution(sch, convs[0], rules) if blocked else _schedule_convolution(sch, convs[0])
+            done = _schedule_blocked_convolution(sch, convs[0], rules, stats) if blocked else _schedule_convolution(sch, convs[0])
             stats.convolutions += int(done)
-            stats.tensorized += int(done and blocked and _tensorized(sch))
         else:
             for block in blocks:
                 scheduled = _parallel_spatial(sch, block) if _is_reduction(sch, block) else _parallel_vectorize(sch, block)
@@ -255,10 +255,6 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
 def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> tvm.tirx.PrimFunc:
     sch = rule_schedule(func, stats, rules)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True) if sch is not None else func
-
-
-def _tensorized(sch: s_tir.Schedule) -> bool:
-    return "call_llvm_pure_intrin" in sch.mod["main"].script()
 
 
 def _has_root(sch: s_tir.Schedule) -> bool:

@@ -202,7 +202,7 @@ def _measure(ms, builder, runner, mod, target) -> float | None:
     shutil.rmtree(os.path.dirname(built.artifact_path), ignore_errors=True)
     if result.error_msg or not result.run_secs:
         return None
-    return sum(float(s) for s in result.run_secs) / len(result.run_secs)
+    return _mean(result.run_secs)
 
 
 def tune(options: TuneOptions) -> dict[str, Any]:
@@ -285,17 +285,18 @@ def tune(options: TuneOptions) -> dict[str, Any]:
                           num_trials_per_iter=min(options.trials, 16), builder=builder, runner=runner, database=database)
             for task, kernel, rule_seconds in zip(tasks, kernels, rule_seconds_by_kernel):
                 best = database.query_tuning_record(task.dispatched[0], target, "main")
-                best_seconds = sum(float(s) for s in best.run_secs) / len(best.run_secs) if best is not None else None
+                best_seconds = _mean(best.run_secs) if best is not None else None
                 kernel["best_ms"] = _ms(best_seconds)
                 kernel["source"] = "rules" if best_seconds is None or best_seconds == rule_seconds else "metaschedule"
         _remove_logs(staging)
         summary = {
             "schema": SCHEMA, "target": profile.name, "llvm_target": llvm, "tvm_version": tvm.__version__,
-            "model": loaded.name, "input_shape": shape, "measured_on": str(options.rpc) if options.rpc else f"local {os.uname().machine}",
+            "input_shape": shape, "measured_on": str(options.rpc) if options.rpc else f"local {os.uname().machine}",
             "runs": earlier + [{"model": loaded.name, "trials_per_kernel": options.trials, "kernels": kernels,
                                 "seconds": round(time.monotonic() - started, 1), "seed": options.seed}],
             "reproduce": f"edgeresnet tune --target {profile.name} --model {loaded.name} --trials {options.trials} "
                          f"--seed {options.seed}" + (" --all-kernels" if options.all_kernels else "")
+                         + (f" --kernels {options.max_kernels}" if options.max_kernels else "")
                          + (" --rpc KEY@TRACKER:PORT" if options.rpc else ""),
         }
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -310,6 +311,11 @@ def _search(ms, trials: int):
     population = min(512, max(64, 8 * trials))
     return ms.search_strategy.EvolutionarySearch(population_size=population, init_min_unmeasured=min(50, population // 2),
                                                  genetic_num_iters=4 if trials >= 64 else 2)
+
+
+def _mean(run_secs) -> float:
+    """A record's measured seconds, as MetaSchedule's database ranks them (the mean)."""
+    return sum(float(s) for s in run_secs) / len(run_secs)
 
 
 def _log(progress: bool, message: str) -> None:
