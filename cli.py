@@ -21,11 +21,13 @@ INTERNAL_ERROR = 4
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(EXIT_CODES.items())) + f"\n  {INTERNAL_ERROR}  internal error (a bug: please report it with --debug output)"
 
 
-def _emit(data, as_json: bool, human) -> None:
+def _emit(result, as_json: bool, human) -> None:
+    """Print a command's result: JSON (typed results through their `to_dict`), or `human(result)`."""
     if as_json:
+        data = result.to_dict() if hasattr(result, "to_dict") else result
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
     else:
-        human(data)
+        human(result)
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
@@ -34,6 +36,39 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
     click.echo("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)).rstrip())
     for c in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+class RegistryChoice(click.Choice):
+    """A choice read from the target registry when the command line is parsed, not when it is defined,
+    so a backend registered by a plug-in is offered too; an unknown name fails with the registry's own message."""
+
+    def __init__(self, names, lookup):
+        super().__init__([])
+        self._names, self._lookup = names, lookup
+
+    @property
+    def choices(self):
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value):
+        pass
+
+    def convert(self, value, param, ctx):
+        self._lookup(value)  # an unknown name: the registry's InputError, exit 2
+        return value
+
+
+def _target_choice() -> RegistryChoice:
+    from edgeresnet.targets import get_target, target_names
+
+    return RegistryChoice(target_names, get_target)
+
+
+def _scheme_choice() -> RegistryChoice:
+    from edgeresnet.targets import get_quant_scheme, quant_schemes
+
+    return RegistryChoice(lambda: list(quant_schemes()), get_quant_scheme)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
@@ -72,14 +107,12 @@ def models(as_json: bool) -> None:
 @json_option
 def targets(as_json: bool) -> None:
     """List the target profiles that `compile --target` accepts."""
-    from edgeresnet.targets import aliases, all_targets
+    from edgeresnet.targets import aliases, all_targets, describe
 
-    rows = [t.to_dict() for t in all_targets()]
-    alias_of = {}
+    alias_of: dict[str, list[str]] = {}
     for alias, name in aliases().items():
         alias_of.setdefault(name, []).append(alias)
-    for row in rows:
-        row["aliases"] = alias_of.get(row["name"], [])
+    rows = [{**describe(t), "aliases": alias_of.get(t.name, [])} for t in all_targets()]
     _emit(rows, as_json, lambda rs: _table(
         [{**r, "aliases": ", ".join(r["aliases"])} for r in rs],
         [("name", "target"), ("backend", "backend"), ("arch", "arch"), ("aliases", "aliases"), ("description", "description")],
@@ -159,7 +192,7 @@ def _print_summary(report: dict) -> None:
 
 
 @cli.command(name="compile")
-@click.option("--target", required=True, help="Target profile from `edgeresnet targets` (e.g. ort-cpu, jetson, rpi4).")
+@click.option("--target", required=True, type=_target_choice(), help="Target profile from `edgeresnet targets`.")
 @model_option
 @weights_option
 @_apply(calib_options)
@@ -187,14 +220,14 @@ def compile_command(target, model, weights, calib, calib_samples, method, seed, 
         batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
         emulated_samples=emulated_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
     ))
-    _emit({"artifact": str(result.folder), "archive": str(result.archive) if result.archive else None, **result.report},
-          as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
+    _emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
     if not result.passed:
         sys.exit(1)
 
 
 @cli.command()
-@click.option("--target", required=True, help="A TVM target profile (x86-64 locally; rpi4, rpi5, ... through --rpc).")
+@click.option("--target", required=True, type=_target_choice(),
+              help="A target of a tunable backend (TVM: x86-64 locally; rpi4, rpi5, ... through --rpc).")
 @click.option("--records", required=True, type=click.Path(file_okay=False),
               help="Records folder: created, or extended when it holds records of the same target.")
 @model_option
@@ -219,10 +252,11 @@ def tune(target, records, model, weights, calib, calib_samples, trials, max_kern
     ))
 
     def human(r):
-        _table(r["kernels"], [("kernel", "kernel"), ("calls", "calls"), ("rules_ms", "rules ms"), ("best_ms", "best ms"), ("source", "best from")])
-        click.echo(f"{r['tuned_kernels']} kernels, {r['trials_per_kernel']} trials each, measured on {r['measured_on']}: "
-                   f"MetaSchedule beat the rules on {r['metaschedule_wins']}; records in {r['records']} "
-                   f"(use: edgeresnet compile --target {r['target']} --records {r['records']})")
+        _table([k.to_dict() for k in r.kernels],
+               [("kernel", "kernel"), ("calls", "calls"), ("rules_ms", "rules ms"), ("best_ms", "best ms"), ("source", "best from")])
+        click.echo(f"{len(r.kernels)} kernels, {r.trials_per_kernel} trials each, measured on {r.measured_on}: "
+                   f"MetaSchedule beat the rules on {r.metaschedule_wins}; records in {r.records} "
+                   f"(use: edgeresnet compile --target {r.target} --records {r.records})")
 
     _emit(result, as_json, human)
 
@@ -230,20 +264,21 @@ def tune(target, records, model, weights, calib, calib_samples, trials, max_kern
 @cli.command()
 @model_option
 @weights_option
-@click.option("--profile", type=click.Choice(["onnxruntime", "tensorrt", "tvm"]), default="onnxruntime", show_default=True,
+@click.option("--scheme", "--profile", "scheme", type=_scheme_choice(), default="onnxruntime", show_default=True,
               help="Which backend's Q/DQ scheme to produce.")
 @_apply(calib_options)
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the INT8 Q/DQ .onnx.")
 @json_option
-def quantize(model, weights, profile, calib, calib_samples, method, seed, batch, output, as_json):
+def quantize(model, weights, scheme, calib, calib_samples, method, seed, batch, output, as_json):
     """Quantize a model to INT8 Q/DQ ONNX with calibration data (no target build, no evaluation)."""
     import edgeresnet
 
-    result = edgeresnet.quantize_model(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, profile=profile,
+    result = edgeresnet.quantize_model(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, scheme=scheme,
                                        calib=calib, calib_samples=calib_samples, method=method, seed=seed, batch=batch,
                                        progress=not as_json)
-    _emit(result, as_json, lambda r: click.echo(f"wrote {r['path']} ({r['profile']} profile, {r['method']}, {r['samples']} samples, {r['quantized_layers']} quantized layers)"))
+    _emit(result, as_json, lambda r: click.echo(
+        f"wrote {r.path} ({r.profile} scheme, {r.method}, {r.samples} samples, {r.quantized_layers} quantized layers)"))
 
 
 @cli.command(name="evaluate")
@@ -259,9 +294,12 @@ def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, 
 
     result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
                                       eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json)
-    _emit(result, as_json, lambda r: click.echo(
-        f"FP32 top-1 {r['fp32'].get('top1')}%, {r['onnx'].get('top1')}% for {onnx_model} [{r['onnx']['runtime']}]; "
-        f"drop {r['drop_pts']:+.2f} pts, agreement {r['agreement'] * 100:.2f}% on {r['onnx']['samples']} images"))
+    def human(r):
+        m = r.measurement
+        top1 = (m.fp32.accuracy.top1, m.tested.accuracy.top1) if m.tested.accuracy else (None, None)
+        click.echo(f"FP32 top-1 {top1[0]}%, {top1[1]}% for {onnx_model} [{m.tested.runner['runtime']}]; "
+                   f"drop {m.drop:+.2f} pts, agreement {m.drift.agreement * 100:.2f}% on {m.tested.samples} images")
+    _emit(result, as_json, human)
 
 
 @cli.command(name="verify")
@@ -272,7 +310,7 @@ def verify_command(artifact, as_json):
     import edgeresnet
 
     result = edgeresnet.verify(artifact)
-    _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r['files']} files, target {r['target']})"))
+    _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r.files} files, target {r.target})"))
 
 
 @cli.command(name="run")
@@ -288,12 +326,12 @@ def run_command(artifact, input_spec, limit, emulate, as_json):
     result = edgeresnet.run_artifact(artifact, input_spec, limit=limit, emulate=emulate)
 
     def human(r):
-        for p in r["predictions"][:20]:
-            click.echo(f"{p['index']}: {p['name']} (class {p['class']})")
-        if len(r["predictions"]) > 20:
-            click.echo(f"... {len(r['predictions']) - 20} more")
-        tail = f", top-1 {r['top1']:.2f}%" if "top1" in r else ""
-        click.echo(f"{r['samples']} inputs on {r['runtime']}: {r['ms_per_image']} ms per image{tail}")
+        for p in r.predictions[:20]:
+            click.echo(f"{p.index}: {p.name} (class {p.klass})")
+        if len(r.predictions) > 20:
+            click.echo(f"... {len(r.predictions) - 20} more")
+        tail = f", top-1 {r.top1:.2f}%" if r.top1 is not None else ""
+        click.echo(f"{r.samples} inputs on {r.runtime}: {r.ms_per_image} ms per image{tail}")
     _emit(result, as_json, human)
 
 
@@ -332,10 +370,10 @@ def bench_command(artifact, runs, as_json):
     result = edgeresnet.bench_artifact(artifact, runs=runs)
 
     def human(r):
-        for key in ("int8", "fp32"):
-            click.echo(f"{key.upper()}: p50 {r[key]['p50_ms']:.3f} ms, p90 {r[key]['p90_ms']:.3f} ms  [{r[key]['runtime']}]")
-        click.echo(f"INT8 speed-up over FP32: {r['int8_speedup']:.2f}x on {r['machine']}, batch {r['batch']}")
-        for warning in r["warnings"]:
+        for key, timing in (("INT8", r.int8), ("FP32", r.fp32)):
+            click.echo(f"{key}: p50 {timing.p50_ms:.3f} ms, p90 {timing.p90_ms:.3f} ms  [{timing.runtime}]")
+        click.echo(f"INT8 speed-up over FP32: {r.int8_speedup:.2f}x on {r.machine}, batch {r.batch}")
+        for warning in r.warnings:
             click.echo(f"warning: {warning}", err=True)
     _emit(result, as_json, human)
 

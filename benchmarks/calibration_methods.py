@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeresnet.compiler import CompileOptions, compile_artifact
+from edgeresnet.pipeline.compile import CompileOptions, compile_artifact
 
 METHODS = ("minmax", "entropy", "percentile")
 

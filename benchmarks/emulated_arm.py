@@ -22,8 +22,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgeresnet.compiler import CompileOptions, compile_artifact
-from edgeresnet.targets import aarch64_emulation, get_target
+from edgeresnet.pipeline.compile import CompileOptions, compile_artifact
+from edgeresnet.targets import get_target
+from edgeresnet.targets.tvm import emulation as aarch64_emulation
 
 ORT_AARCH64 = "onnxruntime==1.20.1"
 
@@ -89,7 +90,7 @@ def main() -> None:
         script = Path(tmp) / "timing.py"
         script.write_text(TIMING_SCRIPT)
         command, env = aarch64_emulation.python_command(
-            runtime, profile.details["qemu_cpu"], script, str(ort_artifact.folder / "model.fp32.onnx"),
+            runtime, profile.details.qemu_cpu, script, str(ort_artifact.folder / "model.fp32.onnx"),
             str(ort_artifact.folder / "model.int8.onnx"), str(arm_artifact.folder / "model.so"),
             str(args.runs), str(args.threads), json.dumps(shape))
         env["PYTHONPATH"] = f"{ort_site}:{env['PYTHONPATH']}"
@@ -97,12 +98,12 @@ def main() -> None:
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     baseline = rows["onnxruntime fp32"]["p50_ms"]
-    runs = [{"name": f"{name} (qemu -cpu {profile.details['qemu_cpu']})", "model": "resnet20-fmnist", **{k: round(v, 3) for k, v in r.items()},
+    runs = [{"name": f"{name} (qemu -cpu {profile.details.qemu_cpu})", "model": "resnet20-fmnist", **{k: round(v, 3) for k, v in r.items()},
              "ratio_vs_ort_fp32": round(r["p50_ms"] / baseline, 3)} for name, r in rows.items()]
     if args.json:
         print(json.dumps({"runs": runs, "emulated": True, "onnxruntime_aarch64": ORT_AARCH64}, indent=2))
         return
-    print(f"emulated-work proxy under qemu-aarch64 -cpu {profile.details['qemu_cpu']} (not board latency), batch 1, {args.threads} threads")
+    print(f"emulated-work proxy under qemu-aarch64 -cpu {profile.details.qemu_cpu} (not board latency), batch 1, {args.threads} threads")
     for r in runs:
         print(f"  {r['name']:45s} p50 {r['p50_ms']:9.2f} ms  p90 {r['p90_ms']:9.2f} ms  x ORT FP32 {r['ratio_vs_ort_fp32']:.2f}")
 

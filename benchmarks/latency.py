@@ -53,7 +53,7 @@ def interleaved(candidates: dict, runs: int, per_round: int = 5) -> dict[str, di
     """Round-robin timing: each round runs every candidate `per_round` times (after one
     warm-up call), so a shared machine's changing load and one runtime's idle-spinning
     threads fall on all candidates alike, not on whichever was measured at a bad moment."""
-    from edgeresnet.deploy import run_times, summarize_times
+    from edgeresnet.timing import run_times, summarize_times
 
     samples: dict[str, list[float]] = {label: [] for label in candidates}
     for _ in range(max(1, runs // per_round)):
@@ -68,14 +68,14 @@ def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    from edgeresnet.calibration import open_dataset
-    from edgeresnet.export import export_onnx_model
+    from edgeresnet.calibration import Dataset, open_dataset
     from edgeresnet.models import load_model
-    from edgeresnet.quantize import QuantizeConfig, quantize
+    from edgeresnet.pipeline.frontend import export_and_quantize
     from edgeresnet.runners import OnnxRuntimeRunner
-    from edgeresnet.targets.tvm_cpu import compile_integer_module, host_cpu
-    from edgeresnet.targets.tvm_schedules import ScheduleStats, cpu_pipeline
-    from edgeresnet.targets.tvm_tuning import read_summary
+    from edgeresnet.targets import get_quant_scheme
+    from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
+    from edgeresnet.targets.tvm.records import read_summary
+    from edgeresnet.targets.tvm.schedules import ScheduleStats, cpu_pipeline
 
     torch.set_num_threads(THREADS)
     stages: dict[str, float] = {}
@@ -90,12 +90,11 @@ def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None
     x = calib[:1].copy()
 
     started = time.perf_counter()
-    fp32 = export_onnx_model(loaded)
-    stages["export"] = time.perf_counter() - started
-    started = time.perf_counter()
-    ort_int8 = quantize(fp32, calib, QuantizeConfig(profile="onnxruntime"), progress=False)
-    tvm_qdq = quantize(fp32, calib, QuantizeConfig(profile="tvm"), progress=False)
-    stages["quantize (both profiles)"] = time.perf_counter() - started
+    data = Dataset(calib, None, "benchmark calibration")
+    ort_quantized = export_and_quantize(loaded, data, get_quant_scheme("onnxruntime"), progress=False)
+    fp32, ort_int8 = ort_quantized.fp32, ort_quantized.int8
+    tvm_qdq = export_and_quantize(loaded, data, get_quant_scheme("tvm"), progress=False).int8
+    stages["export and quantize (both schemes)"] = time.perf_counter() - started
 
     target = {"kind": "llvm", "mcpu": host_cpu()}
     started = time.perf_counter()

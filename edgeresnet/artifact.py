@@ -16,27 +16,28 @@ import platform
 import tarfile
 import tempfile
 from importlib import metadata
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from edgeresnet import __version__
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError
-from edgeresnet.models.checkpoint import sha256_file
+from edgeresnet.digest import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "edgeresnet.manifest/1"
 REQUIRED_KEYS = ("schema", "edgeresnet_version", "model", "input", "calibration", "target", "toolchain", "accuracy", "files")
 
 
-def toolchain_versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of Python packages, for the manifest ("not installed" where absent)."""
     versions = {}
-    for package in ("torch", "onnx", "onnxruntime", "apache-tvm", "apache-tvm-ffi", "numpy"):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    versions.update(extra or {})
     return versions
 
 
@@ -88,16 +89,19 @@ def opened(artifact: str | Path) -> Iterator[Path]:
     yield artifact
 
 
-def verify(artifact: str | Path) -> dict[str, Any]:
-    """Check the manifest, every file's hash, and that the files are what its target ships."""
-    with opened(artifact) as folder:
-        result = verify_folder(folder)
-    return {**result, "artifact": str(artifact)}
+@dataclass(frozen=True)
+class Verification:
+    artifact: str
+    target: str
+    files: int
+    ok: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def verify_folder(folder: Path) -> dict[str, Any]:
-    from edgeresnet.targets import get_target
-
+def verify_folder(folder: Path) -> Verification:
+    """Check the manifest, every file's hash, and that the files its target ships are there."""
     manifest = read_manifest(folder)
     for name, expected in manifest["files"].items():
         path = folder / name
@@ -112,12 +116,11 @@ def verify_folder(folder: Path) -> dict[str, Any]:
     unlisted = [name for name in present if name not in listed]
     if unlisted:
         raise CheckFailed(f"{unlisted[0]}: not listed in the manifest")
-    target = get_target(manifest["target"]["name"])
-    expected_files = set(manifest["target"].get("files", []))
-    absent = sorted(expected_files - set(manifest["files"]))
+    target = manifest["target"]["name"]
+    absent = sorted(set(manifest["target"].get("files", [])) - set(manifest["files"]))
     if absent:
-        raise CheckFailed(f"{absent[0]}: the {target.name} target ships it, but the artifact lacks it")
-    return {"artifact": str(folder), "target": target.name, "files": len(manifest["files"]), "ok": True}
+        raise CheckFailed(f"{absent[0]}: the {target} target ships it, but the artifact lacks it")
+    return Verification(str(folder), target, len(manifest["files"]))
 
 
 def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:

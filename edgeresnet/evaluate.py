@@ -1,4 +1,8 @@
-"""One evaluator for every runner: accuracy, and drift against the FP32 reference."""
+"""One evaluator for every runner: accuracy, drift against the FP32 reference, and the accuracy drop.
+
+Every accuracy figure edgeresnet reports is measured here: `compile` on the files
+that ship, `evaluate` on any ONNX model, the fallback search on each candidate.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from edgeresnet.calibration import Dataset
+from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.runners import Runner
 
@@ -97,3 +101,43 @@ def evaluate(runner: Runner, data: Dataset, desc: str = "evaluating", progress: 
     logits = collect_logits(runner, data.images, desc, progress)
     acc = accuracy(logits, data.labels) if data.labels is not None else None
     return Evaluation(runner.describe(), len(data), logits, acc)
+
+
+def drop_pts(fp32: Evaluation, tested: Evaluation) -> float:
+    """Top-1 points lost against FP32 on the same images; on unlabelled data, the share of changed predictions."""
+    if fp32.accuracy is None or tested.accuracy is None:
+        return round((1 - compare(fp32.logits, tested.logits).agreement) * 100, 4)
+    return round(fp32.accuracy.top1 - tested.accuracy.top1, 4)
+
+
+@dataclass
+class Measurement:
+    """A runner against the FP32 reference on the same images."""
+
+    fp32: Evaluation  # the FP32 reference on exactly the images `tested` saw
+    tested: Evaluation
+    drop: float
+    drift: Comparison
+
+    def reference_row(self) -> dict:
+        """How a runner measured beside the main one appears in the report."""
+        return {**self.tested.to_dict(), "drop_pts": self.drop, "agreement": self.drift.agreement}
+
+
+def _restricted(fp32: Evaluation, data: Dataset, index: np.ndarray) -> Evaluation:
+    if len(index) == fp32.samples:
+        return fp32
+    logits = fp32.logits[index]
+    return Evaluation(fp32.runner, len(index), logits, accuracy(logits, data.labels) if data.labels is not None else None)
+
+
+def measure(runner: Runner, data: Dataset, fp32: Evaluation, desc: str = "evaluating", progress: bool = True,
+            limit: int | None = None, seed: int = 0) -> Measurement:
+    """Evaluate `runner` on `data` (or a deterministic sample of `limit` images) against `fp32`, its FP32 logits."""
+    index = sample_indices(len(data), limit, seed)
+    if len(index) < len(data):
+        labels = None if data.labels is None else data.labels[index]
+        data = Dataset(data.images[index], labels, f"{data.source} (sample of {len(index)})")
+    reference = _restricted(fp32, data, index)
+    tested = evaluate(runner, data, desc, progress)
+    return Measurement(reference, tested, drop_pts(reference, tested), compare(reference.logits, tested.logits))

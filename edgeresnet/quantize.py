@@ -1,8 +1,8 @@
 """INT8 post-training quantization with ONNX Runtime's `quantize_static`, configured per backend.
 
-Backends accept different Q/DQ graphs, so each has a typed `QuantProfile`. The
-profile is translated into ORT's string-keyed options in exactly one place
-(`QuantProfile.ort_options`). Two graph edits that ORT does not offer follow:
+Backends accept different Q/DQ graphs, so each declares a typed `QuantScheme`
+(`edgeresnet.quant_scheme`); it is translated into ORT's string-keyed options in
+exactly one place (`QuantScheme.ort_options`). Two graph edits that ORT does not offer follow:
 residual-aware placement on Adds (TensorRT), and removing a layer's Q/DQ to keep
 it in float (fallback, for any backend).
 """
@@ -10,12 +10,11 @@ it in float (fallback, for any backend).
 from __future__ import annotations
 
 import contextlib
-import enum
 import io
 import logging
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,125 +23,22 @@ from onnx import numpy_helper
 from tqdm import tqdm
 
 from edgeresnet.errors import InputError
+from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
 
-class CalibrationMethod(str, enum.Enum):
-    MINMAX = "minmax"
-    ENTROPY = "entropy"
-    PERCENTILE = "percentile"
-
-    @classmethod
-    def parse(cls, value: "str | CalibrationMethod") -> "CalibrationMethod":
-        try:
-            return cls(value)
-        except ValueError:
-            raise InputError(f"unknown calibration method {value!r}; choose {', '.join(m.value for m in cls)}") from None
-
-
-@dataclass(frozen=True)
-class QuantProfile:
-    """What Q/DQ graph a backend wants. Field names say what they do; see `ort_options` for ORT's keys."""
-
-    name: str
-    description: str
-    op_types: tuple[str, ...]  # ops whose inputs (and weights) get Q/DQ
-    activation_signed: bool  # int8 (True) or uint8 (False) activations
-    activation_symmetric: bool  # zero points 0 for activations
-    quantize_bias: bool  # int32 bias with its own DequantizeLinear
-    float_weights_with_qdq: bool  # keep FP32 weights followed by Q->DQ (TensorRT) instead of int8 initializers
-    dedicated_qdq_per_consumer: bool
-    unquantized_outputs_of: tuple[str, ...]  # op types whose outputs get no Q/DQ
-    residual_aware: bool  # Q/DQ only on the shortcut input of each residual Add
-    calibration: CalibrationMethod  # the method used when the user names none
-    per_channel_axis: dict[str, int] = field(default_factory=dict)  # op type -> weight axis with one scale per channel
-
-    def ort_options(self) -> dict:
-        """The single translation into quantize_static's stringly-typed extra_options."""
-        return {
-            "ActivationSymmetric": self.activation_symmetric,
-            "WeightSymmetric": True,
-            "QuantizeBias": self.quantize_bias,
-            "AddQDQPairToWeight": self.float_weights_with_qdq,
-            "DedicatedQDQPair": self.dedicated_qdq_per_consumer,
-            "OpTypesToExcludeOutputQuantization": list(self.unquantized_outputs_of),
-            "QDQOpTypePerChannelSupportToAxis": dict(self.per_channel_axis),
-            "ForceQuantizeNoInputCheck": False,
-        }
-
-
-PROFILES: dict[str, QuantProfile] = {
-    profile.name: profile
-    for profile in (
-        QuantProfile(
-            name="tensorrt",
-            description="explicit-quantization Q/DQ for TensorRT: symmetric int8, FP32 weights + Q/DQ, no int32 bias, "
-                        "Q/DQ on the shortcut input of residual Adds only (Conv+Add+ReLU fusion)",
-            op_types=("Conv", "Gemm", "Add"),
-            activation_signed=True,
-            activation_symmetric=True,
-            quantize_bias=False,
-            float_weights_with_qdq=True,
-            dedicated_qdq_per_consumer=True,
-            unquantized_outputs_of=("Conv", "Gemm", "Add"),
-            residual_aware=True,
-            calibration=CalibrationMethod.MINMAX,
-            per_channel_axis={"Conv": 0},
-        ),
-        QuantProfile(
-            name="tvm",
-            description="symmetric int8 Q/DQ that the TVM integer lowering rewrites into int8 x int8 -> int32 compute",
-            op_types=("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Relu"),
-            activation_signed=True,
-            activation_symmetric=True,
-            quantize_bias=False,
-            float_weights_with_qdq=False,
-            dedicated_qdq_per_consumer=False,
-            unquantized_outputs_of=("Gemm",),  # float logits
-            residual_aware=False,
-            # Every activation is int8 here, ReLU outputs included (7 useful bits):
-            # clipping the rare outliers wins (reference model, 10,000 images: drop
-            # 0.03 pts with percentile against 0.12 with minmax).
-            calibration=CalibrationMethod.PERCENTILE,
-            per_channel_axis={"Conv": 0},
-        ),
-        QuantProfile(
-            name="onnxruntime",
-            description="ONNX Runtime's recommended CPU scheme: QDQ, S8S8, asymmetric activations, int32 bias",
-            op_types=("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Relu"),
-            activation_signed=True,
-            activation_symmetric=False,
-            quantize_bias=True,
-            float_weights_with_qdq=False,
-            dedicated_qdq_per_consumer=False,
-            unquantized_outputs_of=(),
-            residual_aware=False,
-            calibration=CalibrationMethod.MINMAX,
-            per_channel_axis={"Conv": 0},
-        ),
-    )
-}
-
-
-def get_profile(name: str) -> QuantProfile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise InputError(f"unknown quantization profile {name!r}; choose {', '.join(PROFILES)}") from None
-
-
 @dataclass(frozen=True)
 class QuantizeConfig:
-    profile: str = "onnxruntime"
-    method: CalibrationMethod | None = None  # None: the profile's own calibration method
+    scheme: QuantScheme  # the Q/DQ graph the consuming backend wants
+    method: CalibrationMethod | None = None  # None: the scheme's own calibration method
     percentile: float = 99.999  # for CalibrationMethod.PERCENTILE
     per_channel: bool = True
     float_nodes: tuple[str, ...] = ()  # nodes kept in float from the start
 
     def __post_init__(self) -> None:
-        profile = get_profile(self.profile)
-        object.__setattr__(self, "method", profile.calibration if self.method is None else CalibrationMethod.parse(self.method))
+        method = self.scheme.calibration if self.method is None else CalibrationMethod.parse(self.method)
+        object.__setattr__(self, "method", method)
         if not 90.0 <= self.percentile < 100.0:
             raise InputError(f"percentile must be in [90, 100), not {self.percentile}")
 
@@ -189,7 +85,7 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeCo
     from onnxruntime.quantization import CalibrationMethod as OrtMethod
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    profile = get_profile(config.profile)
+    scheme = config.scheme
     if len(calibration) == 0:
         raise InputError("no calibration samples")
     graph_input = model.graph.input[0]
@@ -200,12 +96,12 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeCo
         CalibrationMethod.ENTROPY: OrtMethod.Entropy,
         CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
     }[config.method]
-    options = profile.ort_options()
+    options = scheme.ort_options()
     if config.method is CalibrationMethod.PERCENTILE:
         options["CalibPercentile"] = config.percentile
     # Not CalibMaxIntermediateOutputs: ORT 1.32 clears the collected batches
     # without merging them. MinMax reduces inside the augmented graph anyway.
-    activation_type = QuantType.QInt8 if profile.activation_signed else QuantType.QUInt8
+    activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
     with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         onnx.save(onnx.shape_inference.infer_shapes(model), source)
@@ -213,7 +109,7 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeCo
             str(source), str(target),
             _ArrayReader(graph_input.name, calibration, batch, progress),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(profile.op_types),
+            op_types_to_quantize=list(scheme.op_types),
             per_channel=config.per_channel,
             activation_type=activation_type,
             weight_type=QuantType.QInt8,
@@ -223,10 +119,10 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeCo
             extra_options=options,
         )
         quantized = onnx.load(target)
-    if profile.residual_aware:
+    if scheme.residual_aware:
         quantized = place_residual_qdq(quantized)
     metadata = {prop.key: prop.value for prop in model.metadata_props}
-    metadata.update({"edgeresnet.quant_profile": profile.name, "edgeresnet.calibration_method": config.method.value})
+    metadata.update({"edgeresnet.quant_profile": scheme.name, "edgeresnet.calibration_method": config.method.value})
     onnx.helper.set_model_props(quantized, metadata)
     onnx.checker.check_model(quantized)
     return quantized

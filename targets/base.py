@@ -1,19 +1,53 @@
-"""What a target backend receives and returns: one interface for ONNX Runtime, TensorRT and TVM."""
+"""The one interface every backend implements, and the typed data that crosses it.
+
+A backend (ONNX Runtime, TensorRT, TVM, ...) is one package beside this file with
+one `Backend` subclass. It declares its targets (typed `Target` profiles), the
+quantization scheme it consumes and whether it takes a dynamic batch; it checks its
+toolchain (`preflight`), builds an artifact (`build`), opens a finished artifact for
+`run`/`bench` (`open_artifact`), reports its toolchain versions for the manifest,
+and, if it can be tuned, checks and makes tuning records. The pipeline
+(`edgeresnet.pipeline`) calls these hooks and nothing else of a backend.
+
+Kept light: listing targets or verifying an artifact imports neither torch nor tvm.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import platform
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
-
-import onnx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgeresnet.errors import InputError
-from edgeresnet.models import LoadedModel
-from edgeresnet.runners import Runner
+from edgeresnet.quant_scheme import QuantScheme
 
-from . import TargetProfile
+if TYPE_CHECKING:
+    import onnx
+
+    from edgeresnet.models import LoadedModel
+    from edgeresnet.runners import Runner
+
+
+@dataclass(frozen=True)
+class TargetDetails:
+    """What a backend knows of a device, beyond the common fields: one dataclass per backend."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device family that `compile --target` accepts, served by one backend."""
+
+    name: str
+    backend: str  # the `Backend.name` that builds it
+    description: str
+    arch: str  # machine architecture of the device, as `uname -m` prints it ("any" for portable)
+    details: TargetDetails = field(default_factory=TargetDetails)
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,32 +74,149 @@ class DynamicBatch:
         return {name: [size, *sample_shape] for name, size in (("min", self.min), ("opt", self.opt), ("max", self.max))}
 
 
+@dataclass(frozen=True)
+class RpcDevice:
+    """A board registered with a TVM RPC tracker under `key` (the device farm of docs/tuning.md)."""
+
+    key: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "RpcDevice":
+        key, at, address = text.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (key and at and host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise InputError(f"--rpc takes KEY@TRACKER_HOST:PORT (e.g. rpi5@192.168.1.10:9190), not {text!r}")
+        return cls(key, host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.host}:{self.port}"
+
+
 @dataclass
 class BuildContext:
-    profile: TargetProfile
+    target: Target
     model: LoadedModel
     int8_model: onnx.ModelProto
     folder: Path  # the staging folder of the artifact; write only here
     batch: int  # the static batch, or the optimal one when `dynamic_batch` is set
     dynamic_batch: DynamicBatch | None = None
-    emulated_samples: int = 1000  # evaluation images run under emulation (TVM aarch64 targets)
-    records: Path | None = None  # tuning records of `edgeresnet tune` (TVM targets; checked by check_records)
+    emulated_samples: int = 1000  # evaluation images run under emulation (aarch64 artifacts)
+    records: Path | None = None  # tuning records, already accepted by the backend's `check_records`
 
 
 @dataclass
 class TargetBuild:
     files: list[str]  # paths relative to the artifact folder
     runner: Runner  # runs the files that ship, for validation on this machine
-    details: dict[str, Any] = field(default_factory=dict)  # backend facts for the report and manifest
+    details: dict[str, Any] = field(default_factory=dict)  # backend facts for the report
     not_measured: list[str] = field(default_factory=list)  # plain statements of what could not be run here
     # `runner` evaluates this many evaluation images (a deterministic sample) when set, e.g. under emulation.
     sample_limit: int | None = None
     # Other runners measured on the whole evaluation set, reported beside the main measurement.
     reference_runners: list[Runner] = field(default_factory=list)
+    # Build inputs beyond model and data that the manifest must name (e.g. tuning records).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
-class Backend(Protocol):
-    def build(self, context: BuildContext) -> TargetBuild: ...
+@dataclass(frozen=True)
+class TuneRequest:
+    """One tuning run of a backend's kernels for `target`, on the quantized model that compile would build."""
+
+    target: Target
+    int8_model: Any  # onnx.ModelProto
+    input_shape: list[int]
+    model_name: str
+    records: Path
+    trials: int
+    rpc: RpcDevice | None
+    all_kernels: bool
+    max_kernels: int | None
+    seed: int
+    progress: bool
+
+
+@dataclass
+class KernelTuning:
+    kernel: str
+    calls: int
+    rules_ms: float | None  # the rule schedule, measured
+    best_ms: float | None = None  # the fastest record after the search
+    source: str = "rules"  # "rules" or "metaschedule"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TuneResult:
+    records: str
+    target: str
+    model: str
+    trials_per_kernel: int
+    kernels: list[KernelTuning]
+    seconds: float
+    seed: int
+    measured_on: str
+
+    @property
+    def metaschedule_wins(self) -> int:
+        return sum(1 for k in self.kernels if k.source == "metaschedule")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "model": self.model, "trials_per_kernel": self.trials_per_kernel,
+                "kernels": [k.to_dict() for k in self.kernels], "seconds": self.seconds, "seed": self.seed,
+                "target": self.target, "measured_on": self.measured_on, "tuned_kernels": len(self.kernels),
+                "metaschedule_wins": self.metaschedule_wins}
+
+
+class Backend(ABC):
+    """Everything the pipeline and the commands need from one backend."""
+
+    name: ClassVar[str]
+    quant_scheme: ClassVar[QuantScheme]  # the Q/DQ graph its builds consume
+    dynamic_batch: ClassVar[bool] = False  # whether its artifacts take a dynamic batch dimension
+
+    @abstractmethod
+    def targets(self) -> list[Target]:
+        """The device profiles this backend serves (registered with it)."""
+
+    def preflight(self, target: Target) -> None:
+        """Fail before any work when the toolchain is missing (MissingDependency)."""
+
+    @abstractmethod
+    def build(self, context: BuildContext) -> TargetBuild:
+        """Write the artifact's files into `context.folder`; return them and a runner for validation here."""
+
+    @abstractmethod
+    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
+        """A runner for a finished artifact's own files, or an InputError when this machine cannot run them."""
+
+    def toolchain(self, target: Target) -> dict[str, str]:
+        """Versions of the backend's own tools and packages, for the manifest."""
+        return {}
+
+    # Tuning: a backend that can be tuned overrides the three hooks below.
+    @property
+    def tunable(self) -> bool:
+        return type(self).tune is not Backend.tune
+
+    def check_records(self, target: Target, records: Path) -> None:
+        """Accept tuning records made for `target` (compile --records), or raise InputError."""
+        raise InputError(f"--records are tuning records; {target.name} builds with {self.name}, which is not tuned")
+
+    def check_tuning(self, target: Target, rpc: RpcDevice | None, records: Path) -> None:
+        """The checks that fail fast, before the model is quantized for `tune`."""
+        raise InputError(f"tune is for the tunable targets; {target.name} builds with {self.name}, which is not tuned")
+
+    def tune(self, request: TuneRequest) -> TuneResult:
+        raise InputError(f"tune is for the tunable targets; {request.target.name} builds with {self.name}, which is not tuned")
+
+
+def cannot_run_here(target: Target, folder: Path, hint: str = "") -> InputError:
+    return InputError(f"artifact {folder} is built for target {target.name} ({target.arch}, {target.backend}); "
+                      f"this machine ({platform.machine()}) cannot run it{hint}")
 
 
 # Shipped beside every device runner: edgeresnet's own preprocessing (so the device
@@ -73,9 +224,9 @@ class Backend(Protocol):
 DEVICE_SUPPORT_FILES = ("preprocessing.py", "device_io.py")
 
 
-def copy_templates(folder: Path, kind: str, names: tuple[str, ...]) -> None:
-    """Copy targets/templates/<kind>/<name> into the artifact; scripts become executable."""
-    templates = resources.files("edgeresnet.targets") / "templates" / kind
+def copy_templates(folder: Path, package: str, names: tuple[str, ...]) -> None:
+    """Copy <package>/templates/<name> into the artifact; scripts become executable."""
+    templates = resources.files(package) / "templates"
     for name in names:
         target = folder / name
         target.write_text(templates.joinpath(name).read_text())
@@ -85,4 +236,4 @@ def copy_templates(folder: Path, kind: str, names: tuple[str, ...]) -> None:
 
 def copy_device_support(folder: Path) -> None:
     (folder / "preprocessing.py").write_text(resources.files("edgeresnet").joinpath("preprocessing.py").read_text())
-    copy_templates(folder, "common", ("device_io.py",))
+    copy_templates(folder, __package__, ("device_io.py",))

@@ -20,8 +20,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeresnet.targets import get_target
-from edgeresnet.targets.jetson import activation_scales, cache_version_tag, read_calibration_cache, trt_versions
-from edgeresnet.targets.tensorrt_rules import check_model
+from edgeresnet.targets.tensorrt.calibration_cache import activation_scales, cache_version_tag, read_calibration_cache
+from edgeresnet.targets.tensorrt.parser_rules import check_model
 
 from helpers import compile_small, run_cli
 
@@ -112,11 +112,11 @@ def test_inspect_cli_fails_the_ort_profile_model(ort_artifact):
 def test_profiles():
     nano, agx, xavier = get_target("jetson-orin-nano"), get_target("jetson-agx-orin"), get_target("jetson-xavier-nx")
     assert get_target("jetson").name.startswith("jetson-orin")
-    assert nano.details["dla_cores"] == 0 and agx.details["dla_cores"] == 2
-    assert nano.details["compute_capability"] == "8.7" and xavier.details["compute_capability"] == "7.2"
-    assert nano.details["jetpack_tensorrt"]["5.1"] == "8.5.2" and nano.details["jetpack_tensorrt"]["6.0"] == "8.6.2"
-    assert nano.details["jetpack_tensorrt"]["6.1"] == "10.3.0" and xavier.details["jetpack_tensorrt"] == {"5.1": "8.5.2"}
-    assert trt_versions(nano)[0] == "8.5.2" and trt_versions(nano)[-1].startswith("11")
+    assert nano.details.dla_cores == 0 and agx.details.dla_cores == 2
+    assert nano.details.compute_capability == "8.7" and xavier.details.compute_capability == "7.2"
+    assert nano.details.jetpack_tensorrt["5.1"] == "8.5.2" and nano.details.jetpack_tensorrt["6.0"] == "8.6.2"
+    assert nano.details.jetpack_tensorrt["6.1"] == "10.3.0" and xavier.details.jetpack_tensorrt == {"5.1": "8.5.2"}
+    assert nano.details.trt_versions[0] == "8.5.2" and nano.details.trt_versions[-1].startswith("11")
 
 
 # --- the bundle -----------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import torch
 from edgeresnet.errors import InputError
 from edgeresnet.models import MODELS, describe_models, get_entry, load_model
 from edgeresnet.models.checkpoint import apply_state_dict, read_state_dict
-from edgeresnet.models.resnet import ARCHITECTURES, BasicBlock, Bottleneck, build_resnet
+from edgeresnet.models.architectures import ARCHITECTURES
+from edgeresnet.models.resnet import Bottleneck, build_resnet
 
 from helpers import run_cli
 
@@ -26,7 +27,7 @@ def test_imagenet_models_match_published_counts(arch):
 @pytest.mark.parametrize("arch,n", [("resnet20", 3), ("resnet32", 5), ("resnet44", 7), ("resnet56", 9), ("resnet110", 18)])
 def test_cifar_models_are_6n_plus_2_layers(arch, n):
     spec = ARCHITECTURES[arch]
-    assert spec.depth == 6 * n + 2 and spec.layers == (n, n, n) and spec.block is BasicBlock
+    assert spec.depth == 6 * n + 2 and spec.layers == (n, n, n) and spec.block == "basic"
     model = build_resnet(arch)
     convs = [m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and "downsample" not in name]
     assert len(convs) + 1 == 6 * n + 2  # + the fully connected layer

@@ -6,7 +6,8 @@ from onnx import numpy_helper
 from edgeresnet.evaluate import collect_logits, compare
 from edgeresnet.export import export_onnx_model
 from edgeresnet.models import load_model
-from edgeresnet.quantize import PROFILES, QuantizeConfig, keep_in_float, quantize, quantized_layers
+from edgeresnet.quantize import QuantizeConfig, keep_in_float, quantize, quantized_layers
+from edgeresnet.targets import get_quant_scheme, quant_schemes
 from edgeresnet.runners import OnnxRuntimeRunner
 
 
@@ -22,7 +23,7 @@ def reference():
 @pytest.fixture(scope="module")
 def trt_model(reference):
     fp32, images = reference
-    return quantize(fp32, images, QuantizeConfig(profile="tensorrt"), progress=False)
+    return quantize(fp32, images, QuantizeConfig(scheme=get_quant_scheme("tensorrt")), progress=False)
 
 
 def _index(model):
@@ -58,11 +59,11 @@ def test_tensorrt_profile_graph_rules(trt_model):
     assert all(len(consumers.get(n.output[0], [])) == 1 for n in qdq if n.op_type == "DequantizeLinear")
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(quant_schemes()))
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_every_profile_and_method_stays_close_to_fp32(reference, profile, method):
     fp32, images = reference
-    int8 = quantize(fp32, images, QuantizeConfig(profile=profile, method=method), progress=False)
+    int8 = quantize(fp32, images, QuantizeConfig(scheme=get_quant_scheme(profile), method=method), progress=False)
     onnx.checker.check_model(int8)
     drift = compare(collect_logits(OnnxRuntimeRunner(fp32.SerializeToString()), images, progress=False),
                     collect_logits(OnnxRuntimeRunner(int8.SerializeToString()), images, progress=False))
@@ -72,7 +73,7 @@ def test_every_profile_and_method_stays_close_to_fp32(reference, profile, method
 
 def test_onnxruntime_profile_is_ort_style(reference):
     fp32, images = reference
-    int8 = quantize(fp32, images, QuantizeConfig(profile="onnxruntime"), progress=False)
+    int8 = quantize(fp32, images, QuantizeConfig(scheme=get_quant_scheme("onnxruntime")), progress=False)
     # ORT folds ReLUs into zero points at the bottom of the int8 range (asymmetric activations).
     assert not any(n.op_type == "Relu" for n in int8.graph.node)
     _, inits = _index(int8)
@@ -98,11 +99,11 @@ def test_keep_in_float_removes_only_the_named_layers(trt_model, reference):
     assert np.abs(a - b).max() < 1e-4  # all layers in float is the FP32 model again
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(quant_schemes()))
 def test_each_layer_alone_in_int8_stays_close_to_fp32(reference, profile):
     """Keeping every other layer in float must give (nearly) the FP32 model, for every profile."""
     fp32, images = reference
-    int8 = quantize(fp32, images, QuantizeConfig(profile=profile), progress=False)
+    int8 = quantize(fp32, images, QuantizeConfig(scheme=get_quant_scheme(profile)), progress=False)
     layers = quantized_layers(int8)
     reference_logits = collect_logits(OnnxRuntimeRunner(fp32.SerializeToString()), images[:32], progress=False)
     for layer in layers[:: max(1, len(layers) // 6)]:
@@ -111,18 +112,18 @@ def test_each_layer_alone_in_int8_stays_close_to_fp32(reference, profile):
         assert drift.sqnr_db > 25, (profile, layer, drift)
 
 
-def test_profiles_choose_their_calibrator_unless_told():
-    from edgeresnet.quantize import CalibrationMethod
+def test_schemes_choose_their_calibrator_unless_told():
+    from edgeresnet.quant_scheme import CalibrationMethod
 
-    assert QuantizeConfig(profile="tvm").method is CalibrationMethod.PERCENTILE
-    assert QuantizeConfig(profile="tensorrt").method is CalibrationMethod.MINMAX
-    assert QuantizeConfig(profile="tvm", method="entropy").method is CalibrationMethod.ENTROPY
+    assert QuantizeConfig(scheme=get_quant_scheme("tvm")).method is CalibrationMethod.PERCENTILE
+    assert QuantizeConfig(scheme=get_quant_scheme("tensorrt")).method is CalibrationMethod.MINMAX
+    assert QuantizeConfig(scheme=get_quant_scheme("tvm"), method="entropy").method is CalibrationMethod.ENTROPY
 
 
 def test_bad_config_is_refused():
     from edgeresnet.errors import InputError
 
     with pytest.raises(InputError, match="unknown calibration method"):
-        QuantizeConfig(method="mse")
-    with pytest.raises(InputError, match="unknown quantization profile"):
-        QuantizeConfig(profile="qnn")
+        QuantizeConfig(scheme=get_quant_scheme("tvm"), method="mse")
+    with pytest.raises(InputError, match="unknown quantization scheme"):
+        get_quant_scheme("qnn")

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from edgeresnet.targets.tvm_tuning import DATABASE_FILES, SUMMARY_FILE, RpcDevice
+from edgeresnet.targets.base import RpcDevice
+from edgeresnet.targets.tvm.records import DATABASE_FILES, SUMMARY_FILE
 from helpers import run_cli
 
 KEY = "edgeresnet-loopback"
@@ -91,7 +92,7 @@ def test_records_of_one_target_are_refused_by_another(tuned, tmp_path):
 def test_tune_input_errors(tmp_path):
     cases = [
         (["--target", "rpi5"], "--rpc"),  # an aarch64 board cannot be measured here
-        (["--target", "ort-cpu"], "TVM"),
+        (["--target", "ort-cpu"], "which has no tuning; tunable targets: rpi4 (tvm)"),
         (["--target", "x86-64", "--rpc", "no-port@localhost"], "KEY@TRACKER_HOST:PORT"),
         (["--target", "x86-64", "--rpc", "k@127.0.0.1:1"], "no TVM RPC tracker"),
         (["--target", "x86-64", "--trials", "0"], "--trials"),

@@ -18,10 +18,13 @@ from edgeresnet.evaluate import accuracy, collect_logits, compare
 from edgeresnet.export import export_onnx_model
 from edgeresnet.models import load_model
 from edgeresnet.quantize import QuantizeConfig, quantize
+from edgeresnet.targets.tvm.backend import TVM_SCHEME
 from edgeresnet.runners import OnnxRuntimeRunner
-from edgeresnet.targets import aarch64_emulation as emulation
+from edgeresnet.targets.tvm import emulation
 from edgeresnet.targets import get_target
-from edgeresnet.targets.tvm_cpu import QemuRunner, TvmHostRunner, compile_integer_module, host_cpu, sdot_summary
+from edgeresnet.targets.tvm.disassembly import sdot_summary
+from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
+from edgeresnet.targets.tvm.runners import QemuRunner, TvmHostRunner
 from helpers import run_cli
 
 AARCH64_MACHINE = 183  # ELF e_machine of aarch64
@@ -29,12 +32,12 @@ AARCH64_MACHINE = 183  # ELF e_machine of aarch64
 
 def test_arm_profiles():
     rpi4, rpi5, orin = get_target("rpi4"), get_target("rpi5"), get_target("jetson-orin-cpu")
-    assert rpi4.details["cpu"] == "cortex-a72" and "+dotprod" not in rpi4.details["features"] and not rpi4.details["dotprod"]
-    assert rpi5.details["cpu"] == "cortex-a76" and "+dotprod" in rpi5.details["features"]
-    assert orin.details["dotprod"] and orin.details["cpu"].startswith("cortex-a78")
+    assert rpi4.details.cpu == "cortex-a72" and "+dotprod" not in rpi4.details.features and not rpi4.details.dotprod
+    assert rpi5.details.cpu == "cortex-a76" and "+dotprod" in rpi5.details.features
+    assert orin.details.dotprod and orin.details.cpu.startswith("cortex-a78")
     for profile in (rpi4, rpi5, orin, get_target("arm64")):
-        assert profile.details["llvm"]["mtriple"] == "aarch64-linux-gnu"
-        assert profile.details["cross_compiler"] == "aarch64-linux-gnu-g++" and profile.details["threads"] >= 1
+        assert profile.details.llvm["mtriple"] == "aarch64-linux-gnu"
+        assert profile.details.cross_compiler == "aarch64-linux-gnu-g++" and profile.details.threads >= 1
     assert get_target("x86-64").arch == "x86_64"
 
 
@@ -42,13 +45,13 @@ def test_each_profile_gets_its_dot_product_instruction():
     """sdot exactly where the board has the dot-product extension; this AVX2 host gets pmaddwd."""
     import tvm
 
-    from edgeresnet.targets.tvm_cpu import llvm_target
-    from edgeresnet.targets.tvm_schedules import ConvRules
+    from edgeresnet.targets.tvm.backend import llvm_target
+    from edgeresnet.targets.tvm.schedules import ConvRules
 
     for name in ("rpi4", "rpi5", "jetson-orin-cpu", "arm64"):
         profile = get_target(name)
         rules = ConvRules.for_target(tvm.target.Target(llvm_target(profile)))
-        assert (rules.dot.name == "sdot") == profile.details["dotprod"], name
+        assert (rules.dot.name == "sdot") == profile.details.dotprod, name
     host = ConvRules.for_target(tvm.target.Target(llvm_target(get_target("x86-64"))))
     assert host.dot.name == ("pmaddwd" if "avx2" in Path("/proc/cpuinfo").read_text() else "generic")
 
@@ -59,7 +62,7 @@ def reference_qdq():
     calib = open_dataset("fashion-mnist", loaded.preprocessing, limit=512)
     test = open_dataset("fashion-mnist:test", loaded.preprocessing, limit=2000)
     fp32 = export_onnx_model(loaded)
-    return loaded, quantize(fp32, calib.images, QuantizeConfig(profile="tvm"), progress=False), test
+    return loaded, quantize(fp32, calib.images, QuantizeConfig(scheme=TVM_SCHEME), progress=False), test
 
 
 @pytest.fixture(scope="module")

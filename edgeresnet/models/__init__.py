@@ -2,6 +2,7 @@
 
 As in torchvision, weights carry their own metadata (preprocessing, measured
 accuracy, how they were made, sha256) in a JSON file beside the .pt file.
+Listing the zoo needs no torch; building or loading a network imports it.
 """
 
 from __future__ import annotations
@@ -10,18 +11,18 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
 
-from .checkpoint import apply_state_dict, read_state_dict, sha256_file
-from .resnet import ARCHITECTURES, ResNet, build_resnet, count_macs
+from .architectures import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from .resnet import ResNet
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-from edgeresnet import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class ModelEntry:
     weights: Weights | None = None
 
     def build(self) -> ResNet:
+        import torch
+
+        from .resnet import build_resnet
+
         # A fixed seed: an architecture without weights is the same network every
         # time, so builds from it are reproducible (and its weights are replaced anyway).
         with torch.random.fork_rng():
@@ -60,8 +65,7 @@ def _zoo() -> dict[str, ModelEntry]:
     entries = {}
     for arch, spec in ARCHITECTURES.items():
         preprocessing = IMAGENET if spec.stem == "imagenet" else CIFAR
-        num_classes = 1000 if spec.stem == "imagenet" else 10
-        entries[arch] = ModelEntry(arch, arch, num_classes, 3, preprocessing)
+        entries[arch] = ModelEntry(arch, arch, spec.default_classes, 3, preprocessing)
     for meta_file in sorted(WEIGHTS_DIR.glob("*.json")):
         weights = Weights(meta_file.with_suffix(".pt"))
         meta = weights.meta
@@ -101,6 +105,10 @@ class LoadedModel:
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None) -> LoadedModel:
     """Build `name` and load `weights` (or the shipped weights; none for a bare architecture)."""
+    from edgeresnet.digest import sha256_file
+
+    from .checkpoint import apply_state_dict, read_state_dict
+
     entry = get_entry(name)
     module = entry.build()
     path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
@@ -114,15 +122,15 @@ def describe_models() -> list[dict[str, Any]]:
     """The zoo as rows: name, parameters, MACs and FLOPs at the model's input size, shipped accuracy."""
     rows = []
     for entry in MODELS.values():
-        module = entry.build()
-        macs = count_macs(module, entry.preprocessing.input_shape)
+        spec = ARCHITECTURES[entry.arch]
+        params, macs = spec.cost(entry.num_classes, (entry.in_channels, *entry.preprocessing.input_size))
         row = {
             "name": entry.name,
             "arch": entry.arch,
-            "depth": ARCHITECTURES[entry.arch].depth,
+            "depth": spec.depth,
             "input": list(entry.preprocessing.input_shape),
             "classes": entry.num_classes,
-            "params": sum(p.numel() for p in module.parameters()),
+            "params": params,
             "macs": macs,
             "flops": 2 * macs,
             "weights": entry.weights is not None,
@@ -134,7 +142,4 @@ def describe_models() -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = [
-    "DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelEntry", "Weights", "build_resnet", "describe_models",
-    "get_entry", "load_model", "read_state_dict", "apply_state_dict",
-]
+__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelEntry", "Weights", "describe_models", "get_entry", "load_model"]

@@ -7,6 +7,8 @@ Two shapes of network share one implementation:
 * CIFAR-style ResNet-20/32/44/56/110 (6n+2 layers): 3x3 stem, no max-pool, three
   stages of 16/32/64 channels with n BasicBlocks each.
 
+The members of the family (depth, block, widths) are data in `architectures.py`.
+
 Module and parameter names are torchvision's (`conv1`, `bn1`, `layer1.0.conv1`,
 `layer2.0.downsample.0`, `fc`), so a torchvision checkpoint loads as it is. The
 CIFAR-style networks therefore use projection shortcuts (the paper's option B,
@@ -17,11 +19,12 @@ and it exports to plain Conv nodes that every backend quantizes the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence, Type, Union
 
 import torch
 from torch import Tensor, nn
+
+from .architectures import ARCHITECTURES, IMAGENET_WIDTHS
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -80,37 +83,7 @@ class Bottleneck(nn.Module):
 
 
 Block = Union[Type[BasicBlock], Type[Bottleneck]]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What distinguishes one member of the family from another."""
-
-    block: Block
-    layers: tuple[int, ...]
-    stem: str  # "imagenet" (7x7/2 conv + max-pool) or "cifar" (3x3/1 conv)
-    widths: tuple[int, ...]
-
-    @property
-    def depth(self) -> int:
-        convs_per_block = 3 if self.block is Bottleneck else 2
-        return convs_per_block * sum(self.layers) + 2
-
-
-IMAGENET_WIDTHS = (64, 128, 256, 512)
-CIFAR_WIDTHS = (16, 32, 64)
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "resnet18": Architecture(BasicBlock, (2, 2, 2, 2), "imagenet", IMAGENET_WIDTHS),
-    "resnet34": Architecture(BasicBlock, (3, 4, 6, 3), "imagenet", IMAGENET_WIDTHS),
-    "resnet50": Architecture(Bottleneck, (3, 4, 6, 3), "imagenet", IMAGENET_WIDTHS),
-    "resnet101": Architecture(Bottleneck, (3, 4, 23, 3), "imagenet", IMAGENET_WIDTHS),
-    "resnet152": Architecture(Bottleneck, (3, 8, 36, 3), "imagenet", IMAGENET_WIDTHS),
-    **{
-        f"resnet{6 * n + 2}": Architecture(BasicBlock, (n, n, n), "cifar", CIFAR_WIDTHS)
-        for n in (3, 5, 7, 9, 18)
-    },
-}
+BLOCKS: dict[str, Block] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(nn.Module):
@@ -180,37 +153,4 @@ class ResNet(nn.Module):
 def build_resnet(arch: str, num_classes: int | None = None, in_channels: int = 3) -> ResNet:
     """Build an untrained member of the family by architecture name ("resnet18" ... "resnet110")."""
     spec = ARCHITECTURES[arch]
-    if num_classes is None:
-        num_classes = 1000 if spec.stem == "imagenet" else 10
-    return ResNet(spec.block, spec.layers, num_classes, in_channels, spec.stem, spec.widths)
-
-
-def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward pass over Conv2d and Linear layers (what papers call FLOPs)."""
-    macs = 0
-
-    def conv_hook(module: nn.Conv2d, _inputs, output: Tensor) -> None:
-        nonlocal macs
-        kernel = module.kernel_size[0] * module.kernel_size[1] * (module.in_channels // module.groups)
-        macs += output.numel() // output.shape[0] * kernel
-
-    def linear_hook(module: nn.Linear, _inputs, output: Tensor) -> None:
-        nonlocal macs
-        macs += module.in_features * module.out_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return macs
+    return ResNet(BLOCKS[spec.block], spec.layers, num_classes or spec.default_classes, in_channels, spec.stem, spec.widths)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir
 
-from .tvm_conv import DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
+from .conv import DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
+from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2
 
@@ -326,8 +327,6 @@ def cpu_pipeline(target: tvm.target.Target, stats: ScheduleStats, records=None):
 
 def _apply_records(mod: tvm.IRModule, target: tvm.target.Target, records, stats: ScheduleStats) -> tvm.IRModule:
     from tvm import relax
-
-    from .tvm_tuning import open_records
 
     with open_records(records):
         mod = relax.transform.MetaScheduleApplyDatabase()(mod)

@@ -1,0 +1,133 @@
+"""A finished artifact on this machine: `verify`, `run` and `bench`.
+
+Each opens the artifact (a folder, or a .tar.gz unpacked safely), verifies it, and
+asks the artifact's backend for a runner of its own files; a backend refuses in one
+line when this machine cannot run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edgeresnet.artifact import Verification, opened, read_manifest, verify_folder
+from edgeresnet.calibration import open_dataset
+from edgeresnet.evaluate import accuracy, collect_logits
+from edgeresnet.preprocessing import Preprocessing
+from edgeresnet.runners import OnnxRuntimeRunner, Runner
+from edgeresnet.targets import backend_of, get_target
+from edgeresnet.timing import latency
+
+
+def verify(artifact: str | Path) -> Verification:
+    """Check the manifest, every file's hash, the target's files, and that the target is one edgeresnet knows."""
+    with opened(artifact) as folder:
+        result = _verified(folder)
+    return Verification(str(artifact), result.target, result.files)
+
+
+def _verified(folder: Path) -> Verification:
+    result = verify_folder(folder)
+    get_target(result.target)
+    return result
+
+
+@contextlib.contextmanager
+def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tuple[Path, dict[str, Any], Runner]]:
+    """Open (unpacking a .tar.gz), verify, and yield (folder, manifest, runner for its files)."""
+    with opened(artifact) as folder:
+        _verified(folder)
+        manifest = read_manifest(folder)
+        target = get_target(manifest["target"]["name"])
+        yield folder, manifest, backend_of(target).open_artifact(target, folder, manifest, emulate)
+
+
+@dataclass
+class Prediction:
+    index: int
+    klass: int
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "class": self.klass, "name": self.name}
+
+
+@dataclass
+class RunResult:
+    artifact: str
+    target: str
+    runtime: str
+    samples: int
+    predictions: list[Prediction]
+    ms_per_image: float
+    top1: float | None = None  # when the input has labels
+
+    def to_dict(self) -> dict[str, Any]:
+        result = {"artifact": self.artifact, "target": self.target, "runtime": self.runtime, "samples": self.samples,
+                  "predictions": [p.to_dict() for p in self.predictions], "ms_per_image": self.ms_per_image}
+        if self.top1 is not None:
+            result["top1"] = self.top1
+        return result
+
+
+def run_artifact(artifact: str | Path, input_spec: str, limit: int | None = None, emulate: bool = False) -> RunResult:
+    """Verify the artifact, run it on images/.npy/.npz/IDX input, and return predictions and latency."""
+    with verified_runner(artifact, emulate) as (_, manifest, runner):
+        preprocessing = Preprocessing.from_dict(manifest["input"])
+        data = open_dataset(input_spec, preprocessing, limit=limit)
+        started = time.perf_counter()
+        logits = collect_logits(runner, data.images, progress=False)
+        seconds = time.perf_counter() - started
+    names = preprocessing.class_names
+    predictions = [Prediction(i, int(p), names[p] if p < len(names) else str(p)) for i, p in enumerate(logits.argmax(1))]
+    return RunResult(str(artifact), manifest["target"]["name"], runner.runtime, len(data), predictions,
+                     round(seconds * 1000 / len(data), 3),
+                     accuracy(logits, data.labels).top1 if data.labels is not None else None)
+
+
+@dataclass
+class Latency:
+    runtime: str
+    p50_ms: float
+    p90_ms: float
+    runs: int
+
+
+@dataclass
+class BenchResult:
+    artifact: str
+    machine: str
+    batch: int
+    int8: Latency
+    fp32: Latency
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def int8_speedup(self) -> float:
+        return round(self.fp32.p50_ms / self.int8.p50_ms, 3) if self.int8.p50_ms else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "machine": self.machine, "batch": self.batch, "int8": asdict(self.int8),
+                "fp32": asdict(self.fp32), "int8_speedup": self.int8_speedup, "warnings": self.warnings}
+
+
+def bench_artifact(artifact: str | Path, runs: int = 50) -> BenchResult:
+    """INT8 artifact latency against its own FP32 model in ONNX Runtime, on this machine (batch as built)."""
+    with verified_runner(artifact) as (folder, manifest, runner):
+        baseline = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32")
+        shape = [manifest["input"]["batch"], *Preprocessing.from_dict(manifest["input"]).input_shape]
+        sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        int8 = Latency(runner.runtime, **latency(lambda: runner.infer(sample), runs=runs))
+        fp32 = Latency(baseline.runtime, **latency(lambda: baseline.infer(sample), runs=runs))
+    result = BenchResult(str(artifact), platform.machine(), shape[0], int8, fp32)
+    if result.int8_speedup <= 1.0:
+        result.warnings.append(
+            "INT8 is not faster than FP32 here: expected on cores without int8 dot products "
+            "(x86 without VNNI, Cortex-A72/A53 without sdot)")
+    return result

@@ -1,0 +1,232 @@
+"""`compile`: export -> calibrate -> quantize -> target build -> validate -> report, into one artifact folder.
+
+The accuracy in the report is measured on the files that ship (for the
+targets this machine can run), against the PyTorch FP32 model on the same images.
+Everything is built in a staging folder beside the destination and renamed into
+place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgeresnet import DEFAULT_MODEL
+from edgeresnet.artifact import pack, package_versions, write_manifest
+from edgeresnet.atomic import atomic_directory, write_bytes_atomically
+from edgeresnet.calibration import Dataset
+from edgeresnet.errors import InputError
+from edgeresnet.evaluate import Evaluation, Measurement, evaluate, measure
+from edgeresnet.models import LoadedModel, load_model
+from edgeresnet.quant_scheme import CalibrationMethod
+from edgeresnet.quantize import QuantizeConfig
+from edgeresnet.report import REPORT_SCHEMA, render_html
+from edgeresnet.runners import TorchRunner
+from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity
+from edgeresnet.targets import backend_of, describe, get_target
+from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
+
+from .frontend import Stopwatch, calibration_data, evaluation_data, export_and_quantize, log
+
+# Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
+CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    target: str
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    calib: str | None = None  # default: the built-in training split, for models trained on it
+    eval: str | None = None  # default: the built-in test split (all 10,000 images)
+    method: CalibrationMethod | None = None  # None: the backend's quantization scheme chooses
+    calib_samples: int = 512
+    eval_samples: int | None = None
+    seed: int = 0
+    max_drop: float | None = None
+    batch: int = 1
+    dynamic_batch: DynamicBatch | None = None  # instead of a static batch (backends that take one)
+    emulated_samples: int = 1000
+    records: str | None = None  # tuning records of `edgeresnet tune` (tunable backends)
+    out: str | None = None
+    force: bool = False
+    tar: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method is not None:
+            object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.calib_samples < 1:
+            raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise InputError(f"--eval-samples must be at least 1, not {self.eval_samples}")
+        if self.max_drop is not None and not (self.max_drop >= 0):
+            raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
+        if self.batch < 1:
+            raise InputError(f"--batch must be at least 1, not {self.batch}")
+        if self.emulated_samples < 1:
+            raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
+
+    @property
+    def model_batch(self) -> int:
+        """The batch the model is built and run with: the static one, or the dynamic profile's optimum."""
+        return self.dynamic_batch.opt if self.dynamic_batch else self.batch
+
+    def output_folder(self) -> Path:
+        return Path(self.out) if self.out else Path("build") / f"{self.model}-{self.target}"
+
+
+@dataclass
+class CompileResult:
+    folder: Path
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+    archive: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.report["gate"]["passed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": str(self.folder), "archive": str(self.archive) if self.archive else None, **self.report}
+
+
+@dataclass
+class _Measured:
+    """A target build and what its files scored against FP32 on the same images."""
+
+    build: TargetBuild
+    measurement: Measurement
+    references: list[dict[str, Any]]  # other runners, on the whole evaluation set
+
+    @property
+    def drop(self) -> float:
+        return self.measurement.drop
+
+
+def compile_artifact(options: CompileOptions) -> CompileResult:
+    clock = Stopwatch()
+    target = get_target(options.target)
+    destination = options.output_folder()
+    backend = backend_of(target)
+    if options.dynamic_batch and not backend.dynamic_batch:
+        raise InputError(f"{target.name} compiles a static batch; use --batch instead of --dynamic-batch")
+    backend.preflight(target)
+    if options.records is not None:
+        backend.check_records(target, Path(options.records))
+    # Staged from the start, so a bad destination fails before any work and a kill
+    # at any point leaves only a hidden .partial folder beside it.
+    with atomic_directory(destination, force=options.force) as staging:
+        report, manifest = _compile_into(staging, options, target, backend, clock)
+    archive = None
+    if options.tar:
+        archive = destination.with_name(destination.name + ".tar.gz")
+        pack(destination, archive)
+    return CompileResult(destination, report, manifest, archive)
+
+
+def _compile_into(staging: Path, options: CompileOptions, target: Target, backend: Backend, clock: Stopwatch):
+    loaded = load_model(options.model, options.weights)
+    calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed)
+    evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed)
+    clock.lap("load")
+    quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, options.method, options.model_batch,
+                                    options.dynamic_batch is not None, options.progress, clock)
+    int8_model = quantized.int8
+
+    torch_runner = TorchRunner(loaded.module)
+    fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
+    fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
+    sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
+    clock.lap("sensitivity")
+
+    def build_and_measure(candidate: onnx.ModelProto) -> _Measured:
+        built = backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
+                                           options.dynamic_batch, options.emulated_samples,
+                                           Path(options.records) if options.records else None))
+        main = measure(built.runner, evaluation, fp32_eval, f"INT8 on {target.name}", options.progress,
+                       built.sample_limit, options.seed)
+        references = [measure(runner, evaluation, fp32_eval, runner.runtime, options.progress).reference_row()
+                      for runner in built.reference_runners]
+        return _Measured(built, main, references)
+
+    measured = build_and_measure(int8_model)
+    clock.lap("build_and_validate")
+    steps = []
+    if options.max_drop is not None and measured.drop > options.max_drop:
+        log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
+        last: dict[str, _Measured] = {}
+
+        def measure_drop(candidate: onnx.ModelProto) -> float:
+            last["measured"] = build_and_measure(candidate)
+            return last["measured"].drop
+
+        int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure_drop)
+        if steps:
+            measured = last["measured"]
+        clock.lap("fallback")
+
+    write_bytes_atomically(staging / "model.fp32.onnx", quantized.fp32.SerializeToString())
+    report = _report(options, quantized.config, target, loaded, calibration, evaluation, measured, sensitivity, steps)
+    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    fp32, int8 = measured.measurement.fp32, measured.measurement.tested
+    (staging / "report.html").write_text(render_html(report, _confusion(fp32), _confusion(int8)))
+    clock.lap("report")
+    content = _manifest_content(options, target, backend, loaded, calibration, report, measured.build)
+    manifest = write_manifest(staging, content, clock.record())
+    return report, manifest
+
+
+def _confusion(evaluation: Evaluation) -> list[list[int]] | None:
+    return evaluation.accuracy.confusion if evaluation.accuracy else None
+
+
+def _report(options: CompileOptions, config: QuantizeConfig, target: Target, loaded: LoadedModel, calibration: Dataset,
+            evaluation: Dataset, measured: _Measured, sensitivity: list[LayerSensitivity], steps) -> dict:
+    build, result = measured.build, measured.measurement
+    return {
+        "schema": REPORT_SCHEMA,
+        "model": loaded.name,
+        "target": target.name,
+        "quant_profile": config.scheme.name,
+        "method": config.method.value,
+        "samples": len(calibration),
+        "calibration": calibration.describe(),
+        "evaluation": evaluation.describe(),
+        "class_names": list(loaded.preprocessing.class_names),
+        "fp32": result.fp32.to_dict(),
+        "int8": result.tested.to_dict(),
+        "drop_pts": result.drop,
+        "agreement": result.drift.agreement,
+        "drift": result.drift.to_dict(),
+        "gate": {"max_drop": options.max_drop, "passed": options.max_drop is None or result.drop <= options.max_drop},
+        "fallback_layers": [s.layer for s in steps],
+        "fallback_steps": [s.to_dict() for s in steps],
+        "sensitivity": [s.to_dict() for s in sensitivity],
+        "target_details": build.details,
+        "extra_measurements": measured.references,
+        "not_measured": build.not_measured,
+    }
+
+
+def _manifest_content(options: CompileOptions, target: Target, backend: Backend, loaded: LoadedModel,
+                      calibration: Dataset, report: dict, build: TargetBuild) -> dict:
+    return {
+        "model": {"name": loaded.name, "arch": loaded.entry.arch, "weights_sha256": loaded.weights_sha256,
+                  "weights_file": loaded.weights_path.name if loaded.weights_path else None},
+        "input": {"batch": options.model_batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict(),
+                  "dynamic_batch": options.dynamic_batch.__dict__ if options.dynamic_batch else None},
+        "calibration": {"method": report["method"], "samples": len(calibration), "source": calibration.source,
+                        "sha256": calibration.sha256, "seed": options.seed},
+        "target": {**describe(target), "files": build.files},
+        "toolchain": {**package_versions(CORE_PACKAGES), **backend.toolchain(target)},
+        **build.provenance,
+        "accuracy": {k: report[k] for k in ("drop_pts", "agreement", "gate")} | {
+            "fp32_top1": report["fp32"].get("top1"), "int8_top1": report["int8"].get("top1"),
+            "int8_runtime": report["int8"]["runtime"], "eval_samples": report["int8"]["samples"],
+        },
+    }

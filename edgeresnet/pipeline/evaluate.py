@@ -1,0 +1,43 @@
+"""`evaluate`: any ONNX model in ONNX Runtime against the PyTorch FP32 model, on the same images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeresnet import DEFAULT_MODEL
+from edgeresnet.errors import InputError
+from edgeresnet.evaluate import Measurement, evaluate, measure
+from edgeresnet.models import load_model
+from edgeresnet.runners import OnnxRuntimeRunner, TorchRunner
+
+from .frontend import evaluation_data
+
+
+@dataclass
+class EvaluateResult:
+    measurement: Measurement
+    evaluation: dict[str, Any]  # the data set, as reports describe it
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.measurement
+        return {"fp32": m.fp32.to_dict(), "onnx": m.tested.to_dict(), "drop_pts": m.drop,
+                "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": self.evaluation}
+
+
+def evaluate_onnx(
+    onnx_model: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, eval: str | None = None,
+    eval_samples: int | None = None, seed: int = 0, progress: bool = True,
+) -> EvaluateResult:
+    loaded = load_model(model, weights)
+    data = evaluation_data(loaded, eval, eval_samples, seed)
+    try:
+        runner = OnnxRuntimeRunner(Path(onnx_model))
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        raise InputError(f"{onnx_model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+    shape = runner.session.get_inputs()[0].shape
+    if list(shape[1:]) != list(loaded.preprocessing.input_shape) or len(runner.session.get_outputs()[0].shape) != 2:
+        raise InputError(f"{onnx_model}: takes input {shape} and is not a classifier of {list(loaded.preprocessing.input_shape)} images like model {loaded.name}")
+    fp32 = evaluate(TorchRunner(loaded.module), data, "FP32 reference", progress)
+    return EvaluateResult(measure(runner, data, fp32, "ONNX model", progress), data.describe())

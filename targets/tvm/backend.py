@@ -1,0 +1,218 @@
+"""ARM (and x86-64) CPUs through Apache TVM: integer Relax compiled to a shared library.
+
+The Q/DQ model (the `tvm` quantization scheme) is imported with TVM's ONNX
+frontend, its quantized chains are rewritten into int8 x int8 -> int32 compute
+(`lowering`), and the module is compiled for the board's LLVM triple, CPU and
+features (`module`, `conv`, `schedules`), then linked with the board's cross
+compiler. The library that ships is validated twice: the same integer module built
+for this host on the whole evaluation set, and the shipped aarch64 library itself
+under qemu-user, with the board's CPU model, on a sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeresnet.atomic import write_bytes_atomically
+from edgeresnet.errors import CheckFailed, MissingDependency
+from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
+
+from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RpcDevice, Target, TargetBuild, TargetDetails,
+                    TuneRequest, TuneResult, cannot_run_here, copy_device_support, copy_templates)
+from . import emulation
+from .disassembly import objdump, sdot_summary
+from .records import check_records_for, records_provenance
+
+LIBRARY = "model.so"
+QDQ_MODEL = "model.int8.onnx"  # the Q/DQ model the library was compiled from
+RUNNER_FILES = ("run.py", "README.md")  # from templates/
+DEPLOY_FILE = "deploy.json"
+
+TVM_SCHEME = QuantScheme(
+    name="tvm",
+    description="symmetric int8 Q/DQ that the TVM integer lowering rewrites into int8 x int8 -> int32 compute",
+    op_types=("Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "Flatten", "Relu"),
+    activation_signed=True,
+    activation_symmetric=True,
+    quantize_bias=False,
+    float_weights_with_qdq=False,
+    dedicated_qdq_per_consumer=False,
+    unquantized_outputs_of=("Gemm",),  # float logits
+    residual_aware=False,
+    # Every activation is int8 here, ReLU outputs included (7 useful bits):
+    # clipping the rare outliers wins (reference model, 10,000 images: drop
+    # 0.03 pts with percentile against 0.12 with minmax).
+    calibration=CalibrationMethod.PERCENTILE,
+    per_channel_axis={"Conv": 0},
+)
+
+
+@dataclass(frozen=True)
+class CpuDetails(TargetDetails):
+    llvm: dict[str, Any]  # TVM's LLVM target dict
+    cpu: str
+    features: list[str]
+    dotprod: bool  # the core has sdot: every int8 convolution must use it
+    threads: int  # the board's cores: runtime threads and MetaSchedule's parallel extent
+    cross_compiler: str | None
+    qemu_cpu: str | None  # qemu-user's model of the board's core
+
+
+def _arm(name: str, description: str, cpu: str, features: list[str], qemu_cpu: str, threads: int, dotprod: bool) -> Target:
+    return Target(
+        name=name, backend=TvmBackend.name, arch="aarch64", description=description,
+        details=CpuDetails(llvm={"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": cpu, "mattr": features},
+                           cpu=cpu, features=features, dotprod=dotprod, threads=threads,
+                           cross_compiler="aarch64-linux-gnu-g++", qemu_cpu=qemu_cpu),
+    )
+
+
+def llvm_target(target: Target) -> dict:
+    llvm = dict(target.details.llvm)
+    if target.arch == "x86_64":
+        from .module import host_cpu
+
+        llvm["mcpu"] = host_cpu()  # "native" is ignored by TVM 0.27
+    if llvm.get("mcpu") == "generic":
+        llvm.pop("mcpu")
+    return llvm
+
+
+class TvmBackend(Backend):
+    name = "tvm"
+    quant_scheme = TVM_SCHEME
+    dynamic_batch = False  # TVM compiles one static shape
+
+    def targets(self) -> list[Target]:
+        return [
+            _arm("rpi4", "Raspberry Pi 4: Cortex-A72, Armv8.0-A + NEON, no dot product", "cortex-a72", ["+neon"], "cortex-a72", 4, False),
+            _arm("rpi5", "Raspberry Pi 5: Cortex-A76, Armv8.2-A + NEON + dot product (sdot)", "cortex-a76", ["+neon", "+dotprod"], "cortex-a76", 4, True),
+            # qemu 7.2 has no Cortex-A78 model; the A76 implements the same Armv8.2-A + dotprod instructions.
+            _arm("jetson-orin-cpu", "Jetson Orin CPU: Cortex-A78AE, Armv8.2-A + NEON + dot product (sdot)", "cortex-a78", ["+neon", "+dotprod"], "cortex-a76", 6, True),
+            _arm("arm64", "generic Armv8-A with NEON (any 64-bit ARM board)", "generic", ["+neon"], "cortex-a53", 4, False),
+            Target(name="x86-64", backend=self.name, arch="x86_64",
+                   description="this host's x86-64 CPU via TVM (speed and numerics measured natively)",
+                   details=CpuDetails(llvm={"kind": "llvm"}, cpu="host", features=[], dotprod=False, threads=os.cpu_count() or 1,
+                                      cross_compiler=None, qemu_cpu=None)),
+        ]
+
+    def preflight(self, target: Target) -> None:
+        cross = target.details.cross_compiler
+        if cross and shutil.which(cross) is None:
+            raise MissingDependency(f"cross compiler {cross} not found: install it with 'apt-get install g++-aarch64-linux-gnu'")
+        if target.arch == "aarch64":
+            objdump()
+
+    def toolchain(self, target: Target) -> dict[str, str]:
+        versions = {package: _package_version(package) for package in ("apache-tvm", "apache-tvm-ffi")}
+        if target.details.cross_compiler:
+            versions["cross_compiler"] = _compiler_version(target.details.cross_compiler)
+        return versions
+
+    def check_records(self, target: Target, records: Path) -> None:
+        check_records_for(records, target.name, llvm_target(target))
+
+    def check_tuning(self, target: Target, rpc: RpcDevice | None, records: Path) -> None:
+        from .tuning import check_tuning
+
+        check_tuning(target, llvm_target(target), rpc, records)
+
+    def tune(self, request: TuneRequest) -> TuneResult:
+        from .tuning import tune_kernels
+
+        return tune_kernels(request, llvm_target(request.target))
+
+    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False):
+        from .runners import QemuRunner, TvmHostRunner
+
+        batch = manifest["input"]["batch"]
+        if target.arch == platform.machine():
+            return TvmHostRunner(folder / LIBRARY, batch, os.cpu_count() or 1, f"{target.name} artifact")
+        if target.arch == "aarch64" and emulate:
+            return QemuRunner(folder, emulation.build_runtime(), target.details.qemu_cpu, batch, os.cpu_count() or 1)
+        hint = " (pass --emulate to run it under qemu)" if target.arch == "aarch64" else ""
+        raise cannot_run_here(target, folder, hint)
+
+    def build(self, context: BuildContext) -> TargetBuild:
+        from .module import compile_integer_module, host_cpu
+        from .runners import QemuRunner, TvmHostRunner
+
+        target, folder = context.target, context.folder
+        details: CpuDetails = target.details
+        input_shape = [context.batch, *context.model.preprocessing.input_shape]
+        llvm = llvm_target(target)
+        executable, stats, scheduled = compile_integer_module(context.int8_model, input_shape, llvm, context.records)
+        cross = details.cross_compiler
+        executable.export_library(str(folder / LIBRARY), **({"cc": cross} if cross else {}))
+        write_bytes_atomically(folder / QDQ_MODEL, context.int8_model.SerializeToString())
+
+        copy_templates(folder, __package__, RUNNER_FILES)
+        copy_device_support(folder)
+        (folder / DEPLOY_FILE).write_text(json.dumps({
+            "target": target.name, "library": LIBRARY, "input_name": "input", "input_shape": input_shape,
+            "threads": details.threads, "preprocessing": context.model.preprocessing.to_dict(),
+        }, indent=2) + "\n")
+        files = [LIBRARY, QDQ_MODEL, DEPLOY_FILE, *DEVICE_SUPPORT_FILES, *RUNNER_FILES]
+
+        total_ops = stats.lowered + stats.float_convs_left + stats.float_dense_left
+        build_details = {
+            "llvm_target": llvm, "lowering": stats.to_dict(),
+            "integer_share": round(stats.lowered / total_ops, 4) if total_ops else 0.0,
+            "schedules": scheduled.to_dict(),
+            "scheduled_share": scheduled.share,
+            "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
+        }
+        provenance = {}
+        if context.records is not None:
+            # Tuning records are an input of the build, like the calibration data: which, and how made.
+            provenance["tuning_records"] = build_details["tuning_records"] = records_provenance(context.records)
+        not_measured = ["latency on the board itself: run run.py there (emulated timings say nothing about the board)"]
+        threads = os.cpu_count() or 1
+        if target.arch != "aarch64":
+            runner = TvmHostRunner(folder / LIBRARY, context.batch, threads, f"{llvm.get('mcpu', 'generic')}, integer module")
+            return TargetBuild(files, runner, build_details, not_measured, provenance=provenance)
+
+        sdot = sdot_summary(folder / LIBRARY)
+        build_details.update(sdot)
+        if details.dotprod and (sdot["conv_kernels_with_sdot"] < sdot["conv_kernels"] or not sdot["conv_kernels"]):
+            raise CheckFailed(f"{target.name} has the dot-product extension, but only {sdot['conv_kernels_with_sdot']} "
+                              f"of the {sdot['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
+        if not details.dotprod and sdot["sdot_instructions"]:
+            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {sdot['sdot_instructions']}")
+
+        # The same integer module built for this host: the full-evaluation-set measurement.
+        host_dir = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
+        host_target = {"kind": "llvm", "mcpu": host_cpu()}
+        host_executable, _, _ = compile_integer_module(context.int8_model, input_shape, host_target)
+        host_executable.export_library(str(host_dir / LIBRARY))
+        host = TvmHostRunner(host_dir / LIBRARY, context.batch, threads, f"host build of the same integer module, {host_target['mcpu']}")
+        try:
+            emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
+            return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples,
+                               reference_runners=[host], provenance=provenance)
+        except MissingDependency as exc:
+            not_measured.append(f"the shipped aarch64 library under emulation: {exc}")
+            return TargetBuild(files, host, build_details, not_measured, provenance=provenance)
+
+
+def _package_version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _compiler_version(compiler: str) -> str:
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"

@@ -1,0 +1,33 @@
+"""The integer module: the Q/DQ model imported into Relax, lowered to int8 compute, built for an LLVM target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from .lowering import lower_to_integer
+from .schedules import ScheduleStats, cpu_pipeline
+
+
+def host_cpu() -> str:
+    return str(tvm.get_global_func("target.llvm_get_system_cpu")())
+
+
+def integer_module(int8_model, input_shape: list[int]):
+    """The Q/DQ model imported into Relax and lowered to integer compute: (IRModule, lowering stats)."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    return lower_to_integer(from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False))
+
+
+def compile_integer_module(int8_model, input_shape: list[int], target: dict, records: Path | None = None):
+    """Import the Q/DQ model, lower it to integer compute, compile it for `target` with the schedule
+    rules (and the tuning records of `edgeresnet tune`, where `records` has one for a kernel).
+
+    Returns (executable, lowering stats, schedule stats)."""
+    mod, lowering = integer_module(int8_model, input_shape)
+    scheduled = ScheduleStats()
+    llvm = tvm.target.Target(target)
+    return relax.build(mod, target=llvm, relax_pipeline=cpu_pipeline(llvm, scheduled, records)), lowering, scheduled
