@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgeresnet.pipeline.compile import CompileOptions, compile_artifact
 from edgeresnet.targets import get_target
-from edgeresnet.targets.tvm import emulation as aarch64_emulation
+from edgeresnet.targets.tvm import emulation
 
 ORT_AARCH64 = "onnxruntime==1.20.1"
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     profile = get_target(args.target)
-    runtime = aarch64_emulation.build_runtime()
+    runtime = emulation.build_runtime()
     ort_site = ort_aarch64_site(runtime.parent)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-emubench-") as tmp:
         ort_artifact = compile_artifact(CompileOptions(target="ort-cpu", out=f"{tmp}/ort", eval_samples=200, progress=False))
@@ -89,7 +89,7 @@ def main() -> None:
         shape.insert(1, ort_artifact.manifest["input"]["channels"])
         script = Path(tmp) / "timing.py"
         script.write_text(TIMING_SCRIPT)
-        command, env = aarch64_emulation.python_command(
+        command, env = emulation.python_command(
             runtime, profile.details.qemu_cpu, script, str(ort_artifact.folder / "model.fp32.onnx"),
             str(ort_artifact.folder / "model.int8.onnx"), str(arm_artifact.folder / "model.so"),
             str(args.runs), str(args.threads), json.dumps(shape))

@@ -2,7 +2,7 @@
 
 TVM 0.27's default CPU pipeline legalizes and fuses but leaves every loop nest
 naive and single-threaded. Here convolutions first move to blocked layouts
-(`tvm_conv`), then, after fusion, each fused kernel gets one rule:
+(`conv`), then, after fusion, each fused kernel gets one rule:
 
 * blocked convolutions (NCHW8c): a tile of output pixels x 8 channels accumulates in
   registers (a `local` buffer LLVM promotes), over (ic-block, kh, kw, ic); the tile loop
