@@ -1,0 +1,492 @@
+"""ARM speed without a board: a deterministic cycle model of one inference per runtime, model and board.
+
+    python benchmarks/arm_cost.py [--models resnet18,resnet50,resnet20-fmnist] [--boards rpi5,rpi4]
+                                  [--runtimes tvm-int8,ort-int8,ort-fp32] [--json]
+
+Wall time under qemu misleads (TCG runs scalar code fast and NEON integer code slowly), so
+this counts and weights instead. Each runtime runs under `qemu-aarch64 -cpu <board's core>`
+in a fixed environment (`env -i`, no address randomization, one thread) with a TCG plugin
+(benchmarks/arm_cost/block_counter.c, built once) that counts the executions of every
+translated block. One inference is isolated as the per-block difference between a run
+with 3 inferences and one with 1 (both after the same warm-up), halved. Every executed
+block is weighted by llvm-mca's cycles per iteration on the board's core (LLVM 19,
+unpacked from Debian's packages once): Neoverse-N1 + dotprod for the Cortex-A76/A78
+boards, Cortex-A72 for the Pi 4. Blocks are named by the symbol of the loaded library
+they belong to (the guest's /proc/self/maps, then the library's symbol table).
+
+What the figures are: instructions executed and cycles of an out-of-order model of the
+core that ignores caches, memory bandwidth and branch mispredictions; the single-thread
+milliseconds are those cycles at the board's clock, an estimate that ranks runtimes and
+kernels, not a board latency. The same command twice gives the same counts.
+
+Runtimes: `tvm-int8` (our library for the board, the `tvm` quantization scheme),
+`ort-int8` (ONNX Runtime's aarch64 build on the model quantized with the `onnxruntime`
+scheme), `ort-fp32` (ONNX Runtime on the FP32 model). XNNPACK (ExecuTorch, LiteRT) is
+not measured: see the module's NOT_MEASURED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SUPPORT = HERE / "arm_cost"
+PLUGIN_SOURCE = SUPPORT / "block_counter.c"
+GUEST_SCRIPT = SUPPORT / "one_inference.py"
+CACHE_ENV = "EDGERESNET_ARM_COST_CACHE"
+LLVM_PACKAGES = ("llvm-19", "libllvm19")
+MCA_ITERATIONS = 100
+REPEATS = (1, 3)  # inferences per run; one inference = difference / (3 - 1)
+TOP_KERNELS = 10
+NOT_MEASURED = ("XNNPACK (ExecuTorch 1.5.1 / LiteRT 2.3.0 aarch64 wheels): not run; ExecuTorch's Python "
+                "bindings import torch, so the emulated runtime would need an aarch64 torch as well, and "
+                "LiteRT needs a .tflite export path (litert-torch or onnx2tf + tensorflow) this project lacks")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    mca_cpu: str
+    mca_attr: str
+    clock_ghz: float
+    clock_note: str
+
+
+BOARDS = {
+    "rpi5": Board("rpi5", "neoverse-n1", "+dotprod", 2.4, "Raspberry Pi 5, Cortex-A76 at 2.4 GHz"),
+    "rpi4": Board("rpi4", "cortex-a72", "", 1.8, "Raspberry Pi 4, Cortex-A72 at 1.8 GHz"),
+    # LLVM has no Cortex-A78 model; Neoverse-N1 is the A76's server twin, the closest one.
+    "jetson-orin-cpu": Board("jetson-orin-cpu", "neoverse-n1", "+dotprod", 2.2, "Jetson AGX Orin, Cortex-A78AE at 2.2 GHz"),
+}
+RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32")
+MODELS = ("resnet18", "resnet50", "resnet20-fmnist")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cache_folder() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeresnet" / "arm-cost"
+    return Path(os.environ.get(CACHE_ENV) or default)
+
+
+# --- tools: the plugin and LLVM 19, each built or unpacked once ------------------------------
+
+def build_plugin(cache: Path) -> Path:
+    from edgeresnet.errors import MissingDependency
+
+    digest = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:12]
+    plugin = cache / f"block_counter-{digest}.so"
+    if plugin.is_file():
+        return plugin
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise MissingDependency("building the qemu block-counting plugin needs gcc: apt-get install gcc")
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = plugin.with_suffix(".so.tmp")
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(staging), str(PLUGIN_SOURCE)], check=True)
+    os.replace(staging, plugin)
+    return plugin
+
+
+class Llvm:
+    """llvm-mc, llvm-mca, llvm-nm and llvm-readelf 19 from Debian's packages, unpacked (not installed)."""
+
+    def __init__(self, cache: Path) -> None:
+        from edgeresnet.errors import MissingDependency
+
+        self.root = cache / "llvm-19"
+        if not (self.root / ".complete").is_file():
+            if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+                raise MissingDependency("unpacking LLVM 19 needs apt-get and dpkg-deb (Debian 12)")
+            cache.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".llvm-19.", dir=cache))
+            try:
+                log("unpacking LLVM 19 (llvm-mca) from Debian's packages (once)")
+                result = subprocess.run(["apt-get", "download", *LLVM_PACKAGES], cwd=staging, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise MissingDependency(f"apt-get download {' '.join(LLVM_PACKAGES)} failed (run apt-get update?): "
+                                            f"{result.stderr.strip().splitlines()[-1:]}")
+                for deb in sorted(staging.glob("*.deb")):
+                    subprocess.run(["dpkg-deb", "-x", str(deb), str(staging / "root")], check=True)
+                    deb.unlink()
+                (staging / "root" / ".complete").write_text("ok\n")
+                if self.root.exists():
+                    shutil.rmtree(self.root)
+                os.replace(staging / "root", self.root)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "LD_LIBRARY_PATH": f"{self.root}/usr/lib/x86_64-linux-gnu:{self.root}/usr/lib/llvm-19/lib"}
+
+    def run(self, tool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.root / "usr/lib/llvm-19/bin" / tool), *args], input=stdin,
+                              capture_output=True, text=True, env=self.env)
+
+
+# --- the models and their per-runtime files -----------------------------------------------------
+
+@dataclass
+class ModelFiles:
+    name: str
+    shape: list[int]
+    ort_fp32: Path
+    ort_int8: Path
+    tvm_int8: dict[str, Path] = field(default_factory=dict)  # board -> model.so
+
+
+def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path) -> ModelFiles:
+    """FP32 ONNX, ORT-scheme Q/DQ and the TVM library per board, in a fixed folder (fixed paths keep argv fixed)."""
+    from edgeresnet.calibration import Dataset, open_dataset
+    from edgeresnet.models import load_model
+    from edgeresnet.pipeline.frontend import export_and_quantize
+    from edgeresnet.targets import get_quant_scheme, get_target
+
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(name)
+    shape = [1, *loaded.preprocessing.input_shape]
+    if loaded.entry.weights is not None:
+        calibration = open_dataset("fashion-mnist:train", loaded.preprocessing, limit=64, seed=0)
+    else:
+        sys.path.insert(0, str(HERE))
+        from latency import photo_crops
+
+        calibration = Dataset(photo_crops(shape[-1]), None, "crops of matplotlib's sample photos")
+    files = ModelFiles(name, shape, folder / "model.fp32.onnx", folder / "model.ort-int8.onnx")
+    log(f"{name}: export and quantize ({len(calibration)} calibration images)")
+    ort = export_and_quantize(loaded, calibration, get_quant_scheme("onnxruntime"), progress=False)
+    files.ort_fp32.write_bytes(ort.fp32.SerializeToString())
+    files.ort_int8.write_bytes(ort.int8.SerializeToString())
+    if "tvm-int8" in runtimes:
+        from edgeresnet.targets.tvm.backend import llvm_target
+        from edgeresnet.targets.tvm.module import compile_integer_module
+
+        tvm_qdq = export_and_quantize(loaded, calibration, get_quant_scheme("tvm"), progress=False).int8
+        for board in boards:
+            target = get_target(board)
+            log(f"{name}: compiling the TVM int8 library for {board}")
+            executable, _, _ = compile_integer_module(tvm_qdq, shape, llvm_target(target))
+            library = folder / board / "model.so"
+            library.parent.mkdir(exist_ok=True)
+            executable.export_library(str(library), cc=target.details.cross_compiler)
+            files.tvm_int8[board] = library
+    return files
+
+
+# --- counting under qemu ------------------------------------------------------------------------
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+def read_maps(text: str) -> list[Mapping]:
+    mappings = []
+    for line in text.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 5:
+            continue
+        start, end = (int(v, 16) for v in parts[0].split("-"))
+        mappings.append(Mapping(start, end, int(parts[2], 16), parts[5].strip() if len(parts) > 5 else ""))
+    return sorted(mappings, key=lambda m: m.start)
+
+
+BlockKey = tuple[str, int, str]  # (library path or "", offset in the file or address, instruction bytes hex)
+
+
+def count_blocks(plugin: Path, runtime_folder: Path, ort_site: Path, qemu_cpu: str, kind: str, model: Path,
+                 shape: list[int], repeats: int, scratch: Path) -> dict[BlockKey, int]:
+    from edgeresnet.targets.tvm.emulation import qemu_binary
+
+    counts_file, maps_file = scratch / f"blocks-{repeats}.txt", scratch / f"maps-{repeats}.txt"
+    sysroot = runtime_folder / "sysroot"
+    # Everything the guest sees is fixed: one extra variable moves counts by ~0.4%.
+    env = {"PYTHONPATH": f"{ort_site}:{runtime_folder / 'site'}", "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1",
+           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TVM_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "LC_ALL": "C"}
+    command = [qemu_binary(), "-cpu", qemu_cpu, "-L", str(sysroot), "-plugin", f"{plugin},out={counts_file}",
+               str(sysroot / "usr/bin/python3.11"), str(GUEST_SCRIPT), "tvm" if kind == "tvm-int8" else "onnxruntime",
+               str(model), json.dumps(shape), str(repeats), str(maps_file)]
+    if shutil.which("setarch"):
+        command = ["setarch", os.uname().machine, "--addr-no-randomize", *command]
+    result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True)
+    if result.returncode != 0 or not maps_file.is_file():
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"{kind} under qemu -cpu {qemu_cpu} failed ({result.returncode}): {' | '.join(tail)}")
+    mappings = read_maps(maps_file.read_text())
+    starts = [m.start for m in mappings]
+    counts: dict[BlockKey, int] = defaultdict(int)
+    with counts_file.open() as lines:
+        for line in lines:
+            address, executions, code = line.split()
+            vaddr = int(address, 16)
+            i = bisect.bisect_right(starts, vaddr) - 1
+            if i >= 0 and vaddr < mappings[i].end and mappings[i].path.startswith("/"):
+                m = mappings[i]
+                counts[(m.path, vaddr - m.start + m.offset, code)] += int(executions)
+            else:
+                counts[("", vaddr, code)] += int(executions)
+    counts_file.unlink()
+    maps_file.unlink()
+    return counts
+
+
+def one_inference(runs: dict[int, dict[BlockKey, int]]) -> dict[BlockKey, float]:
+    few, many = REPEATS
+    keys = set(runs[few]) | set(runs[many])
+    diff = {key: (runs[many].get(key, 0) - runs[few].get(key, 0)) / (many - few) for key in keys}
+    return {key: value for key, value in diff.items() if value}
+
+
+# --- weighting: llvm-mca cycles per block -------------------------------------------------------
+
+WORD = re.compile(r"^\s*(.*?)\s*// encoding: \[0x(..),0x(..),0x(..),0x(..)\]")
+
+
+def disassemble(llvm: Llvm, words: set[str]) -> dict[str, str]:
+    """Little-endian instruction words (hex as in memory) -> assembly text; undecodable words become nop."""
+    ordered = sorted(words)
+    text = "\n".join(" ".join(f"0x{w[i:i + 2]}" for i in range(0, 8, 2)) for w in ordered)
+    result = llvm.run("llvm-mc", "--disassemble", "-triple=aarch64", "-show-encoding",
+                      "-mattr=+v8.4a,+dotprod,+fullfp16,+rcpc,+aes,+sha2,+crc,+lse", stdin=text)
+    assembly = {}
+    for line in result.stdout.splitlines():
+        match = WORD.match(line)
+        if match:
+            assembly["".join(match.groups()[1:])] = match.group(1)
+    return {w: assembly.get(w, "nop") for w in ordered}
+
+
+REGION = re.compile(r"\[\d+\] Code Region - b(\d+)\s+Iterations:\s+(\d+)\s+Instructions:\s+\d+\s+Total Cycles:\s+(\d+)")
+UNSUPPORTED = re.compile(r":(\d+):\d+: error")
+
+
+def block_cycles(llvm: Llvm, board: Board, blocks: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Instruction bytes (hex) -> llvm-mca cycles per iteration of that block on the board's core,
+    and instruction word -> its assembly."""
+    words = {b[i:i + 8] for b in blocks for i in range(0, len(b), 8)}
+    assembly = disassemble(llvm, words)
+    lines: list[str] = []
+    for n, block in enumerate(blocks):
+        lines.append(f"# LLVM-MCA-BEGIN b{n}")
+        lines += [assembly[block[i:i + 8]] for i in range(0, len(block), 8)]
+        lines.append(f"# LLVM-MCA-END b{n}")
+    args = ["-mtriple=aarch64", f"-mcpu={board.mca_cpu}", f"-iterations={MCA_ITERATIONS}", "-instruction-info=0",
+            "-resource-pressure=0", "-skip-unsupported-instructions=any"]
+    if board.mca_attr:
+        args.append(f"-mattr={board.mca_attr}")
+    for _ in range(50):  # an instruction the core's model rejects becomes a nop, then mca runs again
+        with tempfile.NamedTemporaryFile("w", suffix=".s") as source:
+            source.write("\n".join(lines) + "\n")
+            source.flush()
+            result = llvm.run("llvm-mca", *args, source.name)
+        bad = {int(n) - 1 for n in UNSUPPORTED.findall(result.stderr)}
+        if result.returncode == 0 or not bad:
+            break
+        for n in bad:
+            lines[n] = "nop"
+    if result.returncode != 0:
+        raise RuntimeError(f"llvm-mca failed: {result.stderr.strip().splitlines()[-1:]}")
+    cycles = {}
+    for match in REGION.finditer(result.stdout):
+        cycles[blocks[int(match.group(1))]] = int(match.group(3)) / int(match.group(2))
+    missing = len(blocks) - len(cycles)
+    if missing:
+        raise RuntimeError(f"llvm-mca reported no cycles for {missing} of {len(blocks)} blocks")
+    return cycles, assembly
+
+
+# --- naming: block -> symbol of the library it lies in ------------------------------------------
+
+class Symbols:
+    """Names code by the library's symbol table; in a stripped library (ONNX Runtime's), by the
+    function ranges of its unwind table (`fn@ADDRESS`) or, for code without unwind entries such as
+    hand-written assembly kernels, by the gap between two such ranges (`asm@ADDRESS`)."""
+
+    def __init__(self, llvm: Llvm) -> None:
+        self.llvm = llvm
+        self.tables: dict[str, tuple] = {}
+
+    def _symbols(self, path: str, dynamic: bool) -> dict[int, tuple[int, str]]:
+        symbols = {}
+        out = self.llvm.run("llvm-nm", *(["-D"] if dynamic else []), "--defined-only", "-C", "-S", "--format=posix", path).stdout
+        for line in out.splitlines():
+            parts = line.rsplit(maxsplit=3)
+            if len(parts) == 4 and parts[1] in ("t", "T", "w", "W"):
+                symbols.setdefault(int(parts[2], 16), (int(parts[3], 16), parts[0].split("@")[0]))
+        return symbols
+
+    def _load(self, path: str):
+        if path in self.tables:
+            return self.tables[path]
+        segments = []
+        for line in self.llvm.run("llvm-readelf", "-lW", path).stdout.splitlines():
+            parts = line.split()
+            if parts[:1] == ["LOAD"]:
+                segments.append((int(parts[1], 16), int(parts[2], 16), int(parts[4], 16)))
+        symbols = self._symbols(path, dynamic=False)
+        stripped = not symbols
+        symbols.update({a: s for a, s in self._symbols(path, dynamic=True).items() if a not in symbols})
+        functions = []
+        if stripped:
+            out = self.llvm.run("llvm-dwarfdump", "--eh-frame", path).stdout
+            functions = sorted({(int(a, 16), int(b, 16)) for a, b in re.findall(r"FDE cie=\w+ pc=(\w+)\.\.\.(\w+)", out)})
+        addresses = sorted(symbols)
+        table = (segments, addresses, [symbols[a] for a in addresses], stripped, functions)
+        self.tables[path] = table
+        return table
+
+    def name(self, path: str, offset: int) -> str:
+        if not path:
+            return "[anonymous memory]"
+        library = os.path.basename(path)
+        segments, addresses, entries, stripped, functions = self._load(path)
+        vaddr = next((offset - o + v for o, v, size in segments if o <= offset < o + size), offset)
+        i = bisect.bisect_right(addresses, vaddr) - 1
+        if i >= 0:
+            size, symbol = entries[i]
+            if vaddr < addresses[i] + size:
+                return f"{library}:{symbol[:110]}"
+            if not stripped:  # code the compiler left unnamed (e.g. TVM's parallel lambdas) follows its parent
+                return f"{library}:{symbol[:110]} (+ unnamed code after it)"
+        j = bisect.bisect_right(functions, (vaddr, float("inf"))) - 1
+        if j >= 0 and vaddr < functions[j][1]:
+            return f"{library}:fn@{functions[j][0]:#x} (stripped)"
+        gap = functions[j][1] if j >= 0 else 0
+        return f"{library}:asm@{gap:#x} (stripped, no unwind info)"
+
+
+# --- the whole measurement ----------------------------------------------------------------------
+
+@dataclass
+class Cost:
+    model: str
+    board: str
+    runtime: str
+    instructions: int
+    cycles: int
+    estimated_ms: float
+    ratio_vs_ort_int8: float | None = None
+    ratio_vs_ort_fp32: float | None = None
+    top_kernels: list[dict] = field(default_factory=list)
+
+
+def top_instructions(mix: Counter, count: int = 4) -> str:
+    """The most executed mnemonics of a kernel with their share: tells a stripped kernel's kind (sdot, fmla...)."""
+    total = sum(mix.values())
+    return ", ".join(f"{name} {n / total:.0%}" for name, n in mix.most_common(count)) if total > 0 else ""
+
+
+def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[Cost]:
+    from edgeresnet.targets import get_target
+    from edgeresnet.targets.tvm.emulation import build_runtime
+    from emulated_arm import ort_aarch64_site
+
+    cache = cache_folder()
+    plugin = build_plugin(cache)
+    llvm = Llvm(cache)
+    runtime_folder = build_runtime(log=log)
+    ort_site = ort_aarch64_site(runtime_folder.parent)
+    symbols = Symbols(llvm)
+    work = cache / "work"
+    costs = []
+    for model_name in models:
+        files = prepare_model(model_name, boards, runtimes, work)
+        for board_name in boards:
+            board, target = BOARDS[board_name], get_target(board_name)
+            per_block: dict[str, dict[BlockKey, float]] = {}
+            for runtime in runtimes:
+                model_file = {"tvm-int8": files.tvm_int8.get(board_name), "ort-int8": files.ort_int8,
+                              "ort-fp32": files.ort_fp32}[runtime]
+                log(f"{model_name} / {board_name} / {runtime}: counting under qemu -cpu {target.details.qemu_cpu}")
+                with tempfile.TemporaryDirectory(prefix="edgeresnet-arm-cost-") as scratch:
+                    runs = {k: count_blocks(plugin, runtime_folder, ort_site, target.details.qemu_cpu, runtime,
+                                            model_file, files.shape, k, Path(scratch)) for k in REPEATS}
+                per_block[runtime] = one_inference(runs)
+            unique = sorted({key[2] for blocks in per_block.values() for key in blocks})
+            log(f"{model_name} / {board_name}: llvm-mca ({board.mca_cpu}) on {len(unique)} blocks")
+            cycles_of, assembly = block_cycles(llvm, board, unique)
+            for runtime, blocks in per_block.items():
+                kernels: dict[str, float] = defaultdict(float)
+                mixes: dict[str, Counter] = defaultdict(Counter)
+                instructions = cycles = 0.0
+                for (path, offset, code), executions in blocks.items():
+                    instructions += executions * len(code) / 8
+                    cost = executions * cycles_of[code]
+                    cycles += cost
+                    kernel = symbols.name(path, offset)
+                    kernels[kernel] += cost
+                    for word in range(0, len(code), 8):
+                        mixes[kernel][assembly[code[word:word + 8]].split()[0]] += executions
+                top = sorted(kernels.items(), key=lambda item: -item[1])[:TOP_KERNELS]
+                costs.append(Cost(model_name, board_name, runtime, round(instructions), round(cycles),
+                                  round(cycles / (board.clock_ghz * 1e6), 2),
+                                  top_kernels=[{"kernel": k, "cycles": round(c), "share": round(c / cycles, 4),
+                                                "top_instructions": top_instructions(mixes[k])} for k, c in top]))
+    for cost in costs:
+        peers = {c.runtime: c.cycles for c in costs if (c.model, c.board) == (cost.model, cost.board)}
+        if peers.get("ort-int8"):
+            cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
+        if peers.get("ort-fp32"):
+            cost.ratio_vs_ort_fp32 = round(cost.cycles / peers["ort-fp32"], 3)
+    return costs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--boards", default="rpi5,rpi4")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
+    for value, allowed, what in ((boards, BOARDS, "board"), (runtimes, RUNTIMES, "runtime")):
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            print(f"error: unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}", file=sys.stderr)
+            sys.exit(2)
+    from edgeresnet.errors import EdgeResnetError
+
+    try:
+        costs = measure(models, boards, runtimes)
+    except EdgeResnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    if args.json:
+        print(json.dumps({"costs": [asdict(c) for c in costs], "mca_iterations": MCA_ITERATIONS,
+                          "boards": {b: asdict(BOARDS[b]) for b in boards}, "not_measured": [NOT_MEASURED],
+                          "note": "cycles of llvm-mca's core model, caches ignored: ranks runtimes, not a board latency"},
+                         indent=2))
+        return
+    print("one inference, batch 1, one thread; cycles = llvm-mca model of the core (caches, memory and branch "
+          "misses ignored); ms = cycles at the board's clock, an estimate, not a measurement")
+    for c in costs:
+        ratios = "  ".join(f"x {name} {value:.2f}" for name, value in (("ORT INT8", c.ratio_vs_ort_int8),
+                                                                      ("ORT FP32", c.ratio_vs_ort_fp32)) if value)
+        print(f"\n{c.model:16s} {c.board:16s} {c.runtime:9s} {c.instructions / 1e6:10.1f} M instr  "
+              f"{c.cycles / 1e6:10.1f} M cycles  ~{c.estimated_ms:8.2f} ms  {ratios}")
+        for k in c.top_kernels:
+            print(f"    {k['share'] * 100:5.1f}%  {k['cycles'] / 1e6:9.2f} M  {k['kernel']}  [{k['top_instructions']}]")
+    print(f"\nnot measured: {NOT_MEASURED}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()

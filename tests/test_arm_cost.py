@@ -1,0 +1,50 @@
+"""benchmarks/arm_cost.py: the deterministic ARM cycle model (qemu block counts x llvm-mca cycles).
+
+The reference model on the Pi 5's core, run twice as a user would run it: the counts must be
+identical, non-zero and consistent, and our library's costliest kernel must be a convolution.
+Builds (once, cached) the qemu plugin with gcc and unpacks LLVM 19 from Debian's packages.
+Nothing here says how fast a board is: that needs the board.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "arm_cost.py"
+
+
+def run_benchmark() -> dict[str, dict]:
+    result = subprocess.run([sys.executable, str(BENCHMARK), "--models", "resnet20-fmnist", "--boards", "rpi5",
+                             "--runtimes", "tvm-int8,ort-int8", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {cost["runtime"]: cost for cost in json.loads(result.stdout)["costs"]}
+
+
+@pytest.mark.slow
+def test_cycle_model_is_deterministic_and_names_kernels():
+    first, second = run_benchmark(), run_benchmark()
+    assert set(first) == {"tvm-int8", "ort-int8"}
+    for runtime in first:
+        assert (first[runtime]["instructions"], first[runtime]["cycles"]) == \
+            (second[runtime]["instructions"], second[runtime]["cycles"]), runtime
+        assert first[runtime]["top_kernels"] == second[runtime]["top_kernels"]
+
+    tvm, ort = first["tvm-int8"], first["ort-int8"]
+    for cost in (tvm, ort):
+        assert cost["instructions"] > 0 and cost["cycles"] > 0
+        # An out-of-order core model retires several instructions per cycle, never hundreds per cycle.
+        assert 0.05 < cost["instructions"] / cost["cycles"] < 8
+        assert cost["estimated_ms"] == pytest.approx(cost["cycles"] / 2.4e6, abs=0.01)  # Pi 5 clock
+        shares = [k["share"] for k in cost["top_kernels"]]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.0001
+    assert ort["ratio_vs_ort_int8"] == 1.0
+    assert tvm["ratio_vs_ort_int8"] == pytest.approx(tvm["cycles"] / ort["cycles"], rel=1e-3)
+    # Our library's time goes into its own convolution kernels, named from model.so's symbol table.
+    assert "model.so:" in tvm["top_kernels"][0]["kernel"] and "conv2d" in tvm["top_kernels"][0]["kernel"]
+    conv_share = sum(k["share"] for k in tvm["top_kernels"] if "model.so:" in k["kernel"] and "conv2d" in k["kernel"])
+    assert conv_share > 0.5
