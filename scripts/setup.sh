@@ -9,6 +9,7 @@ APT_PACKAGES=(
   g++-aarch64-linux-gnu            # cross-links aarch64 shared libraries (ARM targets)
   binutils-aarch64-linux-gnu       # aarch64 objdump: proves sdot kernels
   qemu-user                        # runs aarch64 artifacts here, under emulation
+  gcc                              # builds benchmarks/arm_cost's qemu block-counting plugin
   shellcheck                       # checks the Jetson bundle's shell script
 )
 

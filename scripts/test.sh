@@ -15,6 +15,12 @@ fi
 
 .venv/bin/python -m pip install -q -e ".[test,tune]"
 
+# benchmarks/arm_cost.py (tests/test_arm_cost.py) fetches LLVM 19's llvm-mca with `apt-get download`
+# into its cache, not installed: that needs apt's package lists.
+if ! apt-cache policy llvm-19 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  sudo_if_needed apt-get update -qq
+fi
+
 # TensorRT's published type stubs, to check the Jetson scripts' API names. Unpacked
 # beside the project, not installed: installed, they shadow `import tensorrt`.
 STUBS=.cache/tensorrt-stubs
