@@ -95,6 +95,15 @@ def test_trt85_wants_explicit_dq_zero_points():
     assert [f.rule for f in report.errors] == ["dq-zero-point-input"] and report.errors[0].node == "act_dq"
 
 
+def test_trt85_wants_explicit_q_zero_points():
+    model = _qdq_conv_model()
+    q = next(n for n in model.graph.node if n.name == "act_q")
+    del q.input[2]
+    assert check_model(model, "8.6").passed
+    report = check_model(model, "8.5")
+    assert [f.rule for f in report.errors] == ["q-zero-point-input"] and report.errors[0].node == "act_q"
+
+
 def test_opset_ceiling_per_version():
     assert check_model(_qdq_conv_model(opset=20), "10.3").passed
     assert check_model(_qdq_conv_model(opset=21), "11").passed
@@ -114,52 +123,156 @@ def test_profiles():
     assert get_target("jetson").name.startswith("jetson-orin")
     assert nano.details.dla_cores == 0 and agx.details.dla_cores == 2
     assert nano.details.compute_capability == "8.7" and xavier.details.compute_capability == "7.2"
-    assert nano.details.jetpack_tensorrt["5.1"] == "8.5.2" and nano.details.jetpack_tensorrt["6.0"] == "8.6.2"
-    assert nano.details.jetpack_tensorrt["6.1"] == "10.3.0" and xavier.details.jetpack_tensorrt == {"5.1": "8.5.2"}
-    assert nano.details.trt_versions[0] == "8.5.2" and nano.details.trt_versions[-1].startswith("11")
+    for orin in ("jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin"):
+        jetpacks = get_target(orin).details.jetpack_tensorrt
+        assert jetpacks == {"5.1": "8.5.2", "6.0": "8.6.2", "6.1": "10.3.0", "6.2": "10.3.0", "7.2": "10.16.2"}, orin
+        assert not any(v.startswith("11") for v in get_target(orin).details.trt_versions)  # no Orin JetPack ships 11.0
+    assert xavier.details.jetpack_tensorrt == {"5.1": "8.5.2"} and get_target("jetson-agx-xavier").details.trt_versions == ["8.5.2"]
+    thor = get_target("jetson-agx-thor")
+    assert thor.details.compute_capability == "11.0" and thor.details.dla_cores == 0
+    assert thor.details.jetpack_tensorrt == {"7.1": "10.13.3", "7.2": "10.16.2"}
+
+
+def test_every_jetpack_fact_has_a_source():
+    from edgeresnet.targets.tensorrt.versions import JETPACK_TENSORRT, SOURCES
+
+    for jetpack, trt in JETPACK_TENSORRT.items():
+        assert jetpack in SOURCES and trt.rsplit(".", 1)[0] in SOURCES[jetpack], (jetpack, SOURCES.get(jetpack))
+    assert {"thor", "dla", "11"} <= set(SOURCES)
+
+
+def test_targets_json_shows_the_version_map():
+    result = run_cli("targets", "--json")
+    assert result.returncode == 0, result.stderr
+    targets = {t["name"]: t for t in json.loads(result.stdout)}
+    assert targets["jetson-agx-orin"]["details"]["jetpack_tensorrt"]["7.2"] == "10.16.2"
+    assert "11.0.0" not in json.dumps(targets["jetson-agx-orin"]) and targets["jetson-agx-thor"]["details"]["dla_cores"] == 0
 
 
 # --- the bundle -----------------------------------------------------------------------------------
 
 def test_bundle_contents_and_parser_checks(jetson_artifact):
     manifest = json.loads((jetson_artifact / "manifest.json").read_text())
-    for name in ("model.onnx", "build_engine.sh", "build_engine.py", "run.py", "preprocessing.py", "README.md",
-                 "calibration/TRT-8502.cache", "calibration/TRT-100300.cache"):
+    for name in ("model.onnx", "model.dla.onnx", "build_engine.sh", "build_engine.py", "layer_report.py", "run.py",
+                 "preprocessing.py", "README.md", "calibration/TRT-8502.cache", "calibration/TRT-8602.cache",
+                 "calibration/TRT-100300.cache", "calibration/TRT-101602.cache"):
         assert name in manifest["files"], name
+    assert not any(f.startswith("calibration/TRT-11") or f == "calibration/TRT-101300.cache" for f in manifest["files"])
     report = json.loads((jetson_artifact / "report.json").read_text())
     checks = report["target_details"]["parser_checks"]
-    assert all(c["passed"] for c in checks.values()) and {"8.5.2", "8.6.2", "10.3.0"} <= set(checks)
-    assert any(v.startswith("11") for v in checks)
+    assert all(c["passed"] for c in checks.values()) and set(checks) == {"8.5.2", "8.6.2", "10.3.0", "10.16.2"}
     assert "TensorRT numerics not measured: no TensorRT here" in report["not_measured"][0]
     assert report["int8"]["runtime"].startswith("onnxruntime")
 
 
-def test_calibration_cache_round_trips(jetson_artifact):
-    model = onnx.load(jetson_artifact / "model.onnx")
-    expected = activation_scales(model)
+def test_dla_cache_has_a_scale_for_every_tensor_and_keeps_the_qdq_scales(jetson_artifact):
+    from edgeresnet.targets.tensorrt.dla import activation_tensors
+
+    qdq_model, dla_model = onnx.load(jetson_artifact / "model.onnx"), onnx.load(jetson_artifact / "model.dla.onnx")
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in dla_model.graph.node)
+    expected = activation_scales(qdq_model)
     assert "input" in expected and len(expected) > 10
-    header, scales = read_calibration_cache((jetson_artifact / "calibration/TRT-8502.cache").read_text())
-    assert header == "TRT-8502-EntropyCalibration2"
-    assert scales == expected  # bit-exact float32 round trip
-    line = (jetson_artifact / "calibration/TRT-8502.cache").read_text().splitlines()[1]
-    name, value = line.rsplit(": ", 1)
-    assert value == struct.pack(">f", expected[name]).hex() and len(value) == 8  # big-endian float32 bits
-    assert cache_version_tag("8.5.2") == "8502" and cache_version_tag("10.3.0") == "100300" and cache_version_tag("10.13.1") == "101301"
+    for cache in ("TRT-8502", "TRT-8602", "TRT-100300", "TRT-101602"):
+        text = (jetson_artifact / f"calibration/{cache}.cache").read_text()
+        header, scales = read_calibration_cache(text)
+        assert header == f"{cache}-EntropyCalibration2"
+        assert {k: scales[k] for k in expected} == expected  # bit-exact float32 round trip of every Q/DQ scale
+        # Every tensor TensorRT builds from the Q/DQ-free model has a scale, except the logits (float in the Q/DQ model too).
+        assert [t for t in activation_tensors(dla_model) if t not in scales] == [o.name for o in dla_model.graph.output]
+        assert set(scales) <= set(activation_tensors(dla_model))
+        line = text.splitlines()[1]
+        name, value = line.rsplit(": ", 1)
+        assert value == struct.pack(">f", scales[name]).hex() and len(value) == 8  # big-endian float32 bits
+    report = json.loads((jetson_artifact / "report.json").read_text())["target_details"]["dla"]
+    assert report["tensors_without_scale"] == ["logits"] and report["model_file"] == "model.dla.onnx"
 
 
-def _fake_trtexec(tmp_path: Path, banner: str) -> Path:
+def test_dla_model_computes_what_the_fp32_model_computes(jetson_artifact):
+    import onnxruntime as ort
+
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(jetson_artifact / f), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+               for f in ("model.dla.onnx", "model.fp32.onnx")]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-3, atol=1e-3)  # Q/DQ-free = float weights, same graph
+
+
+@pytest.mark.parametrize("version,tag", [
+    ("7.1.3", "7103"), ("7.2.2", "7202"), ("8.2.3", "8203"),  # cache headers quoted in NVIDIA/TensorRT#2036 and trtexec logs
+    ("8.5.2", "8502"), ("8.5.10", "8510"), ("8.6.2", "8602"),
+    ("10.3.0", "100300"), ("10.7.0", "100700"), ("10.16.0", "101600"), ("10.16.1", "101601"),  # trtexec banners [TensorRT vN]
+])
+def test_cache_header_encodes_nv_tensorrt_version(version, tag):
+    from edgeresnet.targets.tensorrt.calibration_cache import restamp
+
+    assert cache_version_tag(version) == tag
+    assert restamp("TRT-8600-EntropyCalibration2\ninput: 3c010204\n", version) == f"TRT-{tag}-EntropyCalibration2\ninput: 3c010204\n"
+
+
+def _graph(nodes, inputs, outputs, inits=()):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(i, TensorProto.FLOAT, None) for i in inputs],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_scale_inference_rules():
+    """ReLU passes a scale both ways; a pool only forward; a Conv feeding a residual Add takes the Add's scale."""
+    from edgeresnet.targets.tensorrt import dla
+
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    free = _graph([
+        helper.make_node("Conv", ["x", "w"], ["c1"], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w"], ["c2"], name="conv2"),
+        helper.make_node("Add", ["c2", "x"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+    ], ["x"], ["f"], [w])
+    known = {"x": 0.5, "r1": 0.25, "r2": 0.125}
+
+    class _Model:  # only activation_scales() reads the Q/DQ model; feed it the known scales directly
+        pass
+
+    original = dla.activation_scales
+    dla.activation_scales = lambda model: dict(known)
+    try:
+        scales = dla.dla_scales(_Model(), free)
+    finally:
+        dla.activation_scales = original
+    assert scales["c1"] == 0.25  # backward through ReLU
+    assert scales["a"] == 0.125 and scales["c2"] == 0.125  # ReLU backward to the Add, then the Conv into the Add
+    assert scales["p"] == 0.125 and scales["f"] == 0.125  # forward through the pool and Flatten
+    dla.activation_scales = lambda model: {"x": 0.5, "f": 0.01}
+    try:
+        scales = dla.dla_scales(_Model(), free)
+    finally:
+        dla.activation_scales = original
+    assert scales["p"] == 0.01 and "r2" not in scales  # never backward through a pool: the input would saturate
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _fake_trtexec(tmp_path: Path, banner: str, layer_info: str = "") -> Path:
+    """Records its arguments; writes an engine, a copy of the calibration cache it was given, and a layer-info fixture."""
     script = tmp_path / "trtexec"
     script.write_text(f"""#!/usr/bin/env bash
 printf '%s\\n' "$@" > "{tmp_path}/args.txt"
 if [ "$1" = "--help" ]; then echo "&&&& RUNNING TensorRT.trtexec [TensorRT {banner}]"; exit 0; fi
-for a in "$@"; do case "$a" in --saveEngine=*) echo engine > "${{a#--saveEngine=}}" ;; esac; done
+for a in "$@"; do case "$a" in
+  --saveEngine=*) echo engine > "${{a#--saveEngine=}}" ;;
+  --calib=*) cp "${{a#--calib=}}" "{tmp_path}/calib_seen.cache" ;;
+  --exportLayerInfo=*) if [ -n "{layer_info}" ]; then cp "{layer_info}" "${{a#--exportLayerInfo=}}"; fi ;;
+esac; done
 """)
     script.chmod(0o755)
     return script
 
 
-def _build(bundle: Path, tmp_path: Path, version: str, *args: str, banner: str = "v0") -> tuple[subprocess.CompletedProcess, list[str]]:
-    trtexec = _fake_trtexec(tmp_path, banner)
+def _build(bundle: Path, tmp_path: Path, version: str, *args: str, banner: str = "v0",
+           layer_info: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    (tmp_path / "args.txt").unlink(missing_ok=True)
+    trtexec = _fake_trtexec(tmp_path, banner, layer_info)
     env = {**os.environ, "TRTEXEC": str(trtexec), "JETSON_MODEL": "NVIDIA Jetson Orin NX Developer Kit", "L4T_VERSION": "36.3.0"}
     if version:
         env["TRT_VERSION"] = version
@@ -172,7 +285,8 @@ def _build(bundle: Path, tmp_path: Path, version: str, *args: str, banner: str =
     ("8.5.2", ["--int8", "--fp16"], ["--stronglyTyped"]),
     ("8.6.2", ["--int8", "--fp16"], ["--stronglyTyped"]),
     ("10.3.0", ["--stronglyTyped"], ["--int8", "--fp16"]),
-    ("11.0.0", [], ["--int8", "--fp16", "--stronglyTyped"]),
+    ("10.16.2", ["--stronglyTyped"], ["--int8", "--fp16"]),
+    ("11.4.1", [], ["--int8", "--fp16", "--stronglyTyped"]),
 ])
 def test_build_engine_sh_flags_per_version(jetson_artifact, tmp_path, version, expected, absent):
     bundle = tmp_path / "bundle"
@@ -186,7 +300,8 @@ def test_build_engine_sh_flags_per_version(jetson_artifact, tmp_path, version, e
     sha = json.loads((bundle / "bundle.json").read_text())["model_sha256"]
     engine = f"nvidia-jetson-orin-nx-developer-kit_L4T-36.3.0_TRT-{version}_{sha[:16]}.engine"
     assert f"--saveEngine={bundle}/engines/{engine}.partial" in args and (bundle / "engines" / engine).is_file()
-    assert f"--timingCacheFile={bundle}/engines/timing.cache" in args
+    assert f"--onnx={bundle}/model.onnx" in args and not any(a.startswith("--calib") for a in args)
+    assert f"--timingCacheFile={bundle}/engines/timing-TRT-{version}.cache" in args  # one timing cache per version
     assert any(a.startswith("--exportLayerInfo=") for a in args) and "--profilingVerbosity=detailed" in args
     assert not any(a.startswith("--useDLACore") for a in args)
 
@@ -214,6 +329,80 @@ def test_build_engine_sh_dla_only_where_the_profile_has_it(jetson_artifact, tmp_
     (tmp_path / "args.txt").unlink(missing_ok=True)
     result, args = _build(nano, tmp_path, "10.3.0", "--dla", "0")
     assert result.returncode == 2 and "has no DLA cores" in result.stderr and not args
+
+
+@pytest.mark.parametrize("version,tag", [("8.5.2", "8502"), ("10.3.1", "100301"), ("10.16.0", "101600")])
+def test_build_engine_sh_dla_recipe(jetson_artifact, tmp_path, version, tag):
+    """--dla: the Q/DQ-free model, the cache of this TensorRT line re-stamped with the exact version, INT8+FP16, fallback."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(jetson_artifact, bundle)
+    result, args = _build(bundle, tmp_path, version, "--dla", "0", layer_info=str(FIXTURES / "trt_layer_info_dla.json"))
+    assert result.returncode == 0, result.stderr
+    assert f"--onnx={bundle}/model.dla.onnx" in args
+    assert {"--int8", "--fp16", "--useDLACore=0", "--allowGPUFallback"} <= set(args) and "--stronglyTyped" not in args
+    calib = next(a for a in args if a.startswith("--calib="))
+    seen = (tmp_path / "calib_seen.cache").read_text()
+    shipped = {"8.5": "TRT-8502", "10.3": "TRT-100300", "10.16": "TRT-101602"}[version.rsplit(".", 1)[0]]
+    assert seen.splitlines()[0] == f"TRT-{tag}-EntropyCalibration2"  # the device's exact version, patch included
+    assert seen.splitlines()[1:] == (bundle / f"calibration/{shipped}.cache").read_text().splitlines()[1:]
+    assert calib.endswith(".calib.cache") and f"TRT-{tag}" in calib
+    assert f"--timingCacheFile={bundle}/engines/timing-TRT-{version}.cache" in args
+    assert any(a.endswith("_dla0.engine.partial") for a in args)
+    assert not any(a.startswith("--minShapes") for a in args)  # a static bundle: shapes come from the model
+    # The layer report read the exported layer information: the DLA subgraph and the GPU fallback layer.
+    assert "2 layers: 1 on DLA, 1 on GPU" in result.stdout and "DLA precision: INT8 1" in result.stdout
+    assert "GPU precision: FP16 1" in result.stdout
+
+
+def test_build_engine_sh_dla_refused_on_tensorrt_11(jetson_artifact, tmp_path):
+    result, args = _build(jetson_artifact, tmp_path, "11.4.1", "--dla", "0")
+    assert result.returncode == 3 and "has no calibrators" in result.stderr and "11.4.1" in result.stderr
+    assert not any(a.startswith("--onnx") for a in args)
+
+
+def test_build_engine_sh_dla_without_a_cache_for_the_line_exits_3(jetson_artifact, tmp_path):
+    result, _ = _build(jetson_artifact, tmp_path, "10.7.0", "--dla", "0")
+    assert result.returncode == 3 and "no DLA calibration cache for TensorRT 10.7" in result.stderr
+
+
+def test_layer_report_checks_each_residual_block_on_gpu_builds(jetson_artifact, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(jetson_artifact, bundle)
+    result, _ = _build(bundle, tmp_path, "10.3.0", layer_info=str(FIXTURES / "trt_layer_info_gpu.json"))
+    assert result.returncode == 0, result.stderr
+    blocks = json.loads((bundle / "bundle.json").read_text())["residual_blocks"]
+    assert len(blocks) == 9 and blocks[0] == {"add": "/layer1/layer1.0/Add", "conv": "/layer1/layer1.0/conv2/Conv",
+                                              "relu": "/layer1/layer1.0/relu_1/Relu"}
+    assert "8 residual blocks fused into one INT8 Conv+Add+ReLU layer each" in result.stdout
+    assert "warning: residual block /layer3/layer3.2/Add: Conv+Add fused but outputs FP32, not INT8" in result.stdout
+    summary = json.loads(next((bundle / "engines").glob("*.layers.summary.json")).read_text())
+    assert summary["dla"] == 0 and summary["gpu"] == 24 and summary["bookkeeping"] == 1
+    assert summary["precision"]["GPU"] == {"INT8": 21, "FP32": 3}
+
+
+def test_layer_report_names_only_info_asks_for_detailed(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "targets" / "tensorrt" / "templates"))
+    try:
+        import layer_report
+    finally:
+        sys.path.pop(0)
+    summary = layer_report.summarize({"Layers": ["/conv1/Conv + /relu/Relu"]}, [], dla=False)
+    assert not summary["detailed"] and "--profilingVerbosity=detailed" in layer_report.describe(summary)
+    dla_all_gpu = layer_report.summarize(json.loads((FIXTURES / "trt_layer_info_gpu.json").read_text()), [], dla=True)
+    assert "every layer fell back to the GPU" in dla_all_gpu["warnings"][0]
+
+
+def test_build_engine_sh_fp16_baseline(jetson_artifact, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(jetson_artifact, bundle)
+    result, args = _build(bundle, tmp_path, "10.3.0", "--fp16-baseline")
+    assert result.returncode == 0, result.stderr
+    assert f"--onnx={bundle}/model.fp32.onnx" in args and "--fp16" in args
+    assert not {"--int8", "--stronglyTyped"} & set(args) and any(a.endswith("_fp16.engine.partial") for a in args)
+    result, _ = _build(bundle, tmp_path, "11.4.1", "--fp16-baseline")
+    assert result.returncode == 3 and "FP16-typed ONNX" in result.stderr
+    result, _ = _build(bundle, tmp_path, "10.3.0", "--fp16-baseline", "--dla", "0")
+    assert result.returncode == 2
 
 
 def test_build_engine_sh_without_trtexec_exits_3(jetson_artifact, tmp_path):
@@ -302,3 +491,79 @@ def test_dynamic_batch_bundle_passes_profile_bounds(tmp_path, small_data):
     assert "--maxShapes=input:32x3x32x32" in args
     config = json.loads((bundle / "bundle.json").read_text())
     assert config["dynamic_shapes"]["max"] == [32, 3, 32, 32] and config["input_shape"][0] == 8
+    run, args = _build(bundle, tmp_path, "10.3.0", "--dla", "1")
+    assert run.returncode == 0, run.stderr
+    # DLA needs static shapes: min = opt = max = the optimal batch
+    assert {"--minShapes=input:8x3x32x32", "--optShapes=input:8x3x32x32", "--maxShapes=input:8x3x32x32"} <= set(args)
+    assert "static" in run.stderr
+
+
+@pytest.mark.slow
+def test_max_drop_fallback_states_each_float_layers_precision_per_tensorrt(tmp_path):
+    """A forced fallback (one calibration image, a tight budget): the report states how every float layer runs per TensorRT."""
+    out = tmp_path / "fallback"
+    result = run_cli("compile", "--target", "jetson-orin-nx", "--calib-samples", "1", "--eval-samples", "500",
+                     "--max-drop", "0.05", "--out", str(out))
+    report = json.loads((out / "report.json").read_text())
+    assert report["fallback_layers"], f"no fallback happened; the test needs a harder case ({result.stderr[-300:]})"
+    stated = report["target_details"]["float_layers"]
+    assert set(stated["layers"]) == set(report["fallback_layers"])
+    for layer in report["fallback_layers"]:
+        per_version = stated["layers"][layer]
+        assert per_version["8.5.2"].startswith("FP16") and per_version["8.6.2"].startswith("FP16")
+        assert per_version["10.3.0"].startswith("FP32") and per_version["10.16.2"].startswith("FP32")
+        assert per_version["10.3.0 (DLA)"].startswith("FP16")
+    assert stated["host_measured"].startswith("FP32") and "did not simulate" in stated["note"]
+    env = (out / "bundle.env").read_text()
+    assert all(f"{layer}:fp16" in env for layer in report["fallback_layers"])  # DLA pins them to FP16
+    model = onnx.load(out / "model.onnx")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in (n for n in model.graph.node if n.name in report["fallback_layers"]):
+        assert not any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in node.input)
+
+
+def test_float_layers_found_and_their_precision_stated_per_version(jetson_artifact):
+    from edgeresnet.quantize import keep_in_float
+    from edgeresnet.targets.tensorrt.backend import TENSORRT_SCHEME, _float_layer_precisions
+    from edgeresnet.targets.tensorrt.dla import float_layers
+
+    model = onnx.load(jetson_artifact / "model.onnx")
+    assert float_layers(model, TENSORRT_SCHEME.op_types) == []
+    kept = ["/layer3/layer3.2/conv2/Conv", "/layer1/layer1.0/Add"]
+    fallback = float_layers(keep_in_float(model, kept), TENSORRT_SCHEME.op_types)
+    assert sorted(fallback) == sorted(kept)
+    stated = _float_layer_precisions(fallback, ["8.5.2", "10.3.0", "11.4.1"], has_dla=True)
+    per_version = stated["layers"]["/layer1/layer1.0/Add"]
+    assert per_version["8.5.2"].startswith("FP16") and per_version["10.3.0"].startswith("FP32")
+    assert per_version["11.4.1"].startswith("FP32") and per_version["8.5.2 (DLA)"].startswith("FP16")
+    assert "11.4.1 (DLA)" not in per_version  # no DLA recipe on TensorRT 11
+
+
+def test_labelled_folders_map_by_name_safe_name_or_index(jetson_artifact):
+    sys.path.insert(0, str(jetson_artifact))  # the shipped device_io.py beside the shipped preprocessing.py
+    try:
+        from device_io import class_index_of_folder, folder_name
+    finally:
+        sys.path.pop(0)
+    classes = ["T-shirt/top", "Trouser", "Pullover"]
+    assert folder_name("T-shirt/top") == "T-shirt_top"
+    assert class_index_of_folder("T-shirt_top", classes) == 0  # the class name cannot be a folder name
+    assert class_index_of_folder("Trouser", classes) == 1 and class_index_of_folder("2", classes) == 2
+    assert class_index_of_folder("Coat", classes) is None and class_index_of_folder("7", classes) is None
+
+
+def test_build_engine_py_restamps_the_dla_cache_and_refuses_tensorrt_11(jetson_artifact):
+    code = """
+import sys; sys.path.insert(0, '.')
+import build_engine
+config = build_engine.load_config()
+print(build_engine.dla_calibration_cache('10.16.1', config).decode().splitlines()[0])
+print(build_engine.engine_path('10.3.0', config, fp16_baseline=True).name.endswith('_fp16.engine'))
+try:
+    build_engine.dla_calibration_cache('11.4.1', config)
+except SystemExit as exc:
+    print('refused:', 'no calibrators' in str(exc))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=jetson_artifact, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["TRT-101601-EntropyCalibration2", "True", "refused: True"]

@@ -8,7 +8,7 @@ onnx-tensorrt parser sources:
     ConvTranspose 1), one scale per output channel;
   * no DequantizeLinear of int32 tensors (biases): "only activation types allowed";
   * every op is one the parser knows, and the opset is within its range;
-  * TensorRT 8.5 wants DequantizeLinear to carry its zero-point input.
+  * TensorRT 8.5 wants QuantizeLinear and DequantizeLinear to carry their zero-point input.
 Placements that block Conv+Add+ReLU fusion are warnings, not errors.
 """
 
@@ -131,9 +131,12 @@ def check_model(model: onnx.ModelProto, trt_version: str) -> CheckReport:
                 error("zero-point", node, f"zero point is {zero.dtype}; TensorRT takes int8 (symmetric) Q/DQ only")
             if np.any(zero != 0):
                 error("zero-point", node, f"zero point {int(zero.flat[np.flatnonzero(zero)[0]])} is not 0; TensorRT quantization is symmetric")
+        if line == "8.5" and (len(node.input) < 3 or not node.input[2]):
+            # Without a zero point ONNX's QuantizeLinear outputs uint8 (ONNX operator spec), and the 8.5 parser takes the
+            # int8 type from the zero-point input: the same rule on Q as on DQ.
+            rule = "dq-zero-point-input" if node.op_type == "DequantizeLinear" else "q-zero-point-input"
+            error(rule, node, f"TensorRT 8.5 needs {node.op_type} to carry its zero-point input")
         if node.op_type == "DequantizeLinear":
-            if line == "8.5" and (len(node.input) < 3 or not node.input[2]):
-                error("dq-zero-point-input", node, "TensorRT 8.5 needs DequantizeLinear to carry its zero-point input")
             source = _const(inits, producers, node.input[0])
             if source is not None and source.dtype == np.int32:
                 error("int32-bias", node, "DequantizeLinear of an int32 tensor (bias): TensorRT allows only activation types")

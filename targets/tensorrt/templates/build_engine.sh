@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build the TensorRT engine for this bundle on the Jetson itself, with trtexec.
 #
-#   ./build_engine.sh [--dla N] [--force]
+#   ./build_engine.sh [--dla N | --fp16-baseline] [--force]
 #
-# The engine is cached under engines/ with a key of (Jetson module, L4T release,
-# TensorRT version, model sha256), so a JetPack upgrade or a new model builds a
-# new engine instead of loading an incompatible one. A timing cache and the
-# engine's layer information (for checking Conv+Add+ReLU fusion) sit beside it.
+# GPU (default): the Q/DQ INT8 model.onnx. --dla N: the Q/DQ-free model.dla.onnx
+# with the calibration cache of this TensorRT line on DLA core N (TensorRT 8.5-10.x;
+# static shapes). --fp16-baseline: model.fp32.onnx as an FP16 engine, to compare with.
+# Engines are cached in engines/ under (module, L4T release, TensorRT version,
+# model sha256); each build's layer information is summarized by layer_report.py.
 # Overrides: TRTEXEC, TRT_VERSION, JETSON_MODEL, L4T_VERSION.
 set -euo pipefail
 
@@ -16,11 +17,13 @@ source "$here/bundle.env"
 
 dla=""
 force=0
+fp16_baseline=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dla) dla="${2:?--dla needs a core number}"; shift 2 ;;
+    --fp16-baseline) fp16_baseline=1; shift ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "build_engine.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -74,27 +77,64 @@ trtexec="$(find_trtexec)"
 version="$(tensorrt_version "$trtexec")"
 major="${version%%.*}"
 minor="$(echo "$version" | cut -d. -f2)"
+patch="$(echo "$version" | cut -d. -f3)"
+patch="${patch:-0}"
 
+if [ -n "$dla" ] && [ "$fp16_baseline" = 1 ]; then
+  echo "build_engine.sh: --dla and --fp16-baseline are separate builds; pass one" >&2; exit 2
+fi
+if [ "$major" -lt 8 ] || { [ "$major" = 8 ] && [ "$minor" -lt 5 ]; } || [ "$major" = 9 ]; then
+  echo "build_engine.sh: TensorRT $version is not supported; JetPack 5.1 (TensorRT 8.5) or newer is needed" >&2; exit 3
+fi
+
+# NV_TENSORRT_VERSION, as TensorRT stamps calibration caches: 8.5.2 -> 8502, 10.16.1 -> 101601.
+if [ "$major" -lt 10 ]; then
+  version_tag="${major}${minor}$(printf %02d "$((10#$patch))")"
+else
+  version_tag="${major}$(printf %02d "$((10#$minor))")$(printf %02d "$((10#$patch))")"
+fi
+
+model="$MODEL_FILE"
 precision=()
+target_flags=()
+suffix=""
 case "$major" in
-  8)
-    if [ "$minor" -lt 5 ]; then echo "build_engine.sh: TensorRT $version is older than 8.5; JetPack 5.1 or newer is needed" >&2; exit 3; fi
-    precision=(--int8 --fp16) ;;
-  10) precision=(--stronglyTyped) ;;
-  *)
-    if [ "$major" -ge 11 ]; then precision=(); else echo "build_engine.sh: TensorRT $version is not supported" >&2; exit 3; fi ;;
+  8) precision=(--int8 --fp16) ;;      # weakly typed: layers outside Q/DQ may run FP16
+  10) precision=(--stronglyTyped) ;;   # every layer outside Q/DQ runs in its ONNX type (FP32)
+  *) precision=() ;;                   # 11.x: strongly typed only, quantization from the Q/DQ
 esac
 
-dla_flags=()
 if [ -n "$dla" ]; then
   if [ "$DLA_CORES" -eq 0 ]; then echo "build_engine.sh: $MODULE has no DLA cores; build for the GPU" >&2; exit 2; fi
   if ! [[ "$dla" =~ ^[0-9]+$ ]] || [ "$dla" -ge "$DLA_CORES" ]; then echo "build_engine.sh: --dla takes 0..$((DLA_CORES - 1))" >&2; exit 2; fi
-  dla_flags=(--useDLACore="$dla" --allowGPUFallback)
-  # DLA runs weakly typed INT8/FP16 networks; strongly typed builds are GPU-only.
-  if [ "$major" = 10 ]; then precision=(--int8 --fp16); fi
+  if [ "$major" -ge 11 ]; then
+    echo "build_engine.sh: TensorRT $version has no calibrators, so this bundle's DLA recipe (implicit INT8) cannot run; DLA is back only from TensorRT 11.4.1 on AGX Orin with JetPack >= 7.2.2, strongly typed. Build for the GPU, or use TensorRT 8.5-10.x" >&2
+    exit 3
+  fi
+  cache_var="DLA_CACHE_${major}_${minor}"
+  cache="${!cache_var:-}"
+  if [ -z "$cache" ]; then
+    echo "build_engine.sh: no DLA calibration cache for TensorRT $major.$minor in this bundle (see calibration/); recompile for this JetPack" >&2
+    exit 3
+  fi
+  model="$DLA_MODEL_FILE"
+  suffix="_dla$dla"
+  precision=(--int8 --fp16 --calib="$here/engines/TRT-${version_tag}_${MODEL_SHA256:0:16}.calib.cache")
+  if [ -n "${DLA_FP16_LAYERS:-}" ]; then
+    precision+=(--precisionConstraints=prefer --layerPrecisions="$DLA_FP16_LAYERS")
+  fi
+  target_flags=(--useDLACore="$dla" --allowGPUFallback)
+elif [ "$fp16_baseline" = 1 ]; then
+  if [ "$major" -ge 11 ]; then
+    echo "build_engine.sh: TensorRT $version removed --fp16; an FP16 baseline needs an FP16-typed ONNX (not in this bundle)" >&2
+    exit 3
+  fi
+  model="$FP32_MODEL_FILE"
+  suffix="_fp16"
+  precision=(--fp16)
 fi
 
-key="$(jetson_model | slug)_L4T-$(l4t_version | slug)_TRT-${version}_${MODEL_SHA256:0:16}${dla:+_dla$dla}"
+key="$(jetson_model | slug)_L4T-$(l4t_version | slug)_TRT-${version}_${MODEL_SHA256:0:16}${suffix}"
 mkdir -p "$here/engines"
 engine="$here/engines/$key.engine"
 if [ -s "$engine" ] && [ "$force" = 0 ]; then
@@ -102,14 +142,29 @@ if [ -s "$engine" ] && [ "$force" = 0 ]; then
   exit 0
 fi
 
-shapes=()
-if [ -n "${MIN_SHAPE:-}" ]; then
-  shapes=(--minShapes="$INPUT_NAME:$MIN_SHAPE" --optShapes="$INPUT_NAME:$OPT_SHAPE" --maxShapes="$INPUT_NAME:$MAX_SHAPE")
+if [ -n "$dla" ]; then
+  # The shipped cache, re-stamped with this device's exact TensorRT version (a patch release changes the number).
+  sed "1s/^TRT-[0-9]*-/TRT-${version_tag}-/" "$here/$cache" > "$here/engines/TRT-${version_tag}_${MODEL_SHA256:0:16}.calib.cache"
 fi
 
-"$trtexec" --onnx="$here/$MODEL_FILE" --saveEngine="$engine.partial" \
-  "${precision[@]}" "${dla_flags[@]}" "${shapes[@]}" \
-  --timingCacheFile="$here/engines/timing.cache" \
+shapes=()
+if [ -n "${MIN_SHAPE:-}" ]; then
+  if [ -n "$dla" ]; then
+    # DLA needs static shapes (min = opt = max): the optimal batch of the profile.
+    echo "build_engine.sh: DLA builds are static: batch of $OPT_SHAPE only" >&2
+    shapes=(--minShapes="$INPUT_NAME:$OPT_SHAPE" --optShapes="$INPUT_NAME:$OPT_SHAPE" --maxShapes="$INPUT_NAME:$OPT_SHAPE")
+  else
+    shapes=(--minShapes="$INPUT_NAME:$MIN_SHAPE" --optShapes="$INPUT_NAME:$OPT_SHAPE" --maxShapes="$INPUT_NAME:$MAX_SHAPE")
+  fi
+fi
+
+# A timing cache is valid only for the TensorRT version that wrote it (ITimingCache docs).
+"$trtexec" --onnx="$here/$model" --saveEngine="$engine.partial" \
+  "${precision[@]}" "${target_flags[@]}" "${shapes[@]}" \
+  --timingCacheFile="$here/engines/timing-TRT-${version}.cache" \
   --profilingVerbosity=detailed --exportLayerInfo="$here/engines/$key.layers.json"
 mv "$engine.partial" "$engine"
 echo "built $engine"
+if [ -s "$here/engines/$key.layers.json" ] && command -v python3 >/dev/null 2>&1; then
+  python3 "$here/layer_report.py" "$here/engines/$key.layers.json" ${dla:+--dla}
+fi
