@@ -203,6 +203,8 @@ def _print_summary(report: dict) -> None:
               help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
 @click.option("--emulated-samples", type=int, default=1000, show_default=True,
               help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets).")
+@click.option("--golden-samples", type=int, default=256, show_default=True,
+              help="Evaluation images shipped in golden/ with the host's FP32 and INT8 logits, for the on-device check (run.py --check).")
 @click.option("--records", type=click.Path(file_okay=False), default=None,
               help="Tuning records from `edgeresnet tune` for this target: kernels with a record take its schedule (TVM targets).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
@@ -210,7 +212,7 @@ def _print_summary(report: dict) -> None:
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
 @json_option
 def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch,
-                    dynamic_batch, emulated_samples, records, out, force, tar, as_json):
+                    dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
@@ -218,7 +220,7 @@ def compile_command(target, model, weights, calib, calib_samples, method, seed, 
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
         method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
-        emulated_samples=emulated_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
+        emulated_samples=emulated_samples, golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
     ))
     _emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
     if not result.passed:
@@ -311,6 +313,29 @@ def verify_command(artifact, as_json):
 
     result = edgeresnet.verify(artifact)
     _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r.files} files, target {r.target})"))
+
+
+@cli.command(name="report")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--device", "device_report", required=True, type=click.Path(dir_okay=False),
+              help="device-report.json written on the board by run.py --check or edgeresnet-run --check.")
+@click.option("--label", default=None, help="How the device column is named [default: the runtime and the machine it ran on].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.json/report.html with the device columns [default: <artifact>.device beside it].")
+@json_option
+def report_command(artifact, device_report, label, out, as_json):
+    """Put a device's own measurement beside the host's: report.json and report.html with a device column.
+
+    The artifact is left as built (its manifest, digest and signature stay valid); the combined report goes
+    to its own folder. Exits 1 when the device report's verdict is a drift past its budget."""
+    from edgeresnet.pipeline.device_report import fold_device_report
+
+    result = fold_device_report(artifact, device_report, label, out)
+    _emit(result, as_json, lambda r: click.echo(
+        f"{r.out}/report.json, report.html: device column '{r.label}' "
+        f"({'within budget' if r.passed else 'DRIFT: ' + '; '.join(r.column.get('reasons', []))})"))
+    if not result.passed:
+        sys.exit(1)
 
 
 @cli.command(name="run")

@@ -35,7 +35,67 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"gate: drop <= {gate['max_drop']} pts: {'PASSED' if gate['passed'] else 'FAILED'}")
     for note in report["not_measured"]:
         lines.append(f"not measured: {note}")
+    lines.extend(device_lines(report))
     return lines
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def device_lines(report: dict[str, Any]) -> list[str]:
+    """One line per device measurement folded in by `edgeresnet report --device`."""
+    lines = []
+    for device in report.get("devices", []):
+        top1 = device["int8"].get("top1")
+        lines.append(f"on the device: {device['label']}: {device['samples']} inputs ({device.get('source', '?')})"
+                     + (f", top-1 {top1:.2f}%" if top1 is not None else "")
+                     + (f", drop {device['drop_pts']:+.2f} pts" if device.get("drop_pts") is not None else "")
+                     + (f", agreement with the host INT8 {_pct(device.get('host_agreement'))}" if "host_agreement" in device else "")
+                     + f": {device.get('verdict', 'PASS' if device['passed'] else 'DRIFT')}")
+    return lines
+
+
+def _top1_beside_host(device: dict[str, Any]) -> str:
+    """The device's top-1, with the host's INT8 and FP32 top-1 on the very same inputs (the golden sample)."""
+    top1 = device["int8"].get("top1")
+    host, fp32 = (device.get("host_int8") or {}).get("top1"), (device.get("fp32") or {}).get("top1")
+    if top1 is None or host is None:
+        return "" if top1 is None else f"{top1}"
+    return f"{top1} (same inputs: host INT8 {host}, FP32 {fp32})"
+
+
+def _device_table(report: dict[str, Any]) -> str:
+    """The host's measurement and each device's, side by side, each labelled with what ran where."""
+    devices = report.get("devices", [])
+    if not devices:
+        return ""
+    esc = html.escape
+    int8 = report["int8"]
+    header = ("what ran where", "inputs", "top-1", "drop vs FP32", "agreement with FP32", "agreement with host INT8",
+              "cosine with host INT8", "max / mean |&Delta; logit| vs host INT8", "latency p50 (batch)", "verdict")
+    host_row = (f"host: {int8['runtime']}, {int8['arch']}", int8["samples"], int8.get("top1"), report["drop_pts"],
+                _pct(report["agreement"]), "(reference)", "", "", "", "gate " + ("passed" if report["gate"]["passed"] else "FAILED"))
+    rows = [host_row]
+    for d in devices:
+        host_drift = d.get("host_drift") or {}
+        latency = d.get("latency_ms") or {}
+        rows.append((
+            f"device: {d['label']}", d["samples"], _top1_beside_host(d), d.get("drop_pts", ""), _pct((d.get("drift") or {}).get("agreement")),
+            _pct(d.get("host_agreement")), host_drift.get("cosine", ""),
+            f"{host_drift['max_abs_diff']:.4g} / {host_drift['mean_abs_diff']:.4g}" if host_drift else "",
+            f"{latency['p50']:.3f} ms ({latency['batch']})" if latency else "",
+            d.get("verdict", "") + (": " + "; ".join(d["reasons"]) if d.get("reasons") else ""),
+        ))
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    notes = "".join(f"<li>{esc(d['label'])}: {esc(d['device'].get('machine', '?'))}, {esc(str(d['device'].get('cpu_model', '?')))}"
+                    f"{', ' + esc(d['device']['board']) if d['device'].get('board') else ''}; runtime "
+                    f"{esc(json.dumps(d['device'].get('runtime', {})))}; data: {esc(str(d.get('source', '?')))}</li>" for d in devices)
+    return (f"<h2>Measured on the device</h2><p>The host row is the measurement above; each device row is that "
+            f"device's own run (<code>run.py --check</code> or <code>edgeresnet-run --check</code>) of the golden vectors "
+            f"or the user's labelled images, compared with the host's FP32 and INT8 logits of the same inputs.</p>"
+            f"<table><tr>{head}</tr>{body}</table><ul>{notes}</ul>")
 
 
 def _png(fig) -> str:
@@ -132,6 +192,7 @@ th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}}figure{{margin:1.5
 <p class="{'pass' if report['gate']['passed'] else 'fail'}">Accuracy drop {report['drop_pts']:+.3f} points; gate {'passed' if report['gate']['passed'] else 'FAILED'}.</p>
 <table>{rows}</table>
 <h2>Not measured here</h2><ul>{not_measured}</ul>
+{_device_table(report)}
 {fallback}
 <h2>Plots</h2>{figures}
 <h2>report.json</h2><pre>{esc(json.dumps(report, indent=2))}</pre>

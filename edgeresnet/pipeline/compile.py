@@ -30,6 +30,7 @@ from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sens
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
 
+from . import golden
 from .frontend import Stopwatch, calibration_data, evaluation_data, export_and_quantize, log
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
@@ -51,6 +52,7 @@ class CompileOptions:
     batch: int = 1
     dynamic_batch: DynamicBatch | None = None  # instead of a static batch (backends that take one)
     emulated_samples: int = 1000
+    golden_samples: int = golden.DEFAULT_SAMPLES  # golden vectors shipped for the on-device check
     records: str | None = None  # tuning records of `edgeresnet tune` (tunable backends)
     out: str | None = None
     force: bool = False
@@ -70,6 +72,7 @@ class CompileOptions:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
         if self.emulated_samples < 1:
             raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
+        golden.check_samples(self.golden_samples)
 
     @property
     def model_batch(self) -> int:
@@ -101,7 +104,7 @@ class _Measured:
 
     build: TargetBuild
     measurement: Measurement
-    references: list[dict[str, Any]]  # other runners, on the whole evaluation set
+    references: list[Measurement]  # other runners, on the whole evaluation set
 
     @property
     def drop(self) -> float:
@@ -150,7 +153,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                                            Path(options.records) if options.records else None))
         main = measure(built.runner, evaluation, fp32_eval, f"INT8 on {target.name}", options.progress,
                        built.sample_limit, options.seed)
-        references = [measure(runner, evaluation, fp32_eval, runner.runtime, options.progress).reference_row()
+        references = [measure(runner, evaluation, fp32_eval, runner.runtime, options.progress)
                       for runner in built.reference_runners]
         return _Measured(built, main, references)
 
@@ -171,6 +174,9 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         clock.lap("fallback")
 
     write_bytes_atomically(staging / "model.fp32.onnx", quantized.fp32.SerializeToString())
+    host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
+    golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
+                        target.name, _polygraphy_names(backend, int8_model, options))
     report = _report(options, quantized.config, target, loaded, calibration, evaluation, measured, sensitivity, steps)
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
@@ -179,6 +185,16 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     content = _manifest_content(options, target, backend, loaded, calibration, report, measured.build)
     manifest = write_manifest(staging, content, clock.record())
     return report, manifest
+
+
+def _polygraphy_names(backend: Backend, int8_model: onnx.ModelProto, options: CompileOptions) -> golden.PolygraphyNames | None:
+    """TensorRT bundles also carry the golden vectors in Polygraphy's JSON (a second route on the device)."""
+    if backend.name != "tensorrt":
+        return None
+    from edgeresnet.targets.tensorrt.backend import MODEL_FILE
+
+    return golden.PolygraphyNames(MODEL_FILE, int8_model.graph.input[0].name, int8_model.graph.output[0].name,
+                                  options.model_batch, options.dynamic_batch is not None)
 
 
 def _confusion(evaluation: Evaluation) -> list[list[int]] | None:
@@ -208,8 +224,10 @@ def _report(options: CompileOptions, config: QuantizeConfig, target: Target, loa
         "fallback_steps": [s.to_dict() for s in steps],
         "sensitivity": [s.to_dict() for s in sensitivity],
         "target_details": build.details,
-        "extra_measurements": measured.references,
+        "extra_measurements": [m.reference_row() for m in measured.references],
         "not_measured": build.not_measured,
+        # Kept so that `edgeresnet report --device` can render report.html again with every plot.
+        "confusion": {"fp32": _confusion(result.fp32), "int8": _confusion(result.tested)},
     }
 
 

@@ -17,8 +17,9 @@ from preprocessing import Preprocessing
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def add_input_arguments(parser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+def add_input_arguments(parser, required: bool = True) -> None:
+    """--images/--npy and the output options; `required=False` where another mode (run.py --check) needs no input."""
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--images", help="a folder of images (one sub-folder per class gives top-1 accuracy)")
     source.add_argument("--npy", help="uint8 pixels [N,H,W(,C)] or preprocessed float32 [N,C,H,W]")
     parser.add_argument("--warmup", type=int, default=10)

@@ -28,7 +28,7 @@ from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 
 from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RpcDevice, Target, TargetBuild, TargetDetails,
                     TuneRequest, TuneResult, cannot_run_here, copy_device_support, copy_templates)
-from . import emulation
+from . import emulation, native
 from .disassembly import objdump, sdot_summary
 from .records import check_records_for, records_provenance
 
@@ -180,6 +180,14 @@ class TvmBackend(Backend):
         if target.arch != "aarch64":
             runner = TvmHostRunner(folder / LIBRARY, context.batch, threads, f"{llvm.get('mcpu', 'generic')}, integer module")
             return TargetBuild(files, runner, build_details, not_measured, provenance=provenance)
+
+        # The self-contained form: TVM's aarch64 runtime and a native runner, for boards without Python.
+        try:
+            files += native.build_native_runner(folder, cross, emulation.build_runtime() / "site", emulation.TVM_VERSION)
+            build_details["native_runner"] = {"runner": native.RUNNER, "files": list(native.FILES),
+                                              "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION}
+        except MissingDependency as exc:
+            not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {exc}")
 
         sdot = sdot_summary(folder / LIBRARY)
         build_details.update(sdot)

@@ -23,7 +23,8 @@ from edgeresnet.errors import MissingDependency
 DEFAULT_FOLDER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeresnet" / "aarch64-runtime"
 FOLDER_ENV = "EDGERESNET_AARCH64_RUNTIME"
 SYSROOT_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6")
-WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1", "numpy==2.4.*", "ml_dtypes", "typing_extensions")
+TVM_VERSION = "0.27.0.post1"  # the aarch64 runtime the artifacts ship (runtime/) and are emulated with
+WHEELS = (f"apache-tvm=={TVM_VERSION}", "apache-tvm-ffi==0.1.14.post1", "numpy==2.4.*", "ml_dtypes", "typing_extensions")
 # The compiler half of the TVM wheel is not needed to run a compiled library.
 DROP_FROM_TVM = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tvm/3rdparty/")
 COMPLETE_MARK = ".complete"

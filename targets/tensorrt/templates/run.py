@@ -2,6 +2,10 @@
 """Run this bundle's TensorRT engine on images or a .npy array, with the model's own preprocessing.
 
     python3 run.py --images DIR | --npy FILE [--dla N] [--warmup 10] [--json]
+    python3 run.py --check [--images LABELLED_DIR] [--dla N] [--report device-report.json]
+
+--check runs the golden vectors in golden/ on the engine, compares with the host's
+logits (device_check.py) and exits 1 when the engine drifts past the budget.
 
 A folder with one sub-folder per class (named as the model's classes) also
 gives top-1 accuracy. The engine is built first when missing, and rebuilt when
@@ -20,9 +24,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ in the artifact: `edgeresnet verify` refuses unlisted files
 
 import build_engine  # noqa: E402
-from device_io import add_input_arguments, run_and_report  # noqa: E402
+from device_check import add_check_arguments, run_check  # noqa: E402
+from device_io import add_input_arguments, load_inputs, run_and_report  # noqa: E402
 from preprocessing import Preprocessing  # noqa: E402
 
 _H2D, _D2H = 1, 2
@@ -62,10 +68,10 @@ class _Cuda:
 class Engine:
     """A deserialized engine with its device buffers; the tensor-name API of TensorRT 8.5 and newer."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, dla_core: int | None = None):
         import tensorrt as trt
 
-        self.trt = trt
+        self.trt, self.path, self.dla_core = trt, path, dla_core
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
@@ -76,6 +82,17 @@ class Engine:
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.buffers: dict[str, tuple[int, int]] = {}
+
+    @property
+    def label(self) -> str:
+        where = f"DLA core {self.dla_core}" if self.dla_core is not None else "GPU"
+        return f"tensorrt {self.trt.__version__} {where} ({precision_flags(self.trt.__version__, self.dla_core)})"
+
+    def facts(self) -> dict:
+        """The runtime facts a device report records (device_check.device_facts adds the board's)."""
+        return {"tensorrt": self.trt.__version__, "precision": precision_flags(self.trt.__version__, self.dla_core),
+                "dla_core": self.dla_core, "engine": self.path.name, "l4t": build_engine.l4t_version(),
+                "module": build_engine.jetson_model()}
 
     def _buffer(self, name: str, nbytes: int) -> int:
         if name not in self.buffers or self.buffers[name][1] < nbytes:
@@ -98,6 +115,14 @@ class Engine:
         return logits
 
 
+def precision_flags(trt_version: str, dla_core: int | None) -> str:
+    """The precision mode build_engine.py/.sh build with for this TensorRT version."""
+    major = int(trt_version.split(".")[0])
+    if major >= 10 and dla_core is None:
+        return "strongly typed (explicit Q/DQ)"
+    return "--int8 --fp16" if major < 11 else "explicit Q/DQ"
+
+
 def load_engine(dla_core: int | None = None) -> Engine:
     import tensorrt as trt
 
@@ -106,21 +131,29 @@ def load_engine(dla_core: int | None = None) -> Engine:
     if not path.is_file():
         path = build_engine.build(dla_core)
     try:
-        return Engine(path)
+        return Engine(path, dla_core)
     except ValueError as exc:
         print(f"run.py: {exc}; rebuilding", file=sys.stderr)
-        return Engine(build_engine.build(dla_core, force=True))
+        return Engine(build_engine.build(dla_core, force=True), dla_core)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_input_arguments(parser)
+    add_input_arguments(parser, required=False)
     parser.add_argument("--dla", type=int, default=None)
+    add_check_arguments(parser, HERE / "golden")
     args = parser.parse_args()
+    if not args.check and not (args.images or args.npy):
+        parser.error("pass --images or --npy (or --check)")
+    if args.check and args.npy:
+        parser.error("--check runs golden/ or a labelled --images folder, not --npy")
 
     config = build_engine.load_config()
     engine = load_engine(args.dla)
-    run_and_report(args, engine.infer, config["input_shape"][0], Preprocessing.from_dict(config["preprocessing"]))
+    pre, batch = Preprocessing.from_dict(config["preprocessing"]), config["input_shape"][0]
+    if args.check:
+        sys.exit(run_check(args, engine.infer, batch, engine.facts(), engine.label, lambda folder: load_inputs(folder, None, pre)))
+    run_and_report(args, engine.infer, batch, pre)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 """Run this artifact's TVM library on images or a .npy array, with the model's own preprocessing.
 
     python3 run.py --images DIR | --npy FILE [--threads N] [--warmup 10] [--json] [--logits-out FILE]
+    python3 run.py --check [--images LABELLED_DIR] [--report device-report.json] [--min-agreement 99] [--max-extra-drop 0.5]
 
 Needs only TVM's runtime and numpy (Pillow for images): pip install apache-tvm==0.27.0.post1
 apache-tvm-ffi==0.1.14.post1 numpy, and set TVM_USE_RUNTIME_LIB=1 to load just the runtime.
 A folder with one sub-folder per class (named as the model's classes) also gives top-1 accuracy.
+--check runs the golden vectors in golden/ and compares with the host's logits (see device_check.py);
+it exits 1 when the device drifts past the budget.
 """
 
 from __future__ import annotations
@@ -20,19 +23,38 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # no __pycache__ in the artifact: `edgeresnet verify` refuses unlisted files
 
-from device_io import add_input_arguments, run_and_report  # noqa: E402
+from device_check import add_check_arguments, run_check  # noqa: E402
+from device_io import add_input_arguments, load_inputs, run_and_report  # noqa: E402
 from preprocessing import Preprocessing  # noqa: E402
+
+
+def runtime_versions(tvm) -> dict[str, str]:
+    versions = {"tvm": tvm.__version__}
+    try:
+        import tvm_ffi
+
+        versions["tvm_ffi"] = getattr(tvm_ffi, "__version__", "unknown")
+    except ImportError:
+        pass
+    return versions
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_input_arguments(parser)
+    add_input_arguments(parser, required=False)
     parser.add_argument("--threads", type=int, default=None, help="TVM runtime threads [default: the profile's core count]")
+    add_check_arguments(parser, HERE / "golden")
     args = parser.parse_args()
+    if not args.check and not (args.images or args.npy):
+        parser.error("pass --images or --npy (or --check)")
+    if args.check and args.npy:
+        parser.error("--check runs golden/ or a labelled --images folder, not --npy")
 
     config = json.loads((HERE / "deploy.json").read_text())
-    os.environ.setdefault("TVM_NUM_THREADS", str(args.threads or config["threads"]))
+    threads = args.threads or int(os.environ.get("TVM_NUM_THREADS") or config["threads"])
+    os.environ["TVM_NUM_THREADS"] = str(threads)
     import tvm.runtime
     from tvm.runtime.vm import VirtualMachine
 
@@ -42,7 +64,13 @@ def main() -> None:
     def infer(batch: np.ndarray) -> np.ndarray:
         return main_fn(tvm.runtime.tensor(batch, device)).numpy()
 
-    run_and_report(args, infer, config["input_shape"][0], Preprocessing.from_dict(config["preprocessing"]))
+    pre = Preprocessing.from_dict(config["preprocessing"])
+    batch = config["input_shape"][0]
+    if args.check:
+        runtime = {**runtime_versions(tvm), "library": config["library"], "target": config["target"], "threads": threads}
+        label = f"tvm {tvm.__version__} {os.uname().machine} (run.py, {config['target']} library, {threads} threads)"
+        sys.exit(run_check(args, infer, batch, runtime, label, lambda folder: load_inputs(folder, None, pre)))
+    run_and_report(args, infer, batch, pre)
 
 
 if __name__ == "__main__":
