@@ -8,8 +8,10 @@ line on stderr with a documented exit code; --debug shows the traceback.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -184,6 +186,43 @@ def _apply(options):
     return decorate
 
 
+description_options = [
+    click.option("--card", type=click.Path(dir_okay=False), default=None,
+                 help="Model card (JSON, or TOML by suffix): num_classes, input_size, channels, mean, std, pixel_scale, resize, "
+                      "channel_order, class_names(_file), preset; these options override it. What was used, and from where, goes into the report and manifest."),
+    click.option("--preset", default=None, help="Preprocessing preset: imagenet (224, resize 256, ImageNet mean/std), "
+                 "cifar (32, CIFAR mean/std), unit (plain [0,1] pixels) [default: the weights' metadata, else the architecture's: "
+                 "imagenet for resnet18..152, cifar for resnet20..110]."),
+    click.option("--num-classes", type=int, default=None, help="Classes of the head [default: rows of the checkpoint's fc.weight]."),
+    click.option("--input-size", default=None, metavar="N|HxW", help="Network input size [default: the preset's]."),
+    click.option("--channels", type=int, default=None, help="Input channels, 1 or 3 [default: the checkpoint's conv1.weight]."),
+    click.option("--mean", default=None, metavar="M[,M,M]", help="Per-channel mean, on pixels scaled by --pixel-scale."),
+    click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
+    click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
+    click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order of 3-channel input."),
+    click.option("--class-names", "class_names_file", type=click.Path(dir_okay=False), default=None,
+                 help="File of class names, one per line [default: the card's, else labelled class-folder names]."),
+]
+
+
+def with_description(f):
+    """Adds the model-description options; the command gets them as one `description` (None when none given)."""
+    @functools.wraps(f)
+    def wrapper(*args, card, preset, num_classes, input_size, channels, mean, std, pixel_scale, resize, channel_order,
+                class_names_file, **kwargs):
+        from edgeresnet.models import ModelDescription
+
+        given = dict(card=card, preset=preset, num_classes=num_classes, channels=channels, pixel_scale=pixel_scale,
+                     resize=resize, channel_order=channel_order, class_names_file=class_names_file,
+                     input_size=ModelDescription.parse_size(input_size) if input_size else None,
+                     mean=ModelDescription.parse_floats(mean, "--mean") if mean else None,
+                     std=ModelDescription.parse_floats(std, "--std") if std else None)
+        given = {k: v for k, v in given.items() if v is not None}
+        return f(*args, description=ModelDescription(**given) if given else None, **kwargs)
+    return _apply(description_options)(wrapper)
+
+
 def _print_summary(report: dict) -> None:
     from edgeresnet.report import summary_lines
 
@@ -210,9 +249,15 @@ def _print_summary(report: dict) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
+@click.option("--allow-low-fp32", is_flag=True,
+              help="Go on when labelled FP32 top-1 is near chance (normally exit 1: the preprocessing or labels do not fit the model).")
+@click.option("--sign-key", type=click.Path(dir_okay=False), default=None,
+              help="ed25519 private key (PEM; openssl genpkey -algorithm ed25519): signs manifest.json into manifest.sig.")
+@with_description
 @json_option
 def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch,
-                    dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json):
+                    dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json,
+                    description, allow_low_fp32, sign_key):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
@@ -221,8 +266,10 @@ def compile_command(target, model, weights, calib, calib_samples, method, seed, 
         method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
         emulated_samples=emulated_samples, golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
+        description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key,
     ))
-    _emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}")))
+    _emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}"),
+                                              click.echo(f"digest: sha256:{result.digest} (also in {result.folder}.manifest.sha256)")))
     if not result.passed:
         sys.exit(1)
 
@@ -271,14 +318,15 @@ def tune(target, records, model, weights, calib, calib_samples, trials, max_kern
 @_apply(calib_options)
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the INT8 Q/DQ .onnx.")
+@with_description
 @json_option
-def quantize(model, weights, scheme, calib, calib_samples, method, seed, batch, output, as_json):
+def quantize(model, weights, scheme, calib, calib_samples, method, seed, batch, output, as_json, description):
     """Quantize a model to INT8 Q/DQ ONNX with calibration data (no target build, no evaluation)."""
     import edgeresnet
 
     result = edgeresnet.quantize_model(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, scheme=scheme,
                                        calib=calib, calib_samples=calib_samples, method=method, seed=seed, batch=batch,
-                                       progress=not as_json)
+                                       progress=not as_json, description=description)
     _emit(result, as_json, lambda r: click.echo(
         f"wrote {r.path} ({r.profile} scheme, {r.method}, {r.samples} samples, {r.quantized_layers} quantized layers)"))
 
@@ -289,13 +337,15 @@ def quantize(model, weights, scheme, calib, calib_samples, method, seed, batch, 
 @weights_option
 @_apply(eval_options)
 @click.option("--seed", type=int, default=0, show_default=True)
+@with_description
 @json_option
-def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, as_json):
+def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, as_json, description):
     """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the PyTorch FP32 model."""
     import edgeresnet
 
     result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
-                                      eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json)
+                                      eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json,
+                                      description=description)
     def human(r):
         m = r.measurement
         top1 = (m.fp32.accuracy.top1, m.tested.accuracy.top1) if m.tested.accuracy else (None, None)
@@ -306,13 +356,18 @@ def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, 
 
 @cli.command(name="verify")
 @click.argument("artifact", type=click.Path())
+@click.option("--digest", default=None, metavar="SHA256", help="The artifact digest compile printed (sha256 of manifest.json): anything else fails.")
+@click.option("--public-key", type=click.Path(dir_okay=False), default=None,
+              help="ed25519 public key (PEM): the artifact must carry a valid manifest.sig made with its private key.")
 @json_option
-def verify_command(artifact, as_json):
-    """Check an artifact folder: manifest schema, every file's sha256, and the target's files."""
+def verify_command(artifact, digest, public_key, as_json):
+    """Check an artifact: manifest schema, digest/signature, every file's sha256, no unlisted file, the target's
+    files, and the manifest's claims against the content (report.json, device configs, ELF machine of libraries)."""
     import edgeresnet
 
-    result = edgeresnet.verify(artifact)
-    _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r.files} files, target {r.target})"))
+    result = edgeresnet.verify(artifact, digest=digest, public_key=public_key)
+    _emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r.files} files, target {r.target}, "
+                                                f"digest sha256:{r.digest}, signature {r.signature})"))
 
 
 @cli.command(name="report")
@@ -404,7 +459,10 @@ def bench_command(artifact, runs, as_json):
 
 
 def main() -> None:
+    from edgeresnet.atomic import Terminated, terminate_like_ctrl_c, termination_received
+
     debug = "--debug" in sys.argv[1:] or os.environ.get("EDGERESNET_DEBUG") == "1"
+    terminate_like_ctrl_c()  # SIGTERM cleans up like Ctrl-C: no staging or temporary folder is left
     try:
         cli.main(standalone_mode=False, prog_name="edgeresnet")
     except click.exceptions.Exit as exc:
@@ -417,12 +475,15 @@ def main() -> None:
         click.echo(f"edgeresnet: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
+        if termination_received() is not None:  # click turns the interrupt into Abort
+            click.echo(f"edgeresnet: terminated ({signal.Signals(termination_received()).name}); nothing half-written was left", err=True)
+            sys.exit(128 + termination_received())
         click.echo("edgeresnet: aborted", err=True)
         sys.exit(130)
     except EdgeResnetError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"edgeresnet: error: {exc}", err=True)
+        click.echo(f"edgeresnet: error: {' '.join(str(exc).split())}", err=True)  # one line, whatever the message
         sys.exit(exc.exit_code)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
@@ -434,6 +495,9 @@ def main() -> None:
             traceback.print_exc()
         click.echo(f"edgeresnet: error: missing Python package {exc.name!r}; reinstall edgeresnet with its dependencies", err=True)
         sys.exit(MissingDependency.exit_code)
+    except Terminated as exc:
+        click.echo(f"edgeresnet: terminated ({exc}); nothing half-written was left", err=True)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         click.echo("edgeresnet: interrupted", err=True)
         sys.exit(130)
@@ -443,6 +507,12 @@ def main() -> None:
 
 def raise_internal(exc: BaseException, debug: bool) -> None:
     """A bug: say so in one line, keep the traceback for --debug."""
+    from edgeresnet.atomic import termination_received
+
+    signum = termination_received()
+    if signum is not None:  # the Terminated exception was turned into another one on its way up
+        click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
+        sys.exit(128 + signum)
     if debug:
         traceback.print_exception(exc)
     click.echo(f"edgeresnet: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)

@@ -2,10 +2,14 @@
 
 `open_dataset(spec, preprocessing)` accepts
   * ``fashion-mnist`` (the training split) or ``fashion-mnist:train|test``: the built-in set;
-  * a folder of PNG/JPEG images, optionally one sub-folder per class (labels then follow
-    the sorted sub-folder names);
+  * a folder of PNG/JPEG images (8 or 16 bits per channel), optionally one sub-folder per class
+    (labels then follow the model's class names, or else the sorted sub-folder names); images
+    both at the top level and in class folders are refused, as the labels would be ambiguous;
   * a ``.npy`` array, or a ``.npz`` with ``images`` (or ``x``) and optionally ``labels`` (or ``y``):
-    float32 already preprocessed [N, C, H, W], or uint8 pixels [N, H, W(, C)] preprocessed here;
+    float32 already preprocessed [N, C, H, W], or uint8 pixels [N, H, W(, C)] preprocessed here.
+    A float array with no negative value whose maximum is more than twice (plus one) the largest
+    value the model's preprocessing can produce is refused: that is raw 0..255 pixels saved as
+    float, which the model would take as preprocessed;
   * an IDX images file (MNIST format, optionally .gz); a labels file beside it named with
     ``labels`` instead of ``images`` supplies labels.
 
@@ -24,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from edgeresnet.errors import InputError
-from edgeresnet.preprocessing import Preprocessing
+from edgeresnet.preprocessing import ImageRefused, Preprocessing
 
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
@@ -38,6 +42,7 @@ class Dataset:
     images: np.ndarray  # float32 [N, C, H, W], preprocessed for the model
     labels: np.ndarray | None  # int64 [N], or None when the source has none
     source: str
+    class_names: tuple[str, ...] = ()  # the class-folder names, when labels came from them
 
     def __len__(self) -> int:
         return len(self.images)
@@ -71,6 +76,23 @@ def _check_shape(images: np.ndarray, preprocessing: Preprocessing, source: str) 
         raise InputError(f"{source}: array holds NaN or Inf values")
 
 
+def preprocessed_range(preprocessing: Preprocessing) -> tuple[float, float]:
+    """The smallest and largest value the model's preprocessing can give a pixel in [0, 1]."""
+    mean, std = np.asarray(preprocessing.mean), np.asarray(preprocessing.std)
+    ends = np.concatenate([(0.0 - mean) / std, (preprocessing.pixel_scale - mean) / std])
+    return float(ends.min()), float(ends.max())
+
+
+def _refuse_raw_pixels(images: np.ndarray, preprocessing: Preprocessing, source: str) -> None:
+    """Float arrays are taken as preprocessed; raw 0..255 pixels saved as float are not, and would score ~chance."""
+    low, high = float(images.min()), float(images.max())
+    _, expected_high = preprocessed_range(preprocessing)
+    if low >= 0 and high > 2 * expected_high + 1:
+        raise InputError(
+            f"{source}: float values {low:g}..{high:g} look like raw 0..255 pixels, but the model's preprocessing "
+            f"gives at most {expected_high:.3g}; save uint8 pixels to have them preprocessed, or preprocess them")
+
+
 def _from_pixels(pixels: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
     try:
         return preprocessing.normalize_uint8(pixels)
@@ -89,21 +111,35 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Datas
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    classes = sorted({p.parent.name for p in files if p.parent != path})
-    labelled = bool(classes) and all(p.parent != path for p in files)
+
+    def class_of(file: Path) -> str | None:  # the top-level folder under `path`, however deep the file
+        parts = file.relative_to(path).parts
+        return parts[0] if len(parts) > 1 else None
+
+    classes = sorted({c for c in map(class_of, files) if c is not None})
+    at_root = [p for p in files if class_of(p) is None]
+    if classes and at_root:
+        raise InputError(f"{path}: {len(at_root)} image(s) at the top level (e.g. {at_root[0].name}) beside "
+                         f"{len(classes)} class folder(s); move them into a class folder for labelled data, "
+                         f"or keep only loose images for unlabelled data")
+    labelled = bool(classes)
     if labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
         class_index = {name: preprocessing.class_names.index(name) for name in classes}
+        class_names = preprocessing.class_names
     else:
         class_index = {name: i for i, name in enumerate(classes)}
+        class_names = tuple(classes)
     chosen = [files[i] for i in sample_indices(len(files), limit, seed)]
     images = []
     for file in chosen:
         try:
             images.append(preprocessing.load_image(file))
+        except ImageRefused as exc:
+            raise InputError(f"{file}: {exc}") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"{file}: not a readable image ({exc})") from None
-    labels = np.array([class_index[p.parent.name] for p in chosen], np.int64) if labelled else None
-    return Dataset(np.stack(images), labels, str(path))
+    labels = np.array([class_index[class_of(p)] for p in chosen], np.int64) if labelled else None
+    return Dataset(np.stack(images), labels, str(path), class_names)
 
 
 def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
@@ -133,6 +169,7 @@ def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Datase
     else:
         raise InputError(f"{path}: array dtype {images.dtype} is neither uint8 pixels nor float32 preprocessed tensors")
     _check_shape(images, preprocessing, str(path))
+    _refuse_raw_pixels(images, preprocessing, str(path))
     return Dataset(images, None if labels is None else labels[index].astype(np.int64), str(path))
 
 

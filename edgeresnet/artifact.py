@@ -3,6 +3,13 @@
 `manifest.json` lists the sha256 of every other file. Everything in it is
 deterministic except the `build` field (timestamps, durations, host), which no
 hash covers, so two builds from the same inputs list identical file hashes.
+
+The manifest itself is protected from outside: its sha256 is the artifact's digest
+(printed by `compile`, written beside the folder as NAME.manifest.sha256 in
+`sha256sum` format, checked by `verify --digest`), and it can be signed with an
+ed25519 key (`manifest.sig`, the one file the manifest cannot list). `verify` also
+cross-checks the manifest's claims against the content (report.json's figures,
+the ELF machine of shared libraries, the device configs' target and preprocessing).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import platform
 import tarfile
 import tempfile
+import zlib
 from importlib import metadata
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -22,10 +30,13 @@ from typing import Any, Iterator
 
 from edgeresnet import __version__
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
-from edgeresnet.errors import CheckFailed, InputError
+from edgeresnet.errors import CheckFailed, InputError, MissingDependency
 from edgeresnet.digest import sha256_file
 
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # ed25519 over the exact bytes of manifest.json
+DIGEST_SUFFIX = ".manifest.sha256"
+ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
 MANIFEST_SCHEMA = "edgeresnet.manifest/1"
 REQUIRED_KEYS = ("schema", "edgeresnet_version", "model", "input", "calibration", "target", "toolchain", "accuracy", "files")
 
@@ -84,8 +95,14 @@ def opened(artifact: str | Path) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="edgeresnet-artifact-") as tmp:
             unpacked = safe_extract(artifact, Path(tmp) / "unpacked")
             folders = [p for p in unpacked.iterdir() if p.is_dir()]
-            yield folders[0] if len(folders) == 1 and not (unpacked / MANIFEST).exists() else unpacked
+            folder = folders[0] if len(folders) == 1 and not (unpacked / MANIFEST).exists() else unpacked
+            if not (folder / MANIFEST).is_file():
+                # Named by the archive: the temporary folder means nothing to the user.
+                raise CheckFailed(f"{artifact}: the archive holds no {MANIFEST}; not an edgeresnet artifact")
+            yield folder
         return
+    if artifact.is_file():
+        raise InputError(f"{artifact}: not an artifact (a folder, or its .tar.gz)")
     yield artifact
 
 
@@ -95,14 +112,141 @@ class Verification:
     target: str
     files: int
     ok: bool = True
+    digest: str = ""  # sha256 of manifest.json
+    signature: str = "none"  # "none", "present, not checked (...)" or "valid (ed25519, KEY)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def verify_folder(folder: Path) -> Verification:
-    """Check the manifest, every file's hash, and that the files its target ships are there."""
+def manifest_digest(folder: str | Path) -> str:
+    return sha256_file(Path(folder) / MANIFEST)
+
+
+def digest_file_of(destination: Path) -> Path:
+    return destination.with_name(destination.name + DIGEST_SUFFIX)
+
+
+def write_digest_file(destination: Path, digest: str) -> Path:
+    """NAME.manifest.sha256 beside the folder: `sha256sum -c` checks it from the folder's parent."""
+    path = digest_file_of(destination)
+    write_bytes_atomically(path, f"{digest}  {destination.name}/{MANIFEST}\n".encode())
+    return path
+
+
+def _load_key(path: str | Path, private: bool):
+    try:
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ModuleNotFoundError:
+        raise MissingDependency("signing needs the 'cryptography' package: pip install 'edgeresnet[sign]'") from None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the key ({exc.strerror or exc})") from None
+    try:
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        kind = "private" if private else "public"
+        raise InputError(f"{path}: not a PEM {kind} key without a password ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    expected = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+    if not isinstance(key, expected):
+        raise InputError(f"{path}: an ed25519 key is needed, not {type(key).__name__.lstrip('_')} "
+                         f"(openssl genpkey -algorithm ed25519 -out key.pem)")
+    return key
+
+
+def sign_folder(folder: Path, private_key: str | Path) -> None:
+    """Write manifest.sig: the ed25519 signature of manifest.json's bytes (which hold every file's sha256)."""
+    key = _load_key(private_key, private=True)
+    write_bytes_atomically(folder / SIGNATURE, key.sign((folder / MANIFEST).read_bytes()))
+
+
+def check_signature(folder: Path, public_key: str | Path) -> None:
+    key = _load_key(public_key, private=False)
+    from cryptography.exceptions import InvalidSignature
+
+    if not (folder / SIGNATURE).is_file():
+        raise CheckFailed(f"{folder}: not signed (no {SIGNATURE}), but --public-key asks for a signature")
+    try:
+        key.verify((folder / SIGNATURE).read_bytes(), (folder / MANIFEST).read_bytes())
+    except InvalidSignature:
+        raise CheckFailed(f"{SIGNATURE}: the signature does not match {MANIFEST} under the key {public_key} "
+                          f"(another signer, or the manifest was changed)") from None
+
+
+def elf_machine(path: Path) -> str | None:
+    """The machine an ELF file is built for (e_machine), or None when it is not ELF."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    code = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return ELF_MACHINES.get(code, f"machine {code}")
+
+
+def _claims_match(manifest: dict[str, Any], folder: Path) -> None:
+    """What the manifest says against what the files say: report.json's figures, configs, libraries."""
+    target = manifest["target"]
+    report_path = folder / "report.json"
+    if report_path.is_file() and "report.json" in manifest["files"]:
+        try:
+            report = json.loads(report_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckFailed("report.json: not valid JSON") from None
+        accuracy = manifest["accuracy"]
+        claims = {
+            "target.name": (target.get("name"), report.get("target")),
+            "model.name": (manifest["model"].get("name"), report.get("model")),
+            "accuracy.drop_pts": (accuracy.get("drop_pts"), report.get("drop_pts")),
+            "accuracy.agreement": (accuracy.get("agreement"), report.get("agreement")),
+            "accuracy.gate": (accuracy.get("gate"), report.get("gate")),
+            "accuracy.fp32_top1": (accuracy.get("fp32_top1"), (report.get("fp32") or {}).get("top1")),
+            "accuracy.int8_top1": (accuracy.get("int8_top1"), (report.get("int8") or {}).get("top1")),
+            "accuracy.eval_samples": (accuracy.get("eval_samples"), (report.get("int8") or {}).get("samples")),
+        }
+        for claim, (said, measured) in claims.items():
+            if said != measured:
+                raise CheckFailed(f"manifest {claim} is {said!r}, but report.json says {measured!r}: the manifest was edited")
+    for name in ("bundle.json", "deploy.json"):
+        if name not in manifest["files"]:
+            continue
+        try:
+            config = json.loads((folder / name).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckFailed(f"{name}: not valid JSON") from None
+        if config.get("target") not in (None, target.get("name")):
+            raise CheckFailed(f"manifest target.name is {target.get('name')!r}, but {name} was built for {config.get('target')!r}")
+        shipped = config.get("preprocessing")
+        if isinstance(shipped, dict):
+            wrong = sorted(k for k in shipped if manifest["input"].get(k) != shipped[k])
+            if wrong:
+                raise CheckFailed(f"manifest input ({', '.join(wrong)}) differs from the preprocessing {name} ships to the device")
+        shape = config.get("input_shape")
+        if isinstance(shape, list) and list(shape[1:]) != [manifest["input"].get("channels"), *manifest["input"].get("input_size", [])]:
+            raise CheckFailed(f"manifest input {manifest['input'].get('input_size')} differs from {name}'s input shape {shape}")
+    arch = target.get("arch")
+    for name in manifest["files"]:
+        if name.endswith(".so") and arch in ELF_MACHINES.values():
+            machine = elf_machine(folder / name)
+            if machine != arch:
+                raise CheckFailed(f"{name} is {'not an ELF library' if machine is None else 'built for ' + machine}, "
+                                  f"but the manifest's target {target.get('name')} is {arch}")
+
+
+def verify_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
+    """Check the manifest (against --digest and the signature when given), every file's hash, the files
+    its target ships, that nothing unlisted is present, and the manifest's claims against the content."""
+    if digest is not None and (folder / MANIFEST).is_file():
+        wanted = digest.strip().lower().removeprefix("sha256:")
+        actual = manifest_digest(folder)
+        if wanted != actual:
+            raise CheckFailed(f"{MANIFEST}: digest sha256:{actual} is not the expected sha256:{wanted} (a different or altered artifact)")
     manifest = read_manifest(folder)
+    if public_key is not None:
+        check_signature(folder, public_key)
     for name, expected in manifest["files"].items():
         path = folder / name
         if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
@@ -111,7 +255,7 @@ def verify_folder(folder: Path) -> Verification:
             raise CheckFailed(f"{name}: listed in the manifest but missing")
         if sha256_file(path) != expected:
             raise CheckFailed(f"{name}: sha256 does not match the manifest (file changed after the build)")
-    listed = set(manifest["files"]) | {MANIFEST}
+    listed = set(manifest["files"]) | {MANIFEST, SIGNATURE}
     present = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
     unlisted = [name for name in present if name not in listed]
     if unlisted:
@@ -120,7 +264,10 @@ def verify_folder(folder: Path) -> Verification:
     absent = sorted(set(manifest["target"].get("files", [])) - set(manifest["files"]))
     if absent:
         raise CheckFailed(f"{absent[0]}: the {target} target ships it, but the artifact lacks it")
-    return Verification(str(folder), target, len(manifest["files"]))
+    _claims_match(manifest, folder)
+    signature = (f"valid (ed25519, {Path(public_key).name})" if public_key is not None
+                 else "present, not checked (pass --public-key)" if (folder / SIGNATURE).is_file() else "none")
+    return Verification(str(folder), target, len(manifest["files"]), digest=manifest_digest(folder), signature=signature)
 
 
 def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -158,6 +305,7 @@ def safe_extract(archive: str | Path, destination: str | Path) -> Path:
                     raise InputError(f"{archive}: refused, entry {member.name!r} is a device or special file")
             with atomic_directory(destination) as staging:
                 tar.extractall(staging, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise InputError(f"{archive}: not a readable .tar.gz ({exc})") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        detail = "not gzip/bzip2/xz-compressed, nor a plain tar" if "could not be opened successfully" in str(exc) else str(exc).splitlines()[0]
+        raise InputError(f"{archive}: not a readable .tar.gz ({detail})") from None
     return destination

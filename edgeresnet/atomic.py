@@ -1,15 +1,23 @@
 """Writing outputs so that a crash, a full disk or a kill never leaves a half-written one.
 
 Everything is built beside its destination (same file system, so the final
-rename is atomic) and renamed into place only when complete.
+rename is atomic) and renamed into place only when complete. A folder destination is
+also locked (`fcntl.flock` on a hidden lock file beside it) for the whole build, so two
+processes writing one destination cannot race; its staging folders carry the writer's
+pid, so the next writer removes those a dead process left behind. SIGTERM is turned into
+the same exception as Ctrl-C, so every staging folder and temporary folder is removed on
+either.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -50,21 +58,132 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> None:
         raise _explain(exc, path) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP), raised like Ctrl-C so that every `finally` and context manager cleans up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []
+
+
+def termination_received() -> int | None:
+    """The signal number of a SIGTERM/SIGHUP received, even if the code it interrupted turned the
+    exception into another one (a C extension interrupted while importing raises ImportError)."""
+    return _received[0] if _received else None
+
+
+def terminate_like_ctrl_c() -> None:
+    """From now on SIGTERM and SIGHUP raise `Terminated` in the main thread (as SIGINT raises KeyboardInterrupt)."""
+    def handler(signum, _frame):
+        _received.append(signum)
+        raise Terminated(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) in (signal.SIG_DFL, None):
+            signal.signal(signum, handler)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(destination: Path) -> list[Path]:
+    """Remove `.NAME.PID.*.partial` (and `.old`) folders beside `destination` whose writer is dead.
+
+    Called with the destination's lock held, so no live edgeresnet process is writing them;
+    the pid check keeps this safe even against a writer that did not take the lock.
+    """
+    pattern = re.compile(rf"^\.{re.escape(destination.name)}\.(\d+)\.[^/]*\.(partial|old)$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in destination.parent.iterdir():
+            match = pattern.match(path.name)
+            if match and path.is_dir() and not path.is_symlink() and not _pid_alive(int(match.group(1))):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def lock_file_of(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.lock")
+
+
+@contextlib.contextmanager
+def exclusive_lock(destination: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `.NAME.lock` beside `destination`; fail at once, naming the holder, if taken.
+
+    The lock file is removed on release; a process that opened it just before is
+    made to notice (the inode it locked is no longer the path's) and to try again.
+    """
+    path = lock_file_of(destination)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _explain(exc, destination) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise InputError(f"{destination}: another edgeresnet process (pid {holder}) is writing it now; "
+                             f"nothing was written (wait for it, or choose another --out)") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed it after we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_directory(destination: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder; on success it becomes `destination`, on any failure it is removed.
 
     An existing destination is refused unless `force`; with `force` it is
-    replaced only after the new folder is complete.
+    replaced only after the new folder is complete. The destination stays locked
+    throughout, and staging folders of dead writers beside it are removed first.
     """
     destination = Path(destination)
-    if destination.exists() and not force:
-        raise InputError(f"{destination} already exists; pass --force to replace it")
     if destination.exists() and not destination.is_dir():
         raise InputError(f"{destination} exists and is not a folder")
+    if destination.exists() and not force:
+        raise InputError(f"{destination} already exists; pass --force to replace it")
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
+    except OSError as exc:
+        raise _explain(exc, destination) from None
+    with exclusive_lock(destination):
+        # Checked again under the lock: another writer may have finished it meanwhile.
+        if destination.exists() and not force:
+            raise InputError(f"{destination} already exists (written by another process meanwhile); pass --force to replace it")
+        remove_stale_staging(destination)
+        with _staged(destination) as staging:
+            yield staging
+
+
+@contextlib.contextmanager
+def _staged(destination: Path) -> Iterator[Path]:
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.{os.getpid()}.", suffix=".partial", dir=destination.parent))
         os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise _explain(exc, destination) from None

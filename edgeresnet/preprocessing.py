@@ -1,8 +1,17 @@
 """How raw pixels become the tensor a model expects.
 
-The spec travels with the weights (metadata JSON), into every artifact's manifest,
-and into the on-device runners, so the device preprocesses exactly as we
-calibrated and evaluated.
+The spec travels with the weights (metadata JSON) or a model card, into every
+artifact's manifest, and into the on-device runners (this file is shipped as it
+is: numpy and Pillow only), so the device preprocesses exactly as we calibrated
+and evaluated.
+
+The network's input is ``(pixel * pixel_scale - mean) / std`` per channel, where
+``pixel`` is the image scaled to [0, 1] whatever its bit depth (8-bit / 255,
+16-bit / 65535), ``pixel_scale`` is 1 when mean/std are given on [0, 1] pixels
+(torchvision's convention) or 255 when they are given on 0..255 pixels, and the
+channels come in ``channel_order`` (RGB, or BGR for Caffe-style models). Images
+are resized straight to ``input_size`` (``resize`` None) or their shorter side
+to ``resize`` and then center-cropped to ``input_size``.
 """
 
 from __future__ import annotations
@@ -11,6 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+# Pillow refuses images above twice its own limit and only warns between the two; we refuse
+# anything above the limit it warns at (89.5 megapixels): a decompression bomb, not a photo.
+MAX_IMAGE_PIXELS = 89_478_485
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+class ImageRefused(ValueError):
+    """An image this module will not decode: too large, or a pixel format with no defined [0, 1] scale."""
 
 
 @dataclass(frozen=True)
@@ -22,14 +40,24 @@ class Preprocessing:
     resize: int | None = None  # shorter side before the center crop; None = resize straight to input_size
     layout: str = "NCHW"
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    pixel_scale: float = 1.0  # 1: mean/std apply to [0, 1] pixels; 255: to 0..255 pixels
+    channel_order: str = "RGB"  # of a 3-channel input; "BGR" for Caffe-style models
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if len(self.input_size) != 2 or any(int(v) != v or v < 1 for v in self.input_size):
+            raise ValueError(f"input size must be two positive integers (height, width), not {list(self.input_size)}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError("mean and std need one value per channel")
-        if any(s <= 0 for s in self.std):
+            raise ValueError(f"mean and std need one value per channel ({self.channels}), not {len(self.mean)} and {len(self.std)}")
+        if any(not (s > 0) for s in self.std):
             raise ValueError("std values must be positive")
+        if self.resize is not None and self.resize < min(self.input_size):
+            raise ValueError(f"resize {self.resize} is smaller than the input size {list(self.input_size)}: nothing to crop")
+        if not (self.pixel_scale > 0):
+            raise ValueError(f"pixel scale must be positive (1 or 255), not {self.pixel_scale}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel order must be one of {', '.join(CHANNEL_ORDERS)}, not {self.channel_order!r}")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -53,10 +81,16 @@ class Preprocessing:
             resize=d.get("resize"),
             layout=d.get("layout", "NCHW"),
             class_names=tuple(d.get("class_names", ())),
+            pixel_scale=float(d.get("pixel_scale", 1.0)),
+            channel_order=d.get("channel_order", "RGB"),
         )
 
     def normalize_uint8(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images already at input size, NHW (grayscale) or NHWC, to float32 NCHW."""
+        return self.normalize_unit(pixels.astype(np.float32) / 255.0)
+
+    def normalize_unit(self, pixels: np.ndarray) -> np.ndarray:
+        """Images scaled to [0, 1], already at input size, NHW or NHWC (RGB), to the network's float32 NCHW."""
         if pixels.ndim == 3:
             pixels = pixels[..., None]
         if pixels.shape[1:3] != tuple(self.input_size):
@@ -68,30 +102,67 @@ class Preprocessing:
                 pixels = (pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
             else:
                 raise ValueError(f"images have {pixels.shape[-1]} channels, the model takes {self.channels}")
-        x = pixels.astype(np.float32) / 255.0
+        if self.channels == 3 and self.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        x = pixels.astype(np.float32) * np.float32(self.pixel_scale)
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
     def load_image(self, path) -> np.ndarray:
-        """One image file to float32 CHW: resize, center crop, channels, mean/std."""
+        """One image file to float32 CHW: bit depth to [0, 1], resize, center crop, channels, mean/std."""
+        import warnings
+
         from PIL import Image
 
-        with Image.open(path) as img:
-            img = img.convert("L" if self.channels == 1 else "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(path)
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+                raise ImageRefused(f"larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb") from None
+        with img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb")
+            planes = _unit_planes(img)
             height, width = self.input_size
             if self.resize is None:
-                img = img.resize((width, height), Image.BILINEAR)
+                size, box = (width, height), None
             else:
                 scale = self.resize / min(img.size)
-                img = img.resize((max(width, round(img.size[0] * scale)), max(height, round(img.size[1] * scale))), Image.BILINEAR)
-                left = (img.size[0] - width) // 2
-                top = (img.size[1] - height) // 2
-                img = img.crop((left, top, left + width, top + height))
-            pixels = np.asarray(img, dtype=np.uint8)
-        return self.normalize_uint8(pixels[None])[0]
+                size = (max(width, round(img.size[0] * scale)), max(height, round(img.size[1] * scale)))
+                left, top = (size[0] - width) // 2, (size[1] - height) // 2
+                box = (left, top, left + width, top + height)
+            # Resized as 32-bit float planes ("F"), so 16-bit images keep their depth.
+            resized = []
+            for plane in planes:
+                plane = plane.resize(size, Image.BILINEAR)
+                resized.append(np.asarray(plane.crop(box) if box else plane, dtype=np.float32))
+        pixels = np.clip(np.stack(resized, axis=-1), 0.0, 1.0)
+        return self.normalize_unit(pixels[None])[0]
+
+
+def _unit_planes(img) -> list:
+    """The image as float ("F" mode) planes scaled to [0, 1]: 8-bit / 255, 16-bit / 65535; alpha dropped."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode == "I" and (values.min() < 0 or values.max() > 65535):
+            raise ImageRefused(f"32-bit integer pixels ({int(values.min())}..{int(values.max())}) have no defined scale")
+        return [Image.fromarray((values / 65535.0).astype(np.float32), mode="F")]
+    if img.mode == "F":
+        raise ImageRefused("floating-point pixels have no defined [0, 1] scale; convert the image to 8 or 16 bits")
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("L" if img.mode in ("1", "LA", "La") else "RGB")
+    values = np.asarray(img, dtype=np.float32) / 255.0
+    if values.ndim == 2:
+        return [Image.fromarray(values, mode="F")]
+    return [Image.fromarray(np.ascontiguousarray(values[..., c]), mode="F") for c in range(values.shape[-1])]
 
 
 IMAGENET = Preprocessing(
     input_size=(224, 224), channels=3, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), resize=256
 )
 CIFAR = Preprocessing(input_size=(32, 32), channels=3, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616))
+UNIT = Preprocessing(input_size=(32, 32), channels=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # plain [0, 1] pixels
+PRESETS = {"imagenet": IMAGENET, "cifar": CIFAR, "unit": UNIT}

@@ -31,5 +31,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build that lies on this machine's disk.
-.venv/bin/python -m pip install -q -e ".[tune]"
+.venv/bin/python -m pip install -q -e ".[tune,sign]"
 echo "edgeresnet is installed: .venv/bin/edgeresnet"

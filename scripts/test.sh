@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-.venv/bin/python -m pip install -q -e ".[test,tune]"
+.venv/bin/python -m pip install -q -e ".[test,tune,sign]"
 
 # benchmarks/arm_cost.py (tests/test_arm_cost.py) fetches LLVM 19's llvm-mca with `apt-get download`
 # into its cache, not installed: that needs apt's package lists.

@@ -8,7 +8,7 @@ Listing the zoo needs no torch; building or loading a network imports it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
 
 from .architectures import ARCHITECTURES
+from .description import ModelDescription, read_card
 
 if TYPE_CHECKING:
     from .resnet import ResNet
@@ -49,7 +50,7 @@ class ModelEntry:
     preprocessing: Preprocessing
     weights: Weights | None = None
 
-    def build(self) -> ResNet:
+    def build(self, num_classes: int | None = None, in_channels: int | None = None) -> ResNet:
         import torch
 
         from .resnet import build_resnet
@@ -58,7 +59,13 @@ class ModelEntry:
         # time, so builds from it are reproducible (and its weights are replaced anyway).
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            return build_resnet(self.arch, self.num_classes, self.in_channels)
+            return build_resnet(self.arch, num_classes or self.num_classes, in_channels or self.in_channels)
+
+    @property
+    def default_source(self) -> str:
+        if self.weights is not None:
+            return f"weights metadata of {self.name}"
+        return f"architecture default of {self.arch} ({ARCHITECTURES[self.arch].stem} preset)"
 
 
 def _zoo() -> dict[str, ModelEntry]:
@@ -93,6 +100,9 @@ class LoadedModel:
     module: ResNet
     weights_path: Path | None
     weights_sha256: str | None
+    described: Preprocessing | None = None  # from a card/options/checkpoint; None: the entry's own
+    sources: dict[str, str] = field(default_factory=dict)  # what each described value came from
+    num_classes: int | None = None
 
     @property
     def name(self) -> str:
@@ -100,22 +110,47 @@ class LoadedModel:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return self.entry.preprocessing
+        return self.described or self.entry.preprocessing
+
+    def describe(self) -> dict[str, Any]:
+        """For the report and the manifest: what the model takes, and where each part of that came from."""
+        return {"num_classes": self.num_classes or self.entry.num_classes, "preprocessing": self.preprocessing.to_dict(),
+                "sources": dict(self.sources)}
 
 
-def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None) -> LoadedModel:
-    """Build `name` and load `weights` (or the shipped weights; none for a bare architecture)."""
+# The smallest input whose last stage still sees one pixel: the stem and stages divide the side by this.
+MIN_INPUT_SIDE = {"imagenet": 32, "cifar": 4}
+
+
+def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
+               description: ModelDescription | None = None) -> LoadedModel:
+    """Build `name` with the head and input its checkpoint and description give, and load the weights.
+
+    Classes and input channels come from an option or the model card, else from the checkpoint's
+    fc.weight/conv1.weight, else the entry's defaults; preprocessing from the options, the card or
+    a preset, else the weights' metadata or the architecture's default (see description.py).
+    """
     from edgeresnet.digest import sha256_file
 
-    from .checkpoint import apply_state_dict, read_state_dict
+    from .checkpoint import apply_state_dict, checkpoint_shape, read_state_dict
+    from .description import resolve
 
     entry = get_entry(name)
-    module = entry.build()
     path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
-    if path is not None:
-        apply_state_dict(module, read_state_dict(path), f"weights {path}")
+    state = read_state_dict(path) if path is not None else None
+    classes, channels = checkpoint_shape(state) if state is not None else (None, None)
+    resolved = resolve(description, entry.preprocessing, entry.default_source, entry.num_classes,
+                       classes, channels, path.name if path else None)
+    stem = ARCHITECTURES[entry.arch].stem
+    if min(resolved.preprocessing.input_size) < MIN_INPUT_SIDE[stem]:
+        raise InputError(f"{entry.arch} needs an input of at least {MIN_INPUT_SIDE[stem]}x{MIN_INPUT_SIDE[stem]} "
+                         f"pixels, not {'x'.join(map(str, resolved.preprocessing.input_size))}")
+    module = entry.build(resolved.num_classes, resolved.channels)
+    if state is not None:
+        apply_state_dict(module, state, f"weights {path}")
     module.eval()
-    return LoadedModel(entry, module, path, sha256_file(path) if path else None)
+    return LoadedModel(entry, module, path, sha256_file(path) if path else None, resolved.preprocessing,
+                       resolved.sources, resolved.num_classes)
 
 
 def describe_models() -> list[dict[str, Any]]:
@@ -142,4 +177,4 @@ def describe_models() -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelEntry", "Weights", "describe_models", "get_entry", "load_model"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelDescription", "ModelEntry", "read_card", "Weights", "describe_models", "get_entry", "load_model"]

@@ -29,6 +29,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     # torch.save writes a zip archive; very old checkpoints are a bare pickle (protocol >= 2 starts with 0x80).
     if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
         raise InputError(f"{path}: not a readable PyTorch weights file (neither a torch.save archive nor a pickle)")
+    if magic.startswith(b"PK\x03\x04"):
+        _check_archive(path)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -49,6 +51,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if bad:
         raise InputError(f"{path}: weights hold NaN or Inf values in {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
     return loaded
+
+
+def _check_archive(path: Path) -> None:
+    """Every member's CRC-32 against the zip directory: torch.load does not check it, so flipped tensor bytes load."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable PyTorch weights file (damaged zip archive: {exc})") from None
+    if damaged is not None:
+        raise InputError(f"{path}: damaged weights file, {damaged} fails its CRC-32 check (corrupted after it was saved)")
+
+
+def checkpoint_shape(state_dict: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
+    """(classes, input channels) a ResNet state dict was trained with, read from fc.weight and conv1.weight."""
+    fc, conv1 = state_dict.get("fc.weight"), state_dict.get("conv1.weight")
+    classes = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
+    channels = int(conv1.shape[1]) if conv1 is not None and conv1.ndim == 4 else None
+    return classes, channels
 
 
 def apply_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:

@@ -18,23 +18,37 @@ import numpy as np
 
 from edgeresnet.artifact import Verification, opened, read_manifest, verify_folder
 from edgeresnet.calibration import open_dataset
+from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.evaluate import accuracy, collect_logits
 from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
-from edgeresnet.targets import backend_of, get_target
+from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.timing import latency
 
 
-def verify(artifact: str | Path) -> Verification:
-    """Check the manifest, every file's hash, the target's files, and that the target is one edgeresnet knows."""
+def verify(artifact: str | Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
+    """Check the manifest (digest, signature), every file's hash, the target's files, the manifest's claims
+    against the content, and that the target is one edgeresnet knows, described as the manifest says."""
     with opened(artifact) as folder:
-        result = _verified(folder)
-    return Verification(str(artifact), result.target, result.files)
+        result = _verified(folder, digest, public_key)
+    return Verification(str(artifact), result.target, result.files, digest=result.digest, signature=result.signature)
 
 
-def _verified(folder: Path) -> Verification:
-    result = verify_folder(folder)
-    get_target(result.target)
+def _verified(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
+    result = verify_folder(folder, digest, public_key)
+    manifest = read_manifest(folder)
+    try:
+        target = get_target(result.target)
+    except InputError as exc:
+        raise CheckFailed(f"manifest target.name: {exc}") from None
+    # The registry's description of the target against the manifest's copy: an edited target name
+    # (or backend, arch, CPU) no longer matches the rest of what was recorded at build time.
+    known = describe(target)
+    for key in ("backend", "arch", "quant_profile"):  # identity, not wording that may improve between versions
+        value = known.get(key)
+        if key in manifest["target"] and manifest["target"][key] != value:
+            raise CheckFailed(f"manifest target.{key} is {manifest['target'][key]!r}, but target {target.name} "
+                              f"has {value!r}: the manifest was edited or comes from another edgeresnet")
     return result
 
 
@@ -45,7 +59,11 @@ def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tup
         _verified(folder)
         manifest = read_manifest(folder)
         target = get_target(manifest["target"]["name"])
-        yield folder, manifest, backend_of(target).open_artifact(target, folder, manifest, emulate)
+        try:
+            runner = backend_of(target).open_artifact(target, folder, manifest, emulate)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise CheckFailed(f"{folder}: its files do not fit its manifest's target {target.name} ({exc})") from None
+        yield folder, manifest, runner
 
 
 @dataclass
@@ -78,6 +96,8 @@ class RunResult:
 
 def run_artifact(artifact: str | Path, input_spec: str, limit: int | None = None, emulate: bool = False) -> RunResult:
     """Verify the artifact, run it on images/.npy/.npz/IDX input, and return predictions and latency."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, not {limit}")
     with verified_runner(artifact, emulate) as (_, manifest, runner):
         preprocessing = Preprocessing.from_dict(manifest["input"])
         data = open_dataset(input_spec, preprocessing, limit=limit)
@@ -119,6 +139,8 @@ class BenchResult:
 
 def bench_artifact(artifact: str | Path, runs: int = 50) -> BenchResult:
     """INT8 artifact latency against its own FP32 model in ONNX Runtime, on this machine (batch as built)."""
+    if not 1 <= runs <= 100_000:
+        raise InputError(f"--runs must be 1..100000, not {runs}")
     with verified_runner(artifact) as (folder, manifest, runner):
         baseline = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32")
         shape = [manifest["input"]["batch"], *Preprocessing.from_dict(manifest["input"]).input_shape]

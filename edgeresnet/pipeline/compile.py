@@ -16,12 +16,12 @@ from typing import Any
 import onnx
 
 from edgeresnet import DEFAULT_MODEL
-from edgeresnet.artifact import pack, package_versions, write_manifest
+from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_folder, write_digest_file, write_manifest
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Evaluation, Measurement, evaluate, measure
-from edgeresnet.models import LoadedModel, load_model
+from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.quant_scheme import CalibrationMethod
 from edgeresnet.quantize import QuantizeConfig
 from edgeresnet.report import REPORT_SCHEMA, render_html
@@ -31,7 +31,8 @@ from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
 
 from . import golden
-from .frontend import Stopwatch, calibration_data, evaluation_data, export_and_quantize, log
+from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_run_options, evaluation_data,
+                       export_and_quantize, log)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
 CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
@@ -58,6 +59,9 @@ class CompileOptions:
     force: bool = False
     tar: bool = False
     progress: bool = True
+    description: ModelDescription | None = None  # the user's model card / options (head, input, preprocessing)
+    allow_low_fp32: bool = False  # go on when labelled FP32 top-1 is near chance
+    sign_key: str | None = None  # ed25519 private key (PEM): writes manifest.sig
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -72,6 +76,7 @@ class CompileOptions:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
         if self.emulated_samples < 1:
             raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
+        check_run_options(self.dynamic_batch.max if self.dynamic_batch else self.batch, self.seed)
         golden.check_samples(self.golden_samples)
 
     @property
@@ -89,13 +94,15 @@ class CompileResult:
     report: dict[str, Any]
     manifest: dict[str, Any]
     archive: Path | None = None
+    digest: str | None = None  # sha256 of manifest.json
 
     @property
     def passed(self) -> bool:
         return self.report["gate"]["passed"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"artifact": str(self.folder), "archive": str(self.archive) if self.archive else None, **self.report}
+        return {"artifact": str(self.folder), "archive": str(self.archive) if self.archive else None,
+                "digest": f"sha256:{self.digest}" if self.digest else None, **self.report}
 
 
 @dataclass
@@ -123,18 +130,26 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
         backend.check_records(target, Path(options.records))
     # Staged from the start, so a bad destination fails before any work and a kill
     # at any point leaves only a hidden .partial folder beside it.
+    if options.sign_key is not None:
+        from edgeresnet.artifact import _load_key
+
+        _load_key(options.sign_key, private=True)  # a bad key fails before any work
     with atomic_directory(destination, force=options.force) as staging:
         report, manifest = _compile_into(staging, options, target, backend, clock)
+        if options.sign_key is not None:
+            sign_folder(staging, options.sign_key)
+    digest = manifest_digest(destination)
+    write_digest_file(destination, digest)
     archive = None
     if options.tar:
         archive = destination.with_name(destination.name + ".tar.gz")
         pack(destination, archive)
-    return CompileResult(destination, report, manifest, archive)
+    return CompileResult(destination, report, manifest, archive, digest)
 
 
 def _compile_into(staging: Path, options: CompileOptions, target: Target, backend: Backend, clock: Stopwatch):
-    loaded = load_model(options.model, options.weights)
-    calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed)
+    loaded = load_model(options.model, options.weights, options.description)
+    calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed, options.model_batch)
     evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed)
     clock.lap("load")
     quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, options.method, options.model_batch,
@@ -143,6 +158,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
 
     torch_runner = TorchRunner(loaded.module)
     fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
+    fp32_warning = check_fp32_sanity(loaded, evaluation, fp32_eval.accuracy.top1 if fp32_eval.accuracy else None,
+                                     options.allow_low_fp32)
     fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
     sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
     clock.lap("sensitivity")
@@ -178,6 +195,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, _polygraphy_names(backend, int8_model, options))
     report = _report(options, quantized.config, target, loaded, calibration, evaluation, measured, sensitivity, steps)
+    report["model_description"] = loaded.describe()
+    report["warnings"] = [fp32_warning] if fp32_warning else []
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / "report.html").write_text(render_html(report, _confusion(fp32), _confusion(int8)))
@@ -237,6 +256,7 @@ def _manifest_content(options: CompileOptions, target: Target, backend: Backend,
         "model": {"name": loaded.name, "arch": loaded.entry.arch, "weights_sha256": loaded.weights_sha256,
                   "weights_file": loaded.weights_path.name if loaded.weights_path else None},
         "input": {"batch": options.model_batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict(),
+                  "num_classes": loaded.describe()["num_classes"], "sources": loaded.sources,
                   "dynamic_batch": options.dynamic_batch.__dict__ if options.dynamic_batch else None},
         "calibration": {"method": report["method"], "samples": len(calibration), "source": calibration.source,
                         "sha256": calibration.sha256, "seed": options.seed},

@@ -9,7 +9,7 @@ from typing import Any
 from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Measurement, evaluate, measure
-from edgeresnet.models import load_model
+from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.runners import OnnxRuntimeRunner, TorchRunner
 
 from .frontend import evaluation_data
@@ -28,9 +28,11 @@ class EvaluateResult:
 
 def evaluate_onnx(
     onnx_model: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, eval: str | None = None,
-    eval_samples: int | None = None, seed: int = 0, progress: bool = True,
+    eval_samples: int | None = None, seed: int = 0, progress: bool = True, description: ModelDescription | None = None,
 ) -> EvaluateResult:
-    loaded = load_model(model, weights)
+    if seed < 0:
+        raise InputError(f"--seed must be zero or more, not {seed}")
+    loaded = load_model(model, weights, description)
     data = evaluation_data(loaded, eval, eval_samples, seed)
     try:
         runner = OnnxRuntimeRunner(Path(onnx_model))

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import onnx
 
 from edgeresnet.calibration import Dataset, open_dataset
-from edgeresnet.errors import InputError
+from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.export import export_onnx_model
-from edgeresnet.models import LoadedModel, load_model
-from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
-from edgeresnet.quantize import QuantizeConfig, quantize
+from edgeresnet.models import LoadedModel, ModelDescription, load_model
+from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, QuantScheme
+from edgeresnet.quantize import CalibrationRecord, QuantizeConfig, calibrate_and_quantize
 
 BUILTIN_CALIBRATION = "fashion-mnist:train"
 BUILTIN_EVALUATION = "fashion-mnist:test"
+# Below this many images, activation ranges rest on too few samples to trust (ORT and TensorRT suggest hundreds).
+SMALL_CALIBRATION = 32
+MAX_BATCH = 1024
 
 
 def log(progress: bool, message: str) -> None:
@@ -54,12 +57,70 @@ def resolve_data(spec: str | None, default: str, loaded: LoadedModel, option: st
     return open_dataset(spec, loaded.preprocessing, limit=limit, seed=seed)
 
 
-def calibration_data(loaded: LoadedModel, calib: str | None, samples: int, seed: int) -> Dataset:
-    return resolve_data(calib, BUILTIN_CALIBRATION, loaded, "calib", samples, seed)
+def check_run_options(batch: int, seed: int) -> None:
+    """Bounds every command shares: a batch the host can hold, a seed numpy accepts."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise InputError(f"--batch must be 1..{MAX_BATCH}, not {batch}")
+    if seed < 0:
+        raise InputError(f"--seed must be zero or more, not {seed}")
+
+
+def calibration_data(loaded: LoadedModel, calib: str | None, samples: int, seed: int, batch: int = 1,
+                     progress: bool = True) -> Dataset:
+    data = resolve_data(calib, BUILTIN_CALIBRATION, loaded, "calib", samples, seed)
+    if len(data) < batch:
+        raise InputError(f"{data.source}: {len(data)} calibration image(s), fewer than one batch of {batch}; "
+                         f"pass more images or a smaller --batch")
+    if len(data) < SMALL_CALIBRATION:
+        warn(f"only {len(data)} calibration image(s) from {data.source}: INT8 ranges from so few are noisy "
+             f"(use {SMALL_CALIBRATION} or more; hundreds are better)")
+    return data
 
 
 def evaluation_data(loaded: LoadedModel, eval: str | None, samples: int | None, seed: int) -> Dataset:
-    return resolve_data(eval, BUILTIN_EVALUATION, loaded, "eval", samples, seed)
+    data = resolve_data(eval, BUILTIN_EVALUATION, loaded, "eval", samples, seed)
+    if data.class_names and not loaded.preprocessing.class_names and len(data.class_names) == (loaded.num_classes or 0):
+        # The class-folder names of labelled evaluation data name the classes when nothing else did.
+        loaded.described = replace(loaded.preprocessing, class_names=data.class_names)
+        loaded.sources["class_names"] = f"class-folder names of {data.source}"
+    return data
+
+
+def warn(message: str) -> None:
+    print(f"edgeresnet: warning: {message}", file=sys.stderr)
+
+
+def chance_gate(num_classes: int) -> float:
+    """The FP32 top-1 (percent) below which a labelled evaluation says the inputs do not match the model.
+
+    Chance plus the larger of chance itself and 10 points, but at most a third of the way from chance
+    to 100%: 20% for 10 classes, 12.7% for 37, 10.1% for 1000, 66.7% for 2.
+    """
+    chance = 100.0 / num_classes
+    return chance + min(max(chance, 10.0), (100.0 - chance) / 3)
+
+
+def check_fp32_sanity(loaded: LoadedModel, evaluation: Dataset, fp32_top1: float | None, allow: bool) -> str | None:
+    """Stop when a model with weights scores near chance in FP32: the preprocessing or labels do not match it.
+
+    A bare architecture (no weights) is at chance by construction and is not gated. Returns a
+    warning when the gate is overridden.
+    """
+    if fp32_top1 is None or evaluation.labels is None or loaded.weights_path is None:
+        return None
+    classes = loaded.num_classes or loaded.entry.num_classes
+    gate = chance_gate(classes)
+    if fp32_top1 >= gate:
+        return None
+    sources = loaded.sources
+    message = (f"FP32 top-1 {fp32_top1:.2f}% on {len(evaluation)} labelled images from {evaluation.source} is near chance "
+               f"({100 / classes:.2f}% for {classes} classes; the gate is {gate:.2f}%): the preprocessing (mean/std, "
+               f"pixel scale, input size, channel order; from {sources.get('normalization', 'defaults')}) or the labels "
+               f"probably do not match the model")
+    if not allow:
+        raise CheckFailed(message + "; describe the model with --card or the preprocessing options, "
+                                    "or pass --allow-low-fp32 to go on")
+    return message + " (--allow-low-fp32 given)"
 
 
 @dataclass
@@ -71,26 +132,34 @@ class Quantized:
     config: QuantizeConfig
     fp32: onnx.ModelProto
     int8: onnx.ModelProto
+    record: CalibrationRecord  # the calibration's options and the stability of its scales
 
 
 def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: QuantScheme,
-                        method: CalibrationMethod | str | None = None, batch: int = 1, dynamic_batch: bool = False,
+                        method: CalibrationOptions | CalibrationMethod | str | None = None, batch: int = 1, dynamic_batch: bool = False,
                         progress: bool = True, clock: Stopwatch | None = None) -> Quantized:
     fp32 = export_onnx_model(loaded, batch=batch, dynamic_batch=dynamic_batch)
     if clock:
         clock.lap("export")
-    config = QuantizeConfig(scheme=scheme, method=method)
+    config = QuantizeConfig(scheme=scheme, calibration=method)
     log(progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
-    int8 = quantize(fp32, calibration.images, config, progress)
+    quantization = calibrate_and_quantize(fp32, calibration.images, config, progress)
+    stability = quantization.calibration.stability
+    if stability.max_relative_change is not None:
+        log(progress, f"calibration: largest activation scale change, first {stability.half_samples} samples vs all: "
+                      f"{stability.max_relative_change:.1%} ({stability.tensor})")
+    if quantization.calibration.warning:  # shown even without progress output: the user must see it
+        print(f"warning: {quantization.calibration.warning}", file=sys.stderr)
     if clock:
         clock.lap("quantize")
-    return Quantized(loaded, calibration, config, fp32, int8)
+    return Quantized(loaded, calibration, config, fp32, quantization.model, quantization.calibration)
 
 
 def load_and_quantize(model: str, weights: str | None, calib: str | None, calib_samples: int, seed: int,
-                      scheme: QuantScheme, method: CalibrationMethod | str | None = None, batch: int = 1,
-                      progress: bool = True) -> Quantized:
+                      scheme: QuantScheme, method: CalibrationOptions | CalibrationMethod | str | None = None, batch: int = 1,
+                      progress: bool = True, description: ModelDescription | None = None) -> Quantized:
     """The whole front half for commands that need no evaluation data."""
-    loaded = load_model(model, weights)
-    calibration = calibration_data(loaded, calib, calib_samples, seed)
+    check_run_options(batch, seed)
+    loaded = load_model(model, weights, description)
+    calibration = calibration_data(loaded, calib, calib_samples, seed, batch)
     return export_and_quantize(loaded, calibration, scheme, method, batch, progress=progress)

@@ -11,6 +11,8 @@ from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.quantize import quantized_layers
 from edgeresnet.targets import get_quant_scheme
 
+from edgeresnet.models import ModelDescription
+
 from .frontend import load_and_quantize
 
 
@@ -30,9 +32,10 @@ class QuantizeResult:
 def quantize_model(
     output: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, scheme: str = "onnxruntime",
     calib: str | None = None, calib_samples: int = 512, method: str | None = None, seed: int = 0, batch: int = 1,
-    progress: bool = True,
+    progress: bool = True, description: ModelDescription | None = None,
 ) -> QuantizeResult:
-    quantized = load_and_quantize(model, weights, calib, calib_samples, seed, get_quant_scheme(scheme), method, batch, progress)
+    quantized = load_and_quantize(model, weights, calib, calib_samples, seed, get_quant_scheme(scheme), method, batch, progress,
+                                  description)
     write_bytes_atomically(output, quantized.int8.SerializeToString())
     return QuantizeResult(str(output), quantized.config.scheme.name, quantized.config.method.value, len(quantized.calibration),
                           quantized.calibration.sha256, len(quantized_layers(quantized.int8)))

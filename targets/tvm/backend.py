@@ -17,6 +17,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -203,6 +204,7 @@ class TvmBackend(Backend):
         host_executable, _, _ = compile_integer_module(context.int8_model, input_shape, host_target)
         host_executable.export_library(str(host_dir / LIBRARY))
         host = TvmHostRunner(host_dir / LIBRARY, context.batch, threads, f"host build of the same integer module, {host_target['mcpu']}")
+        weakref.finalize(host, shutil.rmtree, str(host_dir), True)  # its folder goes when the runner does (or at exit)
         try:
             emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
             return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples,

@@ -1,0 +1,226 @@
+"""What a user says about their own model: head, input and preprocessing, from options or a model card.
+
+A model card is a small JSON or TOML file (like torchvision's weight metadata) with any of
+these keys; options given on the command line override it, and it overrides the defaults:
+
+    preset = "imagenet"            # imagenet | cifar | unit: a starting point for the keys below
+    num_classes = 37               # default: read from the checkpoint's fc.weight
+    input_size = [224, 224]        # or one number for a square input
+    channels = 3                   # default: read from the checkpoint's conv1.weight
+    mean = [0.485, 0.456, 0.406]   # per channel, on pixels scaled by pixel_scale
+    std = [0.229, 0.224, 0.225]
+    pixel_scale = 1                # 1: mean/std on [0, 1] pixels; 255: on 0..255 pixels
+    resize = 256                   # shorter side, then center crop to input_size; omit (or 0) to resize straight
+    channel_order = "RGB"          # or "BGR"
+    class_names = ["cat", "dog"]   # or class_names_file = "classes.txt" (one per line, beside the card)
+
+Every resolved value records where it came from (the card, an option, the checkpoint, the
+weights' metadata, or the architecture's default), for the report and the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edgeresnet.errors import InputError
+from edgeresnet.preprocessing import PRESETS, Preprocessing
+
+CARD_KEYS = ("preset", "num_classes", "input_size", "channels", "mean", "std", "pixel_scale", "resize",
+             "channel_order", "class_names", "class_names_file")
+MAX_INPUT_SIDE = 4096
+MAX_CLASSES = 100_000
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything optional: None means "not said", and the next source down decides."""
+
+    card: str | None = None
+    preset: str | None = None
+    num_classes: int | None = None
+    input_size: tuple[int, int] | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    pixel_scale: float | None = None
+    resize: int | None = None  # 0: resize straight to the input size
+    channel_order: str | None = None
+    class_names: tuple[str, ...] | None = None
+    class_names_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise InputError(f"unknown preprocessing preset {self.preset!r}; known: {', '.join(PRESETS)}")
+        if self.num_classes is not None and not 1 <= self.num_classes <= MAX_CLASSES:
+            raise InputError(f"the number of classes must be 1..{MAX_CLASSES}, not {self.num_classes}")
+        if self.input_size is not None and not all(1 <= v <= MAX_INPUT_SIDE for v in self.input_size):
+            raise InputError(f"input size must be 1..{MAX_INPUT_SIDE} pixels a side, not {list(self.input_size)}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise InputError(f"channels must be 1 or 3, not {self.channels}")
+
+    @property
+    def given(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "card" and getattr(self, f.name) is not None}
+
+    @classmethod
+    def parse_size(cls, text: str) -> tuple[int, int]:
+        """'96', '96x96' or '224,160' (height, width)."""
+        parts = text.lower().replace("x", ",").split(",")
+        try:
+            values = [int(p) for p in parts if p.strip()]
+        except ValueError:
+            raise InputError(f"input size must be N or HxW, not {text!r}") from None
+        if len(values) not in (1, 2):
+            raise InputError(f"input size must be N or HxW, not {text!r}")
+        return (values[0], values[-1])
+
+    @classmethod
+    def parse_floats(cls, text: str, what: str) -> tuple[float, ...]:
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(f"{what} must be comma-separated numbers, not {text!r}") from None
+
+
+def read_card(path: str | Path) -> ModelDescription:
+    """A model card (JSON, or TOML by its .toml suffix) as a description; unknown keys are refused."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the model card ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} model card ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a model card is a table of keys ({', '.join(CARD_KEYS)})")
+    unknown = sorted(set(data) - set(CARD_KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown model-card key(s) {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}")
+    try:
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ("num_classes", "channels"):
+                values[key] = _integer(value, key)
+            elif key == "input_size":
+                size = [value] if isinstance(value, (int, float)) else list(value)
+                if len(size) not in (1, 2):
+                    raise ValueError("input_size is N or [height, width]")
+                values[key] = (_integer(size[0], key), _integer(size[-1], key))
+            elif key in ("mean", "std"):
+                values[key] = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
+            elif key == "pixel_scale":
+                values[key] = float(value)
+            elif key == "resize":
+                values[key] = 0 if value in (None, 0, False) else _integer(value, key)
+            elif key == "class_names":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("class_names is a list of strings")
+                values[key] = tuple(value)
+            elif key == "class_names_file":
+                values[key] = str(path.parent / str(value))
+            else:
+                values[key] = str(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: bad model card value: {exc}") from None
+    return ModelDescription(card=str(path), **values)
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"{key} must be an integer, not {value!r}")
+    return int(value)
+
+
+def read_class_names(path: str | Path) -> tuple[str, ...]:
+    try:
+        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read class names ({getattr(exc, 'strerror', None) or exc})") from None
+    if not names:
+        raise InputError(f"{path}: no class names (one per line)")
+    return tuple(names)
+
+
+def merged(options: ModelDescription | None) -> tuple[ModelDescription, dict[str, str]]:
+    """The card (if any) overridden by the options, and which of the two each given value came from."""
+    options = options or ModelDescription()
+    card = read_card(options.card) if options.card else ModelDescription()
+    sources = {key: f"model card {options.card}" for key in card.given}
+    sources.update({key: "command-line option" for key in options.given})
+    combined = replace(card, **options.given, card=options.card)
+    if combined.class_names is None and combined.class_names_file:
+        combined = replace(combined, class_names=read_class_names(combined.class_names_file))
+        sources["class_names"] = f"{sources.pop('class_names_file')} ({combined.class_names_file})"
+    return combined, sources
+
+
+@dataclass(frozen=True)
+class Resolved:
+    num_classes: int
+    channels: int
+    preprocessing: Preprocessing
+    sources: dict[str, str]  # field -> where its value came from
+
+
+def resolve(description: ModelDescription | None, base: Preprocessing, base_source: str, base_classes: int,
+            checkpoint_classes: int | None, checkpoint_channels: int | None, checkpoint_name: str | None) -> Resolved:
+    """Classes, channels and preprocessing: options > card > checkpoint > weights metadata / architecture default."""
+    given, sources = merged(description)
+    if given.preset:
+        base, base_source = PRESETS[given.preset], f"preset {given.preset} ({sources['preset']})"
+    resolved_sources = {"normalization": base_source, "input_size": base_source, "class_names": base_source}
+
+    classes, classes_source = base_classes, base_source
+    if checkpoint_classes is not None:
+        classes, classes_source = checkpoint_classes, f"fc.weight of {checkpoint_name}"
+    if given.num_classes is not None:
+        if checkpoint_classes is not None and given.num_classes != checkpoint_classes:
+            raise InputError(f"{sources['num_classes']} says {given.num_classes} classes, but fc.weight of "
+                             f"{checkpoint_name} has {checkpoint_classes} rows")
+        classes, classes_source = given.num_classes, sources["num_classes"]
+    channels, channels_source = base.channels, base_source
+    if checkpoint_channels is not None:
+        channels, channels_source = checkpoint_channels, f"conv1.weight of {checkpoint_name}"
+    if given.channels is not None:
+        if checkpoint_channels is not None and given.channels != checkpoint_channels:
+            raise InputError(f"{sources['channels']} says {given.channels} channels, but conv1.weight of "
+                             f"{checkpoint_name} takes {checkpoint_channels}")
+        channels, channels_source = given.channels, sources["channels"]
+
+    mean, std = base.mean, base.std
+    if channels != base.channels and given.mean is None:
+        # A 3-channel default for a 1-channel network (or back): the channel average, and said so.
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+        resolved_sources["normalization"] = f"{base_source}, averaged over channels for {channels}-channel input"
+    changes: dict[str, Any] = {"channels": channels, "mean": mean, "std": std}
+    for key in ("input_size", "mean", "std", "pixel_scale", "channel_order", "resize"):
+        value = getattr(given, key)
+        if value is None:
+            continue
+        changes[key] = (None if value == 0 else value) if key == "resize" else value
+        resolved_sources["input_size" if key == "input_size" else "normalization"] = sources[key]
+    if given.input_size is not None and given.resize is None and base.resize is not None:
+        # A preset's resize (256 for 224) scales with the input: keep its ratio.
+        changes["resize"] = round(base.resize * min(given.input_size) / min(base.input_size))
+    names = given.class_names if given.class_names is not None else base.class_names
+    if given.class_names is not None:
+        resolved_sources["class_names"] = sources["class_names"]
+    if names and len(names) != classes:
+        if given.class_names is not None:
+            raise InputError(f"{resolved_sources['class_names']} names {len(names)} classes, the model has {classes}")
+        names, resolved_sources["class_names"] = (), "none (the default names do not fit this head)"
+    if not names:
+        resolved_sources["class_names"] = "none given (predictions are class indices)"
+    changes["class_names"] = tuple(names)
+    try:
+        preprocessing = replace(base, **changes)
+    except ValueError as exc:
+        raise InputError(f"preprocessing: {exc}") from None
+    resolved_sources.update(num_classes=classes_source, channels=channels_source)
+    return Resolved(classes, channels, preprocessing, resolved_sources)
