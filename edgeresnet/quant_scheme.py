@@ -1,14 +1,17 @@
-"""What a backend asks of a Q/DQ graph: one typed `QuantScheme` per backend, and the calibration methods.
+"""What a backend asks of a Q/DQ graph: one typed `QuantScheme` per backend, and the calibration methods
+with their typed options.
 
 Light on purpose (no onnx, no numpy): every backend declares the scheme it consumes,
 and listing targets must not load the quantizer. `edgeresnet.quantize` turns a
-scheme into ONNX Runtime's string-keyed options in exactly one place.
+scheme into ONNX Runtime's string-keyed options in exactly one place; the
+calibrators themselves live in `edgeresnet.calibrators`.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Union
 
 from edgeresnet.errors import InputError
 
@@ -24,6 +27,75 @@ class CalibrationMethod(str, enum.Enum):
             return cls(value)
         except ValueError:
             raise InputError(f"unknown calibration method {value!r}; choose {', '.join(m.value for m in cls)}") from None
+
+
+@dataclass(frozen=True)
+class MinMaxOptions:
+    """The observed minimum and maximum of each activation."""
+
+    method: ClassVar[CalibrationMethod] = CalibrationMethod.MINMAX
+
+    def to_dict(self) -> dict:
+        return {"method": self.method.value}
+
+
+@dataclass(frozen=True)
+class PercentileOptions:
+    """Clip each activation at a percentile of its values.
+
+    The defaults are ONNX Runtime's (create_calibrator: 2048 bins of |x|, 99.999),
+    so that the TVM profile's ranges did not change when edgeresnet took over the calibration.
+    """
+
+    percentile: float = 99.999
+    num_bins: int = 2048
+    method: ClassVar[CalibrationMethod] = CalibrationMethod.PERCENTILE
+
+    def __post_init__(self) -> None:
+        if not 90.0 <= self.percentile < 100.0:
+            raise InputError(f"--percentile must be in [90, 100), not {self.percentile}")
+        if self.num_bins < 16:
+            raise InputError(f"a percentile histogram needs at least 16 bins, not {self.num_bins}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method.value, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class EntropyOptions:
+    """The clipping threshold that minimizes the KL divergence between an activation's histogram and its int8 image.
+
+    The numbers are TensorRT's (IInt8EntropyCalibrator2, "8-bit Inference with TensorRT",
+    Migacz, GTC 2017) as NVIDIA's pytorch-quantization implements them
+    (calib/histogram.py, `_compute_amax_entropy`): a histogram of |x| in 2048 bins from 0,
+    candidate thresholds at every bin edge from the 128th on, each candidate's bins
+    merged into 128 quantized bins (the non-negative half of int8).
+    """
+
+    num_bins: int = 2048
+    num_quantized_bins: int = 128
+    method: ClassVar[CalibrationMethod] = CalibrationMethod.ENTROPY
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.num_quantized_bins <= self.num_bins:
+            raise InputError(f"entropy calibration needs 2 <= quantized bins <= bins, not {self.num_quantized_bins} of {self.num_bins}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method.value, **asdict(self)}
+
+
+CalibrationOptions = Union[MinMaxOptions, PercentileOptions, EntropyOptions]
+_OPTIONS = {options.method: options for options in (MinMaxOptions, PercentileOptions, EntropyOptions)}
+
+
+def calibration_options(method: "CalibrationMethod | str", percentile: float | None = None) -> CalibrationOptions:
+    """The typed options of a method chosen by name; `percentile` only for the percentile method."""
+    method = CalibrationMethod.parse(method)
+    if percentile is not None:
+        if method is not CalibrationMethod.PERCENTILE:
+            raise InputError(f"--percentile applies to the percentile method, not {method.value}")
+        return PercentileOptions(percentile=percentile)
+    return _OPTIONS[method]()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""INT8 post-training quantization with ONNX Runtime's `quantize_static`, configured per backend.
+"""INT8 post-training quantization: edgeresnet's calibrators, then ONNX Runtime's Q/DQ quantizer, configured per backend.
 
 Backends accept different Q/DQ graphs, so each declares a typed `QuantScheme`
 (`edgeresnet.quant_scheme`); it is translated into ORT's string-keyed options in
-exactly one place (`QuantScheme.ort_options`). Two graph edits that ORT does not offer follow:
+exactly one place (`QuantScheme.ort_options`). The calibration method and its
+options are typed too (`edgeresnet.calibrators`). Two graph edits that ORT does not offer follow:
 residual-aware placement on Adds (TensorRT), and removing a layer's Q/DQ to keep
 it in float (fallback, for any backend).
 """
@@ -22,8 +23,10 @@ import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
+from edgeresnet.calibrators import ScaleStability, calibrate, create_calibrator, scale_stability, tensors_to_calibrate
 from edgeresnet.errors import InputError
-from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
+from edgeresnet.quant_scheme import (CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions,
+                                     QuantScheme, calibration_options)
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
@@ -31,21 +34,46 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 @dataclass(frozen=True)
 class QuantizeConfig:
     scheme: QuantScheme  # the Q/DQ graph the consuming backend wants
-    method: CalibrationMethod | None = None  # None: the scheme's own calibration method
-    percentile: float = 99.999  # for CalibrationMethod.PERCENTILE
+    # Typed options, or a method by name (its default options); None: the scheme's own method.
+    calibration: CalibrationOptions | CalibrationMethod | str | None = None
     per_channel: bool = True
     float_nodes: tuple[str, ...] = ()  # nodes kept in float from the start
 
     def __post_init__(self) -> None:
-        method = self.scheme.calibration if self.method is None else CalibrationMethod.parse(self.method)
-        object.__setattr__(self, "method", method)
-        if not 90.0 <= self.percentile < 100.0:
-            raise InputError(f"percentile must be in [90, 100), not {self.percentile}")
+        if not isinstance(self.calibration, (MinMaxOptions, PercentileOptions, EntropyOptions)):
+            object.__setattr__(self, "calibration", calibration_options(self.calibration or self.scheme.calibration))
+
+    @property
+    def method(self) -> CalibrationMethod:
+        return self.calibration.method
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """What calibration ran, for report.json and manifest.json."""
+
+    options: CalibrationOptions
+    samples: int
+    stability: ScaleStability
+
+    @property
+    def warning(self) -> str | None:
+        return self.stability.warning(self.samples)
+
+    def to_dict(self) -> dict:
+        return {**self.options.to_dict(), "samples": self.samples, "stability": self.stability.to_dict(),
+                "warning": self.warning}
+
+
+@dataclass(frozen=True)
+class Quantization:
+    model: onnx.ModelProto
+    calibration: CalibrationRecord
 
 
 @contextlib.contextmanager
 def _quiet_onnxruntime():
-    """ORT's calibrators print progress with print() and warn through the root logger."""
+    """ORT's quantizer warns through the root logger."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -56,68 +84,55 @@ def _quiet_onnxruntime():
         root.setLevel(level)
 
 
-class _ArrayReader:
-    """CalibrationDataReader over preprocessed samples, batched as the model's input allows."""
-
-    def __init__(self, input_name: str, images: np.ndarray, batch: int, progress: bool):
-        self.input_name = input_name
-        self.chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
-        if len(self.chunks[-1]) != batch:  # a static-batch model takes only full batches
-            self.chunks[-1] = np.concatenate([self.chunks[-1], images[: batch - len(self.chunks[-1])]])
-        self.bar = tqdm(total=len(images), desc="calibrating", unit="img", disable=None if progress else True, leave=False)
-        self.position = 0
-
-    def get_next(self):
-        if self.position >= len(self.chunks):
-            self.bar.close()
-            return None
-        chunk = self.chunks[self.position]
-        self.position += 1
-        self.bar.update(len(chunk))
-        return {self.input_name: np.ascontiguousarray(chunk, dtype=np.float32)}
-
-    def rewind(self):
-        self.position = 0
-
-
 def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeConfig, progress: bool = True) -> onnx.ModelProto:
     """A Q/DQ INT8 model of `model`, calibrated on `calibration` (float32 NCHW, preprocessed)."""
+    return calibrate_and_quantize(model, calibration, config, progress).model
+
+
+def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeConfig,
+                           progress: bool = True) -> Quantization:
+    """Calibrate with edgeresnet's calibrators, then place Q/DQ with ONNX Runtime's QDQQuantizer.
+
+    These are the steps of ORT's `quantize_static` (same model preparation, same
+    quantizer and arguments), with the calibration step replaced: `quantize_static`
+    cannot pass the entropy calibrator its bin counts. The calibration is run at the
+    model's own batch (32 for a dynamic batch), as ORT's was.
+    """
     from onnxruntime.quantization import CalibrationMethod as OrtMethod
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
     scheme = config.scheme
     if len(calibration) == 0:
         raise InputError("no calibration samples")
-    graph_input = model.graph.input[0]
-    dim = graph_input.type.tensor_type.shape.dim[0]
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 32
-    method = {
+    ort_method = {
         CalibrationMethod.MINMAX: OrtMethod.MinMax,
         CalibrationMethod.ENTROPY: OrtMethod.Entropy,
         CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
     }[config.method]
-    options = scheme.ort_options()
-    if config.method is CalibrationMethod.PERCENTILE:
-        options["CalibPercentile"] = config.percentile
-    # Not CalibMaxIntermediateOutputs: ORT 1.32 clears the collected batches
-    # without merging them. MinMax reduces inside the augmented graph anyway.
     activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
+    calibrator = create_calibrator(config.calibration)
+    passes = 1 + calibrator.histogram_passes
+    bar = tqdm(total=passes * -(-len(calibration) // batch) * batch, desc=f"calibrating ({config.method.value})",
+               unit="img", disable=None if progress else True, leave=False)
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime(), bar:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         onnx.save(onnx.shape_inference.infer_shapes(model), source)
-        quantize_static(
-            str(source), str(target),
-            _ArrayReader(graph_input.name, calibration, batch, progress),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(scheme.op_types),
-            per_channel=config.per_channel,
-            activation_type=activation_type,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(config.float_nodes),
-            calibrate_method=method,
-            calibration_providers=["CPUExecutionProvider"],
-            extra_options=options,
-        )
+        # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
+        # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
+        prepared = load_model_with_shape_infer(source)
+        run = calibrate(prepared, tensors_to_calibrate(prepared, scheme.op_types), calibration, batch, calibrator,
+                        on_batch=bar.update)
+        ranges = TensorsData(ort_method, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+                                          for name, (lo, hi) in run.ranges.items()})
+        quantizer = QDQQuantizer(prepared, config.per_channel, False, QuantType.QInt8, activation_type, ranges,
+                                 [], list(config.float_nodes), list(scheme.op_types), scheme.ort_options())
+        quantizer.quantize_model()
+        quantizer.model.save_model_to_file(str(target))
         quantized = onnx.load(target)
     if scheme.residual_aware:
         quantized = place_residual_qdq(quantized)
@@ -125,7 +140,8 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeCo
     metadata.update({"edgeresnet.quant_profile": scheme.name, "edgeresnet.calibration_method": config.method.value})
     onnx.helper.set_model_props(quantized, metadata)
     onnx.checker.check_model(quantized)
-    return quantized
+    record = CalibrationRecord(config.calibration, run.samples, scale_stability(run, scheme.activation_symmetric))
+    return Quantization(quantized, record)
 
 
 # --- graph edits --------------------------------------------------------------

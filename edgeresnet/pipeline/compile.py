@@ -22,8 +22,8 @@ from edgeresnet.calibration import Dataset
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Evaluation, Measurement, evaluate, measure
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
-from edgeresnet.quant_scheme import CalibrationMethod
-from edgeresnet.quantize import QuantizeConfig
+from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
+from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import REPORT_SCHEMA, render_html
 from edgeresnet.runners import TorchRunner
 from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity
@@ -46,6 +46,7 @@ class CompileOptions:
     calib: str | None = None  # default: the built-in training split, for models trained on it
     eval: str | None = None  # default: the built-in test split (all 10,000 images)
     method: CalibrationMethod | None = None  # None: the backend's quantization scheme chooses
+    percentile: float | None = None  # the percentile method's percentile (--percentile); None: its default
     calib_samples: int = 512
     eval_samples: int | None = None
     seed: int = 0
@@ -66,6 +67,8 @@ class CompileOptions:
     def __post_init__(self) -> None:
         if self.method is not None:
             object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.percentile is not None:  # refused here already if out of range or given with another method
+            calibration_options(self.method or CalibrationMethod.PERCENTILE, self.percentile)
         if self.calib_samples < 1:
             raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
         if self.eval_samples is not None and self.eval_samples < 1:
@@ -152,7 +155,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed, options.model_batch)
     evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed)
     clock.lap("load")
-    quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, options.method, options.model_batch,
+    calibrator = calibration_options(options.method or backend.quant_scheme.calibration, options.percentile)
+    quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
                                     options.dynamic_batch is not None, options.progress, clock)
     int8_model = quantized.int8
 
@@ -194,9 +198,9 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, _polygraphy_names(backend, int8_model, options))
-    report = _report(options, quantized.config, target, loaded, calibration, evaluation, measured, sensitivity, steps)
+    report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured, sensitivity, steps)
     report["model_description"] = loaded.describe()
-    report["warnings"] = [fp32_warning] if fp32_warning else []
+    report["warnings"] = [warning for warning in (fp32_warning, quantized.record.warning) if warning]
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / "report.html").write_text(render_html(report, _confusion(fp32), _confusion(int8)))
@@ -220,7 +224,7 @@ def _confusion(evaluation: Evaluation) -> list[list[int]] | None:
     return evaluation.accuracy.confusion if evaluation.accuracy else None
 
 
-def _report(options: CompileOptions, config: QuantizeConfig, target: Target, loaded: LoadedModel, calibration: Dataset,
+def _report(options: CompileOptions, config: QuantizeConfig, record: CalibrationRecord, target: Target, loaded: LoadedModel, calibration: Dataset,
             evaluation: Dataset, measured: _Measured, sensitivity: list[LayerSensitivity], steps) -> dict:
     build, result = measured.build, measured.measurement
     return {
@@ -230,7 +234,7 @@ def _report(options: CompileOptions, config: QuantizeConfig, target: Target, loa
         "quant_profile": config.scheme.name,
         "method": config.method.value,
         "samples": len(calibration),
-        "calibration": calibration.describe(),
+        "calibration": {**calibration.describe(), **record.to_dict()},  # the data, the method, its options, stability
         "evaluation": evaluation.describe(),
         "class_names": list(loaded.preprocessing.class_names),
         "fp32": result.fp32.to_dict(),
@@ -259,7 +263,8 @@ def _manifest_content(options: CompileOptions, target: Target, backend: Backend,
                   "num_classes": loaded.describe()["num_classes"], "sources": loaded.sources,
                   "dynamic_batch": options.dynamic_batch.__dict__ if options.dynamic_batch else None},
         "calibration": {"method": report["method"], "samples": len(calibration), "source": calibration.source,
-                        "sha256": calibration.sha256, "seed": options.seed},
+                        "sha256": calibration.sha256, "seed": options.seed,
+                        **{k: v for k, v in report["calibration"].items() if k not in ("source", "sha256", "labelled")}},
         "target": {**describe(target), "files": build.files},
         "toolchain": {**package_versions(CORE_PACKAGES), **backend.toolchain(target)},
         **build.provenance,

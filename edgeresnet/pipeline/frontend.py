@@ -148,8 +148,8 @@ def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: Quant
     if stability.max_relative_change is not None:
         log(progress, f"calibration: largest activation scale change, first {stability.half_samples} samples vs all: "
                       f"{stability.max_relative_change:.1%} ({stability.tensor})")
-    if quantization.calibration.warning:  # shown even without progress output: the user must see it
-        print(f"warning: {quantization.calibration.warning}", file=sys.stderr)
+    if quantization.calibration.warning:
+        warn(quantization.calibration.warning)
     if clock:
         clock.lap("quantize")
     return Quantized(loaded, calibration, config, fp32, quantization.model, quantization.calibration)
