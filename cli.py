@@ -170,6 +170,8 @@ calib_options = [
     click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
     click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
                  help="Calibration method [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
+    click.option("--percentile", type=float, default=None,
+                 help="The percentile method's clipping percentile, in [90, 100) [default: 99.999]."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),
 ]
 eval_options = [
@@ -255,7 +257,7 @@ def _print_summary(report: dict) -> None:
               help="ed25519 private key (PEM; openssl genpkey -algorithm ed25519): signs manifest.json into manifest.sig.")
 @with_description
 @json_option
-def compile_command(target, model, weights, calib, calib_samples, method, seed, eval_data, eval_samples, max_drop, batch,
+def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, max_drop, batch,
                     dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json,
                     description, allow_low_fp32, sign_key):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
@@ -263,7 +265,7 @@ def compile_command(target, model, weights, calib, calib_samples, method, seed, 
 
     result = edgeresnet.compile(edgeresnet.CompileOptions(
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
-        method=method, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
+        method=method, percentile=percentile, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
         emulated_samples=emulated_samples, golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
         description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key,
@@ -320,12 +322,13 @@ def tune(target, records, model, weights, calib, calib_samples, trials, max_kern
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the INT8 Q/DQ .onnx.")
 @with_description
 @json_option
-def quantize(model, weights, scheme, calib, calib_samples, method, seed, batch, output, as_json, description):
+def quantize(model, weights, scheme, calib, calib_samples, method, percentile, seed, batch, output, as_json, description):
     """Quantize a model to INT8 Q/DQ ONNX with calibration data (no target build, no evaluation)."""
     import edgeresnet
 
     result = edgeresnet.quantize_model(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, scheme=scheme,
-                                       calib=calib, calib_samples=calib_samples, method=method, seed=seed, batch=batch,
+                                       calib=calib, calib_samples=calib_samples, method=method, percentile=percentile,
+                                       seed=seed, batch=batch,
                                        progress=not as_json, description=description)
     _emit(result, as_json, lambda r: click.echo(
         f"wrote {r.path} ({r.profile} scheme, {r.method}, {r.samples} samples, {r.quantized_layers} quantized layers)"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeresnet import DEFAULT_MODEL
 from edgeresnet.atomic import write_bytes_atomically
+from edgeresnet.quant_scheme import calibration_options
 from edgeresnet.quantize import quantized_layers
 from edgeresnet.targets import get_quant_scheme
 
@@ -24,6 +25,7 @@ class QuantizeResult:
     samples: int
     calibration_sha256: str
     quantized_layers: int
+    calibration: dict[str, Any]  # the method, its options and the stability of the scales
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -32,10 +34,12 @@ class QuantizeResult:
 def quantize_model(
     output: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, scheme: str = "onnxruntime",
     calib: str | None = None, calib_samples: int = 512, method: str | None = None, seed: int = 0, batch: int = 1,
-    progress: bool = True, description: ModelDescription | None = None,
+    progress: bool = True, description: ModelDescription | None = None, percentile: float | None = None,
 ) -> QuantizeResult:
-    quantized = load_and_quantize(model, weights, calib, calib_samples, seed, get_quant_scheme(scheme), method, batch, progress,
+    quant_scheme = get_quant_scheme(scheme)
+    calibrator = calibration_options(method or quant_scheme.calibration, percentile)
+    quantized = load_and_quantize(model, weights, calib, calib_samples, seed, quant_scheme, calibrator, batch, progress,
                                   description)
     write_bytes_atomically(output, quantized.int8.SerializeToString())
     return QuantizeResult(str(output), quantized.config.scheme.name, quantized.config.method.value, len(quantized.calibration),
-                          quantized.calibration.sha256, len(quantized_layers(quantized.int8)))
+                          quantized.calibration.sha256, len(quantized_layers(quantized.int8)), quantized.record.to_dict())
