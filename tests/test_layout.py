@@ -163,7 +163,7 @@ print("\\n" + json.dumps({"code": code, "heavy": heavy[:5]}))
 
 
 def _light_run(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", LIGHT_PROBE, json.dumps(args)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", LIGHT_PROBE, json.dumps(args)], capture_output=True, text=True, timeout=600)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
