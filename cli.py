@@ -74,6 +74,46 @@ def _scheme_choice() -> RegistryChoice:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+description_options = [
+    click.option("--card", type=click.Path(dir_okay=False), default=None,
+                 help="Model card (JSON, or TOML by suffix): num_classes, input_size, channels, mean, std, pixel_scale, resize, "
+                      "channel_order, class_names(_file), preset; these options override it. What was used, and from where, goes into the report and manifest."),
+    click.option("--preset", default=None, help="Preprocessing preset: imagenet (224, resize 256, ImageNet mean/std), "
+                 "cifar (32, CIFAR mean/std), unit (plain [0,1] pixels) [default: the weights' metadata, else the architecture's: "
+                 "imagenet for resnet18..152, cifar for resnet20..110]."),
+    click.option("--num-classes", type=int, default=None, help="Classes of the head [default: rows of the checkpoint's fc.weight]."),
+    click.option("--input-size", default=None, metavar="N|HxW", help="Network input size [default: the preset's]."),
+    click.option("--channels", type=int, default=None, help="Input channels, 1 or 3 [default: the checkpoint's conv1.weight]."),
+    click.option("--mean", default=None, metavar="M[,M,M]", help="Per-channel mean, on pixels scaled by --pixel-scale."),
+    click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
+    click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
+    click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order of 3-channel input."),
+    click.option("--class-names", "class_names_file", type=click.Path(dir_okay=False), default=None,
+                 help="File of class names, one per line [default: the card's, else labelled class-folder names]."),
+]
+
+
+def with_description(f):
+    """Adds the model-description options; the command gets them as one `description` (None when none given)."""
+    @functools.wraps(f)
+    def wrapper(*args, card, preset, num_classes, input_size, channels, mean, std, pixel_scale, resize, channel_order,
+                class_names_file, **kwargs):
+        from edgeresnet.models import ModelDescription
+
+        given = dict(card=card, preset=preset, num_classes=num_classes, channels=channels, pixel_scale=pixel_scale,
+                     resize=resize, channel_order=channel_order, class_names_file=class_names_file,
+                     input_size=ModelDescription.parse_size(input_size) if input_size else None,
+                     mean=ModelDescription.parse_floats(mean, "--mean") if mean else None,
+                     std=ModelDescription.parse_floats(std, "--std") if std else None)
+        given = {k: v for k, v in given.items() if v is not None}
+        return f(*args, description=ModelDescription(**given) if given else None, **kwargs)
+    for option in reversed(description_options):
+        wrapper = option(wrapper)
+    return wrapper
+
 model_option = click.option("--model", default=None, help="Model name from `edgeresnet models` [default: resnet20-fmnist].")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False), default=None,
                               help="A .pt/.pth state dict (torchvision key names) instead of the shipped weights.")
@@ -128,13 +168,15 @@ def targets(as_json: bool) -> None:
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic (overrides --batch).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17: TensorRT 8.5/8.6 parse it).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the .onnx file.")
+@with_description
 @json_option
-def export(model, weights, batch, dynamic_batch, opset, output, as_json) -> None:
+def export(model, weights, batch, dynamic_batch, opset, output, as_json, description) -> None:
     """Export a model to ONNX with BatchNorm folded, checked against PyTorch in ONNX Runtime."""
     import edgeresnet
 
     result = edgeresnet.export(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
-                               batch=batch, dynamic_batch=dynamic_batch, opset=opset)
+                               batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                               description=description)
     _emit(result.to_dict(), as_json, lambda r: click.echo(
         f"wrote {r['path']} (opset {r['opset']}, input {r['input_shape']}); "
         f"ONNX Runtime vs PyTorch max |logit diff| = {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:.3g})"
@@ -188,41 +230,6 @@ def _apply(options):
     return decorate
 
 
-description_options = [
-    click.option("--card", type=click.Path(dir_okay=False), default=None,
-                 help="Model card (JSON, or TOML by suffix): num_classes, input_size, channels, mean, std, pixel_scale, resize, "
-                      "channel_order, class_names(_file), preset; these options override it. What was used, and from where, goes into the report and manifest."),
-    click.option("--preset", default=None, help="Preprocessing preset: imagenet (224, resize 256, ImageNet mean/std), "
-                 "cifar (32, CIFAR mean/std), unit (plain [0,1] pixels) [default: the weights' metadata, else the architecture's: "
-                 "imagenet for resnet18..152, cifar for resnet20..110]."),
-    click.option("--num-classes", type=int, default=None, help="Classes of the head [default: rows of the checkpoint's fc.weight]."),
-    click.option("--input-size", default=None, metavar="N|HxW", help="Network input size [default: the preset's]."),
-    click.option("--channels", type=int, default=None, help="Input channels, 1 or 3 [default: the checkpoint's conv1.weight]."),
-    click.option("--mean", default=None, metavar="M[,M,M]", help="Per-channel mean, on pixels scaled by --pixel-scale."),
-    click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
-    click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
-    click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
-    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order of 3-channel input."),
-    click.option("--class-names", "class_names_file", type=click.Path(dir_okay=False), default=None,
-                 help="File of class names, one per line [default: the card's, else labelled class-folder names]."),
-]
-
-
-def with_description(f):
-    """Adds the model-description options; the command gets them as one `description` (None when none given)."""
-    @functools.wraps(f)
-    def wrapper(*args, card, preset, num_classes, input_size, channels, mean, std, pixel_scale, resize, channel_order,
-                class_names_file, **kwargs):
-        from edgeresnet.models import ModelDescription
-
-        given = dict(card=card, preset=preset, num_classes=num_classes, channels=channels, pixel_scale=pixel_scale,
-                     resize=resize, channel_order=channel_order, class_names_file=class_names_file,
-                     input_size=ModelDescription.parse_size(input_size) if input_size else None,
-                     mean=ModelDescription.parse_floats(mean, "--mean") if mean else None,
-                     std=ModelDescription.parse_floats(std, "--std") if std else None)
-        given = {k: v for k, v in given.items() if v is not None}
-        return f(*args, description=ModelDescription(**given) if given else None, **kwargs)
-    return _apply(description_options)(wrapper)
 
 
 def _print_summary(report: dict) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError
-from edgeresnet.models import DEFAULT_MODEL, LoadedModel, load_model
+from edgeresnet.models import DEFAULT_MODEL, LoadedModel, ModelDescription, load_model
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -135,10 +135,11 @@ def export(
     dynamic_batch: bool = False,
     opset: int = DEFAULT_OPSET,
     tolerance: float = 1e-4,
+    description: ModelDescription | None = None,
 ) -> ExportResult:
     """Export `model` to `output` and check it: onnx.checker, then ONNX Runtime against PyTorch."""
     output = Path(output)
-    loaded = load_model(model, weights)
+    loaded = load_model(model, weights, description)
     onnx_model = export_onnx_model(loaded, batch, dynamic_batch, opset)
     rng = np.random.default_rng(0)
     probe = rng.standard_normal((2 if dynamic_batch else batch, *loaded.preprocessing.input_shape)).astype(np.float32)
