@@ -39,12 +39,33 @@ def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tupl
     if not files:
         raise SystemExit(f"run.py: no images in {folder}")
     labels = None
-    if all(p.parent != folder for p in files) and pre.class_names and all(p.parent.name in pre.class_names for p in files):
-        labels = np.array([pre.class_names.index(p.parent.name) for p in files])
+    if all(p.parent != folder for p in files) and pre.class_names:
+        indexes = [class_index_of_folder(p.parent.name, pre.class_names) for p in files]
+        if all(i is not None for i in indexes):
+            labels = np.array(indexes)
     return np.stack([pre.load_image(p) for p in files]), labels
 
 
-def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, pre: Preprocessing) -> None:
+def folder_name(class_name: str) -> str:
+    """A class name as a folder can hold it: path separators and other unsafe characters become '_' ('T-shirt/top' -> 'T-shirt_top')."""
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in class_name).strip() or "_"
+
+
+def class_index_of_folder(name: str, class_names) -> int | None:
+    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), or the class index."""
+    names = list(class_names)
+    if name in names:
+        return names.index(name)
+    safe = [folder_name(c) for c in names]
+    if name in safe and safe.count(name) == 1:
+        return safe.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    return None
+
+
+def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, pre: Preprocessing,
+                   extra: Callable[[], dict[str, Any]] | None = None) -> None:
     """Time `infer` batch by batch over the inputs, then print (or save) predictions, top-1 and latency."""
     inputs, labels = load_inputs(args.images, args.npy, pre)
     for _ in range(args.warmup):
@@ -69,6 +90,8 @@ def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, 
     }
     if labels is not None:
         result["top1"] = float(np.mean(predictions == labels) * 100)
+    added = extra() if extra is not None else {}  # runner-specific facts, e.g. engine-only latency from CUDA events
+    result.update(added)
     if args.quiet:
         return
     if args.json:
@@ -78,5 +101,8 @@ def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, 
         print(f"{i}: {name}")
     lat = result["latency_ms"]
     print(f"{len(inputs)} inputs, batch {batch}: latency p50 {lat['p50']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms")
+    for key, value in added.items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in value.items()) if isinstance(value, dict) else value
+        print(f"{key}: {shown}")
     if "top1" in result:
         print(f"top-1 {result['top1']:.2f}%")

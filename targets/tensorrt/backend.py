@@ -154,9 +154,10 @@ def _float_layer_precisions(layers: list[str], trt_versions: list[str], has_dla:
         per_version.update({f"{v} (DLA)": float_layer_precision(v, dla=True) for v in trt_versions if dla_takes_calibration_cache(v)})
     return {
         "layers": {layer: per_version for layer in layers},
-        "host_measured": "FP32 (ONNX Runtime): the report's INT8 accuracy computes these layers in FP32",
-        "note": "equal to the device on strongly typed builds (TensorRT 10.x/11.x GPU); on TensorRT 8.5/8.6 and on DLA "
-                "the device computes them in FP16, which the host did not simulate" if layers else "no layer kept in float",
+        "host_measured": "FP16: ONNX Runtime runs the same FP16-typed layers of model.onnx (FP16 weights, inputs and "
+                         "outputs; its CPU kernels may accumulate in FP32, TensorRT's FP16 kernels may not)",
+        "note": "layers kept in float are an FP16-typed region in model.onnx (FP32 weights cast to FP16), so every "
+                "TensorRT version computes them in FP16, as the host measured" if layers else "no layer kept in float",
     }
 
 
@@ -209,18 +210,20 @@ class TensorRTBackend(Backend):
         from .calibration_cache import activation_scales
         from .dla import float_layers, residual_blocks
         from .parser_rules import check_model
+        from .precision import fp16_regions
 
         folder = context.folder
         trt_versions = context.target.details.trt_versions
-        model_bytes = context.int8_model.SerializeToString()
-        checks = {v: check_model(context.int8_model, v) for v in trt_versions}
+        fallback = float_layers(context.int8_model, self.quant_scheme.op_types)
+        shipped = fp16_regions(context.int8_model, fallback)  # the same precision on every TensorRT and on the host
+        model_bytes = shipped.SerializeToString()
+        checks = {v: check_model(shipped, v) for v in trt_versions}
         failed = {v: r for v, r in checks.items() if not r.passed}
         if failed:
             version, report = next(iter(failed.items()))
             raise CheckFailed(f"the Q/DQ model fails TensorRT {version}'s parser rules: {report.errors[0]} "
                               f"({len(report.errors)} errors); not shipping it")
         write_bytes_atomically(folder / MODEL_FILE, model_bytes)
-        fallback = float_layers(context.int8_model, self.quant_scheme.op_types)
         dla, dla_files, dla_details = None, [], None
         if context.target.details.dla_cores:
             dla, dla_files, dla_details = _write_dla_recipe(folder, context.int8_model, trt_versions, fallback)

@@ -68,9 +68,9 @@ def dla_takes_calibration_cache(version: str) -> bool:
 
 
 def float_layer_precision(version: str, dla: bool = False) -> str:
-    """The precision TensorRT gives a layer outside every Q/DQ pair, with the flags build_engine.sh uses."""
+    """The precision TensorRT gives a layer kept in float (an FP16-typed region of model.onnx, see precision.py)."""
     if dla:
         return "FP16 (DLA, --int8 --fp16, --layerPrecisions fp16)"
     if version_tuple(version)[0] < 10:
-        return "FP16 (weakly typed --int8 --fp16: the builder may still pick FP32 where it is faster)"
-    return "FP32 (--stronglyTyped: the ONNX type)" if version_tuple(version)[0] == 10 else "FP32 (strongly typed: the ONNX type)"
+        return "FP16 (FP16-typed ONNX region; weakly typed --int8 --fp16, so the builder may still pick FP32 where faster)"
+    return "FP16 (FP16-typed ONNX region; strongly typed, so exactly its ONNX type)"

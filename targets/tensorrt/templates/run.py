@@ -7,9 +7,12 @@
 --check runs the golden vectors in golden/ on the engine, compares with the host's
 logits (device_check.py) and exits 1 when the engine drifts past the budget.
 
-A folder with one sub-folder per class (named as the model's classes) also
-gives top-1 accuracy. The engine is built first when missing, and rebuilt when
-the cached one cannot be deserialized (another TensorRT or device).
+A folder with one sub-folder per class (named as the model's classes, the
+name made folder-safe like T-shirt_top, or the class index) also gives top-1
+accuracy. latency_ms is end to end (host copies and Python included);
+engine_latency_ms is the engine alone (CUDA events around the enqueue). The
+engine is built first when missing, and rebuilt when the cached one cannot be
+deserialized (another TensorRT or device).
 Needs: tensorrt (JetPack), numpy, Pillow for images. CUDA is reached through libcudart with ctypes.
 """
 
@@ -34,18 +37,39 @@ from preprocessing import Preprocessing  # noqa: E402
 _H2D, _D2H = 1, 2
 
 
+# JetPack keeps libcudart outside the loader's default path: /usr/local/cuda/lib64 is a link to
+# /usr/local/cuda/targets/aarch64-linux/lib in the CUDA toolkit layout; look in both.
+CUDA_LIBRARY_DIRS = ("", "/usr/local/cuda/lib64/", "/usr/local/cuda/targets/aarch64-linux/lib/")
+CUDART_NAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+
+
 class _Cuda:
     def __init__(self):
-        for name in ("libcudart.so", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.13"):
+        for path in (folder + name for folder in CUDA_LIBRARY_DIRS for name in CUDART_NAMES):
             try:
-                self.lib = ctypes.CDLL(name)
+                self.lib = ctypes.CDLL(path)
                 break
             except OSError:
                 continue
         else:
-            raise SystemExit("run.py: libcudart not found; is CUDA (JetPack) installed?")
+            raise SystemExit("run.py: libcudart not found (looked in the loader path, /usr/local/cuda/lib64 and "
+                             "/usr/local/cuda/targets/aarch64-linux/lib); is CUDA (JetPack) installed?")
         self.stream = ctypes.c_void_p()
         self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
+        self.lib.cudaEventElapsedTime.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_void_p]
+
+    def event(self) -> ctypes.c_void_p:
+        handle = ctypes.c_void_p()
+        self._check(self.lib.cudaEventCreate(ctypes.byref(handle)), "cudaEventCreate")
+        return handle
+
+    def record(self, event: ctypes.c_void_p) -> None:
+        self._check(self.lib.cudaEventRecord(event, self.stream), "cudaEventRecord")
+
+    def elapsed_ms(self, start: ctypes.c_void_p, stop: ctypes.c_void_p) -> float:
+        milliseconds = ctypes.c_float()
+        self._check(self.lib.cudaEventElapsedTime(ctypes.byref(milliseconds), start, stop), "cudaEventElapsedTime")
+        return milliseconds.value
 
     def _check(self, status: int, what: str) -> None:
         if status != 0:
@@ -108,11 +132,22 @@ class Engine:
         self.cuda.copy(d_in, batch.ctypes.data, batch.nbytes, _H2D)
         self.context.set_tensor_address(self.input, d_in)
         self.context.set_tensor_address(self.output, d_out)
+        # Engine time alone: CUDA events on the stream around the enqueue, without host copies or Python.
+        if not hasattr(self, "_events"):
+            self._events, self.engine_ms = (self.cuda.event(), self.cuda.event()), []
+        self.cuda.record(self._events[0])
         if not self.context.execute_async_v3(self.cuda.stream.value or 0):
             raise RuntimeError("TensorRT execution failed")
+        self.cuda.record(self._events[1])
         self.cuda.synchronize()
+        self.engine_ms.append(self.cuda.elapsed_ms(*self._events))
         self.cuda.copy(logits.ctypes.data, d_out, logits.nbytes, _D2H)
         return logits
+
+    def engine_latency(self, skip: int = 0) -> dict:
+        """Percentiles of the engine-only time (CUDA events), after the first `skip` (warm-up) runs."""
+        times = np.array(self.engine_ms[skip:])
+        return {"engine_latency_ms": {p: float(np.percentile(times, int(p[1:]))) for p in ("p50", "p90", "p99")}} if times.size else {}
 
 
 def precision_flags(trt_version: str, dla_core: int | None) -> str:
@@ -153,7 +188,7 @@ def main() -> None:
     pre, batch = Preprocessing.from_dict(config["preprocessing"]), config["input_shape"][0]
     if args.check:
         sys.exit(run_check(args, engine.infer, batch, engine.facts(), engine.label, lambda folder: load_inputs(folder, None, pre)))
-    run_and_report(args, engine.infer, batch, pre)
+    run_and_report(args, engine.infer, batch, pre, extra=lambda: engine.engine_latency(skip=args.warmup))
 
 
 if __name__ == "__main__":
