@@ -354,6 +354,19 @@ def test_build_engine_sh_dla_recipe(jetson_artifact, tmp_path, version, tag):
     assert "GPU precision: FP16 1" in result.stdout
 
 
+def test_build_engine_sh_dla_pins_float_layers_to_fp16(jetson_artifact, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(jetson_artifact, bundle)
+    env = (bundle / "bundle.env").read_text()
+    assert "DLA_FP16_LAYERS=''" in env  # nothing kept in float in this bundle
+    (bundle / "bundle.env").write_text(env.replace("DLA_FP16_LAYERS=''", "DLA_FP16_LAYERS=/fc/Gemm:fp16,/layer1/layer1.0/Add:fp16"))
+    result, args = _build(bundle, tmp_path, "10.3.0", "--dla", "0")
+    assert result.returncode == 0, result.stderr
+    assert "--precisionConstraints=prefer" in args and "--layerPrecisions=/fc/Gemm:fp16,/layer1/layer1.0/Add:fp16" in args
+    result, args = _build(bundle, tmp_path, "10.3.0")  # GPU builds take the precision from the ONNX types instead
+    assert not any(a.startswith("--layerPrecisions") for a in args)
+
+
 def test_build_engine_sh_dla_refused_on_tensorrt_11(jetson_artifact, tmp_path):
     result, args = _build(jetson_artifact, tmp_path, "11.4.1", "--dla", "0")
     assert result.returncode == 3 and "has no calibrators" in result.stderr and "11.4.1" in result.stderr
