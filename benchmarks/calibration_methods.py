@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="ort-cpu,jetson")
     parser.add_argument("--percentile", type=float, default=None, help="for the percentile rows [default: 99.999]")
+    parser.add_argument("--eval-samples", type=int, default=None, help="evaluate on a sample [default: all 10,000]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
@@ -52,6 +54,7 @@ def main() -> None:
                 started = time.time()
                 out = Path(tmp) / f"{target}-{method}"
                 result = compile_artifact(CompileOptions(target=target, method=method, out=str(out), progress=False,
+                                                         eval_samples=args.eval_samples,
                                                          percentile=args.percentile if method == "percentile" else None))
                 report = result.report
                 scales = activation_scales(out)
@@ -66,6 +69,7 @@ def main() -> None:
                     "scale_vs_minmax": float(np.mean([scales[t] / minmax_scales[t] for t in shared])) if shared else None,
                     "max_scale_change": stability["max_scale_change"], "seconds": round(time.time() - started, 1),
                 })
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each row as soon as it is measured
     if args.json:
         print(json.dumps({"runs": rows}, indent=2))
         return

@@ -58,7 +58,10 @@ class CalibrationRecord:
 
     @property
     def warning(self) -> str | None:
-        return self.stability.warning(self.samples)
+        warning = self.stability.warning(self.samples)
+        if warning and self.stability.max_relative_change is not None and self.options.method is CalibrationMethod.MINMAX:
+            warning += " or a method that clips (percentile): min-max follows the most extreme image"
+        return warning
 
     def to_dict(self) -> dict:
         return {**self.options.to_dict(), "samples": self.samples, "stability": self.stability.to_dict(),

@@ -25,7 +25,6 @@ class QuantizeResult:
     samples: int
     calibration_sha256: str
     quantized_layers: int
-    calibration: dict[str, Any]  # the method, its options and the stability of the scales
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,4 +41,4 @@ def quantize_model(
                                   description)
     write_bytes_atomically(output, quantized.int8.SerializeToString())
     return QuantizeResult(str(output), quantized.config.scheme.name, quantized.config.method.value, len(quantized.calibration),
-                          quantized.calibration.sha256, len(quantized_layers(quantized.int8)), quantized.record.to_dict())
+                          quantized.calibration.sha256, len(quantized_layers(quantized.int8)))
