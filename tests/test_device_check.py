@@ -64,6 +64,15 @@ run.main()
 '''
 
 
+@pytest.fixture
+def bundle(jetson_artifact, tmp_path) -> Path:
+    """A private copy of the session's Jetson bundle: other tests import its scripts there (a __pycache__ that
+    `verify` would rightly refuse), and these tests fold reports from it."""
+    copy = tmp_path / "jetson-bundle"
+    shutil.copytree(jetson_artifact, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
 def run_bundle(bundle: Path, tmp_path: Path, *args: str, flip_every: int = 0) -> subprocess.CompletedProcess:
     script = tmp_path / "standin.py"
     script.write_text(STANDIN)
@@ -72,7 +81,8 @@ def run_bundle(bundle: Path, tmp_path: Path, *args: str, flip_every: int = 0) ->
                           cwd=tmp_path, env=env, timeout=600)
 
 
-def test_golden_vectors_are_the_evaluated_images_with_the_host_logits(jetson_artifact, small_data):
+def test_golden_vectors_are_the_evaluated_images_with_the_host_logits(bundle, small_data):
+    jetson_artifact = bundle
     manifest = json.loads((jetson_artifact / MANIFEST).read_text())
     golden = jetson_artifact / "golden"
     meta = json.loads((golden / "golden.json").read_text())
@@ -191,7 +201,8 @@ def test_device_comparison_matches_the_hosts(tmp_path):
     assert device_check.compare(reference, reference)["sqnr_db"] is None  # strict JSON: no Infinity
 
 
-def test_report_puts_the_device_column_beside_the_host_and_leaves_the_artifact_as_built(jetson_artifact, tmp_path):
+def test_report_puts_the_device_column_beside_the_host_and_leaves_the_artifact_as_built(bundle, tmp_path):
+    jetson_artifact = bundle
     assert run_bundle(jetson_artifact, tmp_path, "--check", "--report", "ok.json").returncode == 0
     assert run_bundle(jetson_artifact, tmp_path, "--check", "--report", "drift.json", "--warmup", "0", flip_every=8).returncode == 1
     manifest_before = (jetson_artifact / MANIFEST).read_bytes()
@@ -218,7 +229,8 @@ def test_report_puts_the_device_column_beside_the_host_and_leaves_the_artifact_a
     assert labels == ["orin-nx #2", "orin-nx #1"]
 
 
-def test_report_refuses_what_is_not_a_device_report_of_this_artifact(jetson_artifact, tmp_path):
+def test_report_refuses_what_is_not_a_device_report_of_this_artifact(bundle, tmp_path):
+    jetson_artifact = bundle
     assert run_bundle(jetson_artifact, tmp_path, "--check", "--report", "ok.json").returncode == 0
     other = json.loads((tmp_path / "ok.json").read_text())
     other["model"] = "resnet56"

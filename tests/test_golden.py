@@ -146,3 +146,51 @@ def test_python_check_under_emulation_agrees_with_the_native_one(arm, tmp_path):
     report = json.loads((tmp_path / "python.json").read_text())
     assert report["host_agreement"] >= 0.999 and report["device"]["machine"] == "aarch64"
     assert report["device"]["runtime"]["tvm"].startswith("0.27")
+
+
+@pytest.fixture(scope="module")
+def two_board_farm():
+    """A TVM RPC tracker and two RPC servers under one key, all on 127.0.0.1: a device farm of two x86 'boards'."""
+    import time
+
+    from tvm import rpc
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker("127.0.0.1", port=9190, port_end=9390, silent=True)
+    servers = [rpc.Server("127.0.0.1", port=9400, port_end=9600, key="farm", tracker_addr=("127.0.0.1", tracker.port),
+                          silent=True) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while rpc.connect_tracker("127.0.0.1", tracker.port).summary().get("queue_info", {}).get("farm", {}).get("free", 0) < 2:
+        assert time.monotonic() < deadline, "the RPC servers never registered with the tracker"
+        time.sleep(0.5)
+    yield f"farm@127.0.0.1:{tracker.port}"
+    for server in servers:
+        server.terminate()
+    tracker.terminate()
+
+
+@pytest.mark.slow
+def test_validate_through_the_rpc_tracker_shards_and_writes_the_device_column(two_board_farm, small_data, tmp_path):
+    from helpers import compile_small
+
+    artifact = tmp_path / "x86"
+    assert compile_small("x86-64", artifact, small_data).returncode == 0
+    out = tmp_path / "combined"
+    result = run_cli("validate", str(artifact), "--rpc", two_board_farm, "--out", str(out), "--json", timeout=1800)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["device"]["boards"] == 2 and summary["samples"] == 64 and summary["host_agreement"] == 1.0
+    assert summary["latency_ms"]["runs"] == 20
+    report = json.loads((out / "report.json").read_text())
+    (column,) = report["devices"]
+    assert column["label"].startswith("tvm RPC on 2 board(s)") and column["passed"] is True
+    assert "Measured on the device" in (out / "report.html").read_text()
+    assert run_cli("verify", str(artifact)).returncode == 0
+    # Other data than the golden vectors: the host's references are computed for it.
+    evaluated = run_cli("validate", str(artifact), "--rpc", two_board_farm, "--eval", str(small_data["eval"]),
+                        "--eval-samples", "10", "--out", str(out), "--label", "ten images", "--json", timeout=1800)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["samples"] == 10
+    assert [d["label"] for d in json.loads((out / "report.json").read_text())["devices"]][-1] == "ten images"
+    missing = run_cli("validate", str(artifact), "--rpc", two_board_farm.replace("farm@", "nokey@"), timeout=300)
+    assert missing.returncode == 2 and "no device under key 'nokey'" in missing.stderr

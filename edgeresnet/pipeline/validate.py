@@ -1,0 +1,124 @@
+"""`edgeresnet validate ARTIFACT --rpc KEY@HOST:PORT`: the shipped TVM library evaluated on boards of a device farm.
+
+The boards are those `edgeresnet tune --rpc` measures on (a TVM RPC tracker and an
+RPC server on each board). The artifact's golden vectors (or `--eval DATA`, with
+the host's FP32 and INT8 logits computed here for it) run on the boards, sharded
+across every free board under the key; the comparison is the devices' own
+(`device_check.py`, the same code as `run.py --check`), and the result is folded
+into the combined report beside the artifact (`edgeresnet report --device`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgeresnet.artifact import read_manifest, verify_folder
+from edgeresnet.errors import InputError
+from edgeresnet.targets import get_target
+from edgeresnet.targets.base import RpcDevice
+
+from .device_report import DeviceFold, fold_device_report
+
+
+def device_check_module():
+    """The device-side comparison code the artifacts ship (targets/templates/device_check.py), loaded as is."""
+    source = resources.files("edgeresnet.targets") / "templates" / "device_check.py"
+    with resources.as_file(source) as path:
+        spec = importlib.util.spec_from_file_location("edgeresnet_device_check", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+        spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class ValidateResult:
+    fold: DeviceFold
+    report: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": self.fold.out, "label": self.fold.label, **self.report}
+
+
+def _golden_for(check, folder: Path, manifest: dict[str, Any], target, eval_spec: str | None, eval_samples: int | None,
+                seed: int):
+    if eval_spec is None:
+        try:
+            return check.load_golden(folder / "golden"), "golden vectors"
+        except SystemExit as exc:
+            raise InputError(f"{folder}: {exc}") from None
+    from edgeresnet.calibration import open_dataset
+    from edgeresnet.evaluate import collect_logits
+    from edgeresnet.preprocessing import Preprocessing
+    from edgeresnet.runners import OnnxRuntimeRunner
+
+    data = open_dataset(eval_spec, Preprocessing.from_dict(manifest["input"]), limit=eval_samples, seed=seed)
+    fp32_runner = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32 model of the artifact")
+    host = _host_int8_runner(folder, manifest, target)
+    meta = {"model": manifest["model"]["name"], "target": target.name, "fp32_runtime": fp32_runner.runtime,
+            "int8_runtime": host.runtime, "host_arch": platform.machine()}
+    golden = check.Golden(data.images, data.labels, collect_logits(fp32_runner, data.images, progress=False),
+                          collect_logits(host, data.images, progress=False), meta)
+    return golden, f"{data.source} ({len(data)} images)"
+
+
+def _host_int8_runner(folder: Path, manifest: dict[str, Any], target):
+    """The shipped library where this machine runs it; else the same integer module built for this host."""
+    import onnx
+
+    from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
+    from edgeresnet.targets.tvm.runners import TvmHostRunner
+
+    batch, threads = manifest["input"]["batch"], os.cpu_count() or 1
+    if target.arch == platform.machine():
+        return TvmHostRunner(folder / "model.so", batch, threads, f"{target.name} artifact")
+    shape = [batch, manifest["input"]["channels"], *manifest["input"]["input_size"]]
+    executable, _, _ = compile_integer_module(onnx.load(folder / "model.int8.onnx"), shape, {"kind": "llvm", "mcpu": host_cpu()})
+    library = Path(tempfile.mkdtemp(prefix="edgeresnet-validate-")) / "host.so"
+    executable.export_library(str(library))
+    return TvmHostRunner(library, batch, threads, f"host build of the same integer module, {host_cpu()}")
+
+
+def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = None, eval_samples: int | None = None,
+                      seed: int = 0, out: str | Path | None = None, label: str | None = None,
+                      min_agreement: float = 99.0, max_extra_drop: float = 0.5) -> ValidateResult:
+    from edgeresnet.targets.tvm.remote import run_on_boards
+
+    device = RpcDevice.parse(rpc)
+    folder = Path(artifact)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: validate needs an artifact folder (unpack a .tar.gz first)")
+    verify_folder(folder)
+    manifest = read_manifest(folder)
+    target = get_target(manifest["target"]["name"])
+    if target.backend != "tvm":
+        raise InputError(f"validate --rpc runs TVM libraries on boards of a TVM RPC tracker; {target.name} is a "
+                         f"{target.backend} artifact (run its own run.py --check on the device)")
+    check = device_check_module()
+    golden, source = _golden_for(check, folder, manifest, target, eval_spec, eval_samples, seed)
+    remote = run_on_boards(device, folder / "model.so", golden.inputs, manifest["input"]["batch"])
+    facts = {"machine": f"{target.arch} (the target profile's; RPC does not report the board's)", "rpc": str(device),
+             "boards": remote.boards, "servers": remote.servers,
+             "runtime": {"tvm": "the RPC server's own runtime", "library": "model.so", "target": target.name}}
+    runtime = f"tvm RPC on {remote.boards} board(s) under {device}"
+    budget = check.Budget(min_agreement / 100.0, max_extra_drop)
+    report = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
+                                 remote.latencies_ms, manifest["input"]["batch"])
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-validate-") as tmp:
+        path = Path(tmp) / "device-report.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        fold = fold_device_report(folder, path, label or f"{runtime} ({target.name})", out)
+    return ValidateResult(fold, report)
