@@ -17,10 +17,22 @@ import numpy as np
 REPORT_SCHEMA = "edgeresnet.report/1"
 
 
+def calibration_summary(report: dict[str, Any]) -> str:
+    """'percentile (percentile 99.999, num_bins 2048), 512 samples; scales moved <= 7.2% from the first 256'."""
+    calibration = report.get("calibration", {})
+    options = ", ".join(f"{k} {v}" for k, v in calibration.items() if k in ("percentile", "num_bins", "num_quantized_bins"))
+    text = f"{report['method']}{f' ({options})' if options else ''}, {report['samples']} samples"
+    stability = calibration.get("stability")
+    if stability and stability.get("max_scale_change") is not None:
+        text += f"; scales moved <= {stability['max_scale_change']:.1%} from the first {stability['first_half_samples']}"
+    return text
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     fp32, int8, gate = report["fp32"], report["int8"], report["gate"]
     lines = [
         f"model {report['model']} -> target {report['target']} ({report['method']} calibration, {report['samples']} samples)",
+        f"calibration: {calibration_summary(report)}",
     ]
     if fp32.get("top1") is not None:
         lines.append(f"FP32 top-1 {fp32['top1']:.2f}%  [{fp32['runtime']}]")
@@ -162,7 +174,7 @@ def render_html(report: dict[str, Any], fp32_confusion=None, int8_confusion=None
     rows = "".join(
         f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
         for k, v in (
-            ("model", report["model"]), ("target", report["target"]), ("calibration", f"{report['method']}, {report['samples']} samples"),
+            ("model", report["model"]), ("target", report["target"]), ("calibration", calibration_summary(report)),
             ("FP32 top-1 / top-5", f"{report['fp32'].get('top1')} / {report['fp32'].get('top5')} ({report['fp32']['runtime']})"),
             ("INT8 top-1 / top-5", f"{report['int8'].get('top1')} / {report['int8'].get('top5')} ({report['int8']['runtime']}, {report['int8']['arch']})"),
             ("drop (points)", report["drop_pts"]), ("top-1 agreement", report["agreement"]),
