@@ -17,7 +17,7 @@ from edgeresnet.calibration import open_dataset
 from edgeresnet.errors import InputError
 from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.models.resnet import build_resnet
-from edgeresnet.pipeline.frontend import calibration_data, chance_gate
+from edgeresnet.pipeline.frontend import calibration_data, chance_gate, evaluation_data
 from edgeresnet.preprocessing import IMAGENET, Preprocessing
 from helpers import run_cli
 
@@ -225,3 +225,15 @@ def test_chance_gate():
     assert chance_gate(37) == pytest.approx(100 / 37 + 10)
     assert chance_gate(1000) == pytest.approx(10.1)
     assert chance_gate(2) == pytest.approx(50 + 50 / 3)
+
+
+def test_labelled_folders_name_the_classes_of_a_model_without_names(tmp_path):
+    classes = [f"kind-{c}" for c in "abcdefghij"]
+    for name in classes:
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "data" / name / "0.png")
+    loaded = load_model("resnet20")
+    assert loaded.preprocessing.class_names == ()
+    evaluation_data(loaded, str(tmp_path / "data"), None, 0)
+    assert loaded.preprocessing.class_names == tuple(classes)
+    assert loaded.sources["class_names"] == f"class-folder names of {tmp_path / 'data'}"
