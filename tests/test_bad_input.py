@@ -73,6 +73,7 @@ def corpus(tmp_path_factory, small_data, ort_artifact):
     compressed = bytearray(gzip.compress(header + rng.integers(0, 255, 8 * 32 * 32, dtype=np.uint8).tobytes()))
     compressed[len(compressed) // 2] ^= 0xFF
     (d / "corrupt-images-idx3-ubyte.gz").write_bytes(bytes(compressed))
+    (d / "huge-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">III", 100_000, 1000, 1000)))
     (d / "bomb").mkdir()
     _png_header_only(d / "bomb" / "huge.png", 20000, 20000)
     np.save(d / "three.npy", rng.standard_normal((3, 3, 32, 32)).astype(np.float32))
@@ -117,6 +118,8 @@ CASES = {
     # the cases issue 15 lists
     "corrupt gzip IDX": (["compile", "--target", "ort-cpu", "--model", "resnet20", "--calib",
                           "{dir}/corrupt-images-idx3-ubyte.gz", "--out", OUT], 2, "corrupt or truncated gzip"),
+    "IDX header promising 100 GB": (["compile", "--target", "ort-cpu", "--model", "resnet20", "--calib",
+                                     "{dir}/huge-images-idx3-ubyte.gz", "--out", OUT], 2, "more than the 4,294,967,296 allowed"),
     "decompression-bomb PNG": (["compile", "--target", "ort-cpu", "--model", "resnet20", "--calib", "{dir}/bomb",
                                 "--out", OUT], 2, "decompression bomb"),
     "fewer calibration images than --batch": (["compile", "--target", "ort-cpu", "--model", "resnet20", "--calib",
