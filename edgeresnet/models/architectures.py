@@ -79,4 +79,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         f"resnet{6 * n + 2}": Architecture("basic", (n, n, n), "cifar", CIFAR_WIDTHS)
         for n in (3, 5, 7, 9, 18)
     },
+    # CIFAR-style Bottleneck nets have 9n+2 layers (He et al., 2016, "Identity Mappings in Deep
+    # Residual Networks", whose ResNet-164 is n=18); n=3 is the smallest.
+    "resnet29": Architecture("bottleneck", (3, 3, 3), "cifar", CIFAR_WIDTHS),
 }

@@ -5,7 +5,8 @@ Two shapes of network share one implementation:
 * ImageNet-style ResNet-18/34/50/101/152: 7x7 stride-2 stem, 3x3 max-pool, four
   stages of 64/128/256/512 base channels, global average pool, fully connected.
 * CIFAR-style ResNet-20/32/44/56/110 (6n+2 layers): 3x3 stem, no max-pool, three
-  stages of 16/32/64 channels with n BasicBlocks each.
+  stages of 16/32/64 channels with n BasicBlocks each; ResNet-29 (9n+2, n=3) the
+  same with Bottleneck blocks (16/32/64 planes, 64/128/256 channels out).
 
 The members of the family (depth, block, widths) are data in `architectures.py`.
 
