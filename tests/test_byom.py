@@ -50,7 +50,7 @@ def _onnx_io(path: Path) -> tuple[list[int], list[int]]:
     return dims(graph.input[0]), dims(graph.output[0])
 
 
-def _compile_own(tmp_path: Path, target: str, arch: str, classes: int, size: int, *extra: str):
+def _compile_own(tmp_path: Path, target: str, arch: str, classes: int, size: int, *extra: str, timeout: int = 1800):
     weights = _random_checkpoint(tmp_path / f"{arch}-{classes}.pth", arch, classes)
     (tmp_path / "classes.txt").write_text("".join(f"class-{i}\n" for i in range(classes)))
     card = tmp_path / "card.toml"
@@ -60,7 +60,7 @@ def _compile_own(tmp_path: Path, target: str, arch: str, classes: int, size: int
     result = run_cli("compile", "--target", target, "--model", arch, "--weights", str(weights), "--card", str(card),
                      "--calib", str(_pixels(tmp_path / "calib.npy", 32, size)),
                      "--eval", str(_pixels(tmp_path / "eval.npz", 16, size, labels=classes)),
-                     "--allow-low-fp32", *extra, "--out", str(out), timeout=1800)
+                     "--allow-low-fp32", *extra, "--out", str(out), timeout=timeout)
     assert result.returncode == 0, result.stderr
     return out, card
 
@@ -90,7 +90,7 @@ def test_resnet18_10_classes_at_96_for_ort_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_resnet50_37_classes_at_224_for_ort_cpu(tmp_path):
-    out, card = _compile_own(tmp_path, "ort-cpu", "resnet50", 37, 224)
+    out, card = _compile_own(tmp_path, "ort-cpu", "resnet50", 37, 224, timeout=5400)  # > 30 min on 2 busy cores
     _check_carried(out, card, 37, 224)
     assert _onnx_io(out / "model.int8.onnx") == ([1, 3, 224, 224], [1, 37])
 
@@ -108,6 +108,18 @@ def test_resnet18_10_classes_at_96_for_rpi5_carries_preprocessing_to_the_device(
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (120, 140, 3), dtype=np.uint8)).save(image)
     ours = load_model("resnet18", tmp_path / "resnet18-10.pth", ModelDescription(card=str(card))).preprocessing
     assert np.array_equal(shipped.load_image(image), ours.load_image(image))
+
+
+def test_resnet50_37_classes_at_224_exports_with_its_own_head(tmp_path):
+    """The fast half of the ResNet-50 case: its head and input size reach the ONNX model."""
+    from edgeresnet.export import export_onnx_model
+
+    weights = _random_checkpoint(tmp_path / "r50.pth", "resnet50", 37)
+    loaded = load_model("resnet50", weights, ModelDescription(preset="imagenet", input_size=(224, 224)))
+    assert loaded.num_classes == 37 and loaded.sources["num_classes"] == "fc.weight of r50.pth"
+    graph = export_onnx_model(loaded).graph
+    dims = lambda value: [d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    assert dims(graph.input[0]) == [1, 3, 224, 224] and dims(graph.output[0]) == [1, 37]
 
 
 # --- a model trained on [0, 1] pixels -----------------------------------------------------------------
