@@ -125,10 +125,12 @@ def polygraphy_array(array: np.ndarray) -> dict[str, str]:
 def write_polygraphy(folder: Path, inputs: np.ndarray, logits: np.ndarray, names: PolygraphyNames) -> dict[str, Any]:
     """`--load-inputs`: a list of feed dicts (one per iteration, the engine's batch each); `--load-outputs`: RunResults."""
     batch = names.batch
-    per_iteration = max(1, inputs[:batch].nbytes)
-    iterations = min(len(inputs) // batch, max(1, POLYGRAPHY_MAX_BYTES // per_iteration))
-    if iterations == 0:
-        raise InputError(f"--golden-samples {len(inputs)} is smaller than the batch {batch}: Polygraphy needs one whole batch")
+    per_iteration = max(1, inputs[:1].nbytes * batch)
+    iterations = min(-(-len(inputs) // batch), max(1, POLYGRAPHY_MAX_BYTES // per_iteration))
+    # A short last batch is padded with its last row, as the runners pad it (same input, same logits).
+    padding = iterations * batch - len(inputs) if iterations * batch > len(inputs) else 0
+    inputs = np.concatenate([inputs, np.repeat(inputs[-1:], padding, axis=0)])
+    logits = np.concatenate([logits, np.repeat(logits[-1:], padding, axis=0)])
     feeds, results = [], []
     for i in range(iterations):
         rows = slice(i * batch, (i + 1) * batch)
@@ -146,7 +148,7 @@ def write_polygraphy(folder: Path, inputs: np.ndarray, logits: np.ndarray, names
     if names.dynamic:
         common += f" --input-shapes {names.input_name}:[{','.join(str(d) for d in inputs[:batch].shape)}]"
     return {
-        "iterations": iterations, "batch": batch, "samples": iterations * batch,
+        "iterations": iterations, "batch": batch, "samples": min(iterations * batch, len(inputs) - padding),
         "input_name": names.input_name, "output_name": names.output_name, "runner_name": POLYGRAPHY_RUNNER,
         "atol": atol, "rtol": 0.0,
         "commands": {"tensorrt_8": f"{common} --int8 --fp16", "tensorrt_10": f"{common} --strongly-typed",
