@@ -67,7 +67,11 @@ def _apt_config(work: Path) -> Path:
     return config
 
 
-def build_runtime(folder: Path | None = None, log=print) -> Path:
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)  # stdout is --json's
+
+
+def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
     """Build (or reuse) the runtime folder; returns it. Needs network access to Debian's and PyPI's mirrors."""
     folder = folder or runtime_folder()
     if (folder / COMPLETE_MARK).is_file():
