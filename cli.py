@@ -174,9 +174,9 @@ def export(model, weights, batch, dynamic_batch, opset, output, as_json, descrip
     """Export a model to ONNX with BatchNorm folded, checked against PyTorch in ONNX Runtime."""
     import edgeresnet
 
-    result = edgeresnet.export(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
-                               batch=batch, dynamic_batch=dynamic_batch, opset=opset,
-                               description=description)
+    result = edgeresnet.export_onnx(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
+                                    batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                                    description=description)
     _emit(result.to_dict(), as_json, lambda r: click.echo(
         f"wrote {r['path']} (opset {r['opset']}, input {r['input_shape']}); "
         f"ONNX Runtime vs PyTorch max |logit diff| = {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:.3g})"

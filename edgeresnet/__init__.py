@@ -15,7 +15,8 @@ DEFAULT_MODEL = "resnet20-fmnist"
 
 # public name -> (module, attribute)
 _API = {
-    "export": ("edgeresnet.export", "export"),
+    # Not "export": that is the submodule edgeresnet.export, whose import rebinds the name.
+    "export_onnx": ("edgeresnet.export", "export"),
     "train": ("edgeresnet.training", "train_on_fashion_mnist"),
     "TrainConfig": ("edgeresnet.training", "TrainConfig"),
     "load_model": ("edgeresnet.models", "load_model"),
