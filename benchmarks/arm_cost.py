@@ -416,9 +416,12 @@ def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[C
                 model_file = {"tvm-int8": files.tvm_int8.get(board_name), "ort-int8": files.ort_int8,
                               "ort-fp32": files.ort_fp32}[runtime]
                 log(f"{model_name} / {board_name} / {runtime}: counting under qemu -cpu {target.details.qemu_cpu}")
-                with tempfile.TemporaryDirectory(prefix="edgeresnet-arm-cost-") as scratch:
-                    runs = {k: count_blocks(plugin, runtime_folder, ort_site, target.details.qemu_cpu, runtime,
-                                            model_file, files.shape, k, Path(scratch)) for k in REPEATS}
+                # A fixed folder, not a random temporary one: the guest's argv (and so its stack
+                # addresses) must be the same from one invocation to the next.
+                scratch = work / model_name / board_name / runtime
+                scratch.mkdir(parents=True, exist_ok=True)
+                runs = {k: count_blocks(plugin, runtime_folder, ort_site, target.details.qemu_cpu, runtime,
+                                        model_file, files.shape, k, scratch) for k in REPEATS}
                 per_block[runtime] = one_inference(runs)
             unique = sorted({key[2] for blocks in per_block.values() for key in blocks})
             log(f"{model_name} / {board_name}: llvm-mca ({board.mca_cpu}) on {len(unique)} blocks")
