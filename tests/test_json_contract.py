@@ -29,7 +29,7 @@ KEYS = {
 def _json(*args: str):
     result = CliRunner().invoke(cli, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # stderr carries progress and warnings
 
 
 def _first_row(data):
@@ -45,7 +45,7 @@ def printed(ort_artifact, small_data, tmp_path_factory):
         "models": _json("models"),
         "targets": _json("targets"),
         "export": _json("export", *common, "-o", str(folder / "m.onnx")),
-        "quantize": _json("quantize", *common, "--calib", str(small_data["calib"]), "--calib-samples", "8", "-o", qdq),
+        "quantize": _json("quantize", *common, "--scheme", "tensorrt", "--calib", str(small_data["calib"]), "--calib-samples", "8", "-o", qdq),
         "evaluate": _json("evaluate", qdq, *common, "--eval", str(small_data["eval"]), "--eval-samples", "16"),
         "inspect": _json("inspect", qdq, "--trt-version", "10.3"),
         "verify": _json("verify", str(ort_artifact)),
@@ -56,7 +56,8 @@ def printed(ort_artifact, small_data, tmp_path_factory):
 
 @pytest.mark.parametrize("command", sorted(KEYS))
 def test_json_keys_are_kept(printed, command):
-    assert list(_first_row(printed[command])) == KEYS[command]
+    # in their order; new keys may follow them
+    assert list(_first_row(printed[command]))[: len(KEYS[command])] == KEYS[command]
 
 
 def test_nested_keys_are_kept(printed):
