@@ -106,6 +106,18 @@ class BuildContext:
     records: Path | None = None  # tuning records, already accepted by the backend's `check_records`
 
 
+@dataclass(frozen=True)
+class PolygraphyNames:
+    """An ONNX model in the artifact that `polygraphy run` can check against the golden vectors on the
+    device; Polygraphy's feed dicts and outputs are keyed by the model's input and output names."""
+
+    model_file: str
+    input_name: str
+    output_name: str
+    batch: int
+    dynamic: bool = False  # a dynamic batch dimension: Polygraphy is told the golden batch's shape
+
+
 @dataclass
 class TargetBuild:
     files: list[str]  # paths relative to the artifact folder
@@ -118,6 +130,8 @@ class TargetBuild:
     reference_runners: list[Runner] = field(default_factory=list)
     # Build inputs beyond model and data that the manifest must name (e.g. tuning records).
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Set when the artifact's device tools include Polygraphy: golden/ then also holds its JSON files.
+    polygraphy: PolygraphyNames | None = None
 
 
 @dataclass(frozen=True)

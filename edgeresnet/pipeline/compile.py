@@ -197,7 +197,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     write_bytes_atomically(staging / "model.fp32.onnx", quantized.fp32.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
-                        target.name, _polygraphy_names(backend, int8_model, options))
+                        target.name, measured.build.polygraphy)
     report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured, sensitivity, steps)
     report["model_description"] = loaded.describe()
     report["warnings"] = [warning for warning in (fp32_warning, quantized.record.warning) if warning]
@@ -208,16 +208,6 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     content = _manifest_content(options, target, backend, loaded, calibration, report, measured.build)
     manifest = write_manifest(staging, content, clock.record())
     return report, manifest
-
-
-def _polygraphy_names(backend: Backend, int8_model: onnx.ModelProto, options: CompileOptions) -> golden.PolygraphyNames | None:
-    """TensorRT bundles also carry the golden vectors in Polygraphy's JSON (a second route on the device)."""
-    if backend.name != "tensorrt":
-        return None
-    from edgeresnet.targets.tensorrt.backend import MODEL_FILE
-
-    return golden.PolygraphyNames(MODEL_FILE, int8_model.graph.input[0].name, int8_model.graph.output[0].name,
-                                  options.model_batch, options.dynamic_batch is not None)
 
 
 def _confusion(evaluation: Evaluation) -> list[list[int]] | None:

@@ -28,6 +28,7 @@ import numpy as np
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Evaluation, Measurement
+from edgeresnet.targets.base import PolygraphyNames
 
 FOLDER = "golden"
 SCHEMA = "edgeresnet.golden/1"  # read by targets/templates/device_check.py and targets/tvm/native/
@@ -39,17 +40,6 @@ POLYGRAPHY_MAX_BYTES = 32 << 20
 POLYGRAPHY_RUNNER = "edgeresnet-host-int8"
 # Polygraphy compares element-wise; INT8 engines may round differently, so the tolerance is a share of the logit range.
 POLYGRAPHY_ATOL_SHARE = 0.05
-
-
-@dataclass(frozen=True)
-class PolygraphyNames:
-    """The ONNX model's input and output names: Polygraphy's feed dicts and outputs are keyed by them."""
-
-    model_file: str
-    input_name: str
-    output_name: str
-    batch: int
-    dynamic: bool = False  # a dynamic batch dimension: Polygraphy is told the golden batch's shape
 
 
 def check_samples(samples: int) -> None:

@@ -28,8 +28,8 @@ from edgeresnet.runners import OnnxRuntimeRunner, Runner
 if TYPE_CHECKING:
     import numpy as np
 
-from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, Target, TargetBuild, TargetDetails, cannot_run_here,
-                    copy_device_support, copy_templates)
+from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, PolygraphyNames, Target, TargetBuild, TargetDetails,
+                    cannot_run_here, copy_device_support, copy_templates)
 from .versions import (JETPACK_TENSORRT, ORIN_JETPACKS, THOR_JETPACKS, XAVIER_JETPACKS, dla_takes_calibration_cache,
                        float_layer_precision, tensorrt_line, tensorrt_versions)
 
@@ -247,7 +247,10 @@ class TensorRTBackend(Backend):
             "dla": dla_details,
             "float_layers": _float_layer_precisions(fallback, trt_versions, bool(context.target.details.dla_cores)),
         }
-        return TargetBuild(files=files, runner=runner, details=details, not_measured=not_measured)
+        graph = context.int8_model.graph
+        polygraphy = PolygraphyNames(MODEL_FILE, graph.input[0].name, graph.output[0].name, context.batch,
+                                     context.dynamic_batch is not None)
+        return TargetBuild(files=files, runner=runner, details=details, not_measured=not_measured, polygraphy=polygraphy)
 
     def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
         raise cannot_run_here(target, folder, " (build and run its engine on the Jetson: see its README.md)")
