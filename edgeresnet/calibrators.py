@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 
 from edgeresnet.errors import InputError
-from edgeresnet.quant_scheme import CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions
+from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions
 
 Range = tuple[np.float32, np.float32]
 
@@ -45,6 +45,9 @@ Range = tuple[np.float32, np.float32]
 # min-max 19/11/22/25/17/19% (15% at 1024: the maximum of a tail follows single images
 # and does not settle; the warning says so).
 STABILITY_THRESHOLD = 0.10
+# Min-max's range is the most extreme value seen, which moves by 11-25% between half and
+# all of the sample at any size measured: only a larger move says the sample is too small.
+MINMAX_STABILITY_THRESHOLD = 0.30
 
 
 @dataclass(frozen=True)
@@ -321,14 +324,18 @@ class ScaleStability:
                 "threshold": self.threshold, "trusted": self.trusted}
 
 
-def scale_stability(run: CalibrationRun, symmetric: bool) -> ScaleStability:
+def stability_threshold(method: CalibrationMethod) -> float:
+    return MINMAX_STABILITY_THRESHOLD if method is CalibrationMethod.MINMAX else STABILITY_THRESHOLD
+
+
+def scale_stability(run: CalibrationRun, symmetric: bool, threshold: float = STABILITY_THRESHOLD) -> ScaleStability:
     """The largest relative change of any activation scale, first half against all samples.
 
     The scale of an int8 range is proportional to max(|lo|, |hi|) (symmetric) or to
     max(hi, 0) - min(lo, 0) (asymmetric: the range always holds zero), whatever the integer type.
     """
     if run.half_ranges is None:
-        return ScaleStability(run.half_samples, None, None)
+        return ScaleStability(run.half_samples, None, None, threshold)
 
     def extent(lo: np.float32, hi: np.float32) -> float:
         return float(max(abs(lo), abs(hi))) if symmetric else float(max(hi, 0) - min(lo, 0))
@@ -339,6 +346,6 @@ def scale_stability(run: CalibrationRun, symmetric: bool) -> ScaleStability:
         if full > 0:
             changes[name] = abs(extent(*run.half_ranges[name]) - full) / full
     if not changes:
-        return ScaleStability(run.half_samples, 0.0, None)
+        return ScaleStability(run.half_samples, 0.0, None, threshold)
     tensor = max(sorted(changes), key=changes.__getitem__)
-    return ScaleStability(run.half_samples, changes[tensor], tensor)
+    return ScaleStability(run.half_samples, changes[tensor], tensor, threshold)

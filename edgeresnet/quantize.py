@@ -23,7 +23,8 @@ import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-from edgeresnet.calibrators import ScaleStability, calibrate, create_calibrator, scale_stability, tensors_to_calibrate
+from edgeresnet.calibrators import (ScaleStability, calibrate, create_calibrator, scale_stability, stability_threshold,
+                                    tensors_to_calibrate)
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import (CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions,
                                      QuantScheme, calibration_options)
@@ -143,7 +144,8 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, conf
     metadata.update({"edgeresnet.quant_profile": scheme.name, "edgeresnet.calibration_method": config.method.value})
     onnx.helper.set_model_props(quantized, metadata)
     onnx.checker.check_model(quantized)
-    record = CalibrationRecord(config.calibration, run.samples, scale_stability(run, scheme.activation_symmetric))
+    record = CalibrationRecord(config.calibration, run.samples, scale_stability(run, scheme.activation_symmetric,
+                                                                           stability_threshold(config.method)))
     return Quantization(quantized, record)
 
 

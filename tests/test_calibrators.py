@@ -7,9 +7,10 @@ import pytest
 from onnx import numpy_helper
 
 from edgeresnet.calibrators import (STABILITY_THRESHOLD, EntropyCalibrator, MinMaxCalibrator, PercentileCalibrator,
-                                    calibrate, create_calibrator, kl_optimal_bin, scale_stability, tensors_to_calibrate)
+                                    calibrate, create_calibrator, kl_optimal_bin, scale_stability, stability_threshold,
+                                    tensors_to_calibrate)
 from edgeresnet.errors import InputError
-from edgeresnet.quant_scheme import EntropyOptions, MinMaxOptions, PercentileOptions, calibration_options
+from edgeresnet.quant_scheme import CalibrationMethod, EntropyOptions, MinMaxOptions, PercentileOptions, calibration_options
 from edgeresnet.quantize import QuantizeConfig, calibrate_and_quantize
 from edgeresnet.targets import get_quant_scheme
 
@@ -164,6 +165,8 @@ def test_stability_flags_a_sample_whose_second_half_moves_the_scale():
         assert (stability.warning(4) is None) is trusted
     assert stability.max_relative_change == pytest.approx(2 / 3) and stability.max_relative_change > STABILITY_THRESHOLD
     assert "too small to trust" in stability.warning(4)
+    assert stability_threshold(CalibrationMethod.MINMAX) > stability_threshold(CalibrationMethod.PERCENTILE) == STABILITY_THRESHOLD
+    assert scale_stability(run, symmetric=True, threshold=0.7).trusted  # a 67% move passes a 70% threshold
 
 
 def test_one_batch_cannot_be_judged(reference):
