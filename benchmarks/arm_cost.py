@@ -391,7 +391,8 @@ class Cost:
 def top_instructions(mix: Counter, count: int = 4) -> str:
     """The most executed mnemonics of a kernel with their share: tells a stripped kernel's kind (sdot, fmla...)."""
     total = sum(mix.values())
-    return ", ".join(f"{name} {n / total:.0%}" for name, n in mix.most_common(count)) if total > 0 else ""
+    ranked = sorted(mix.items(), key=lambda item: (-item[1], item[0]))[:count]  # ties by name: same text every run
+    return ", ".join(f"{name} {n / total:.0%}" for name, n in ranked) if total > 0 else ""
 
 
 def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[Cost]:
@@ -430,7 +431,7 @@ def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[C
                 kernels: dict[str, float] = defaultdict(float)
                 mixes: dict[str, Counter] = defaultdict(Counter)
                 instructions = cycles = 0.0
-                for (path, offset, code), executions in blocks.items():
+                for (path, offset, code), executions in sorted(blocks.items()):  # a fixed order: float sums repeat
                     instructions += executions * len(code) / 8
                     cost = executions * cycles_of[code]
                     cycles += cost
@@ -438,7 +439,7 @@ def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[C
                     kernels[kernel] += cost
                     for word in range(0, len(code), 8):
                         mixes[kernel][assembly[code[word:word + 8]].split()[0]] += executions
-                top = sorted(kernels.items(), key=lambda item: -item[1])[:TOP_KERNELS]
+                top = sorted(kernels.items(), key=lambda item: (-item[1], item[0]))[:TOP_KERNELS]
                 costs.append(Cost(model_name, board_name, runtime, round(instructions), round(cycles),
                                   round(cycles / (board.clock_ghz * 1e6), 2),
                                   top_kernels=[{"kernel": k, "cycles": round(c), "share": round(c / cycles, 4),
