@@ -13,7 +13,7 @@ APT_PACKAGES=(
   shellcheck                       # checks the Jetson bundle's shell script
 )
 
-sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+source scripts/common.sh
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -29,7 +29,7 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+venv_pip install -q --upgrade pip
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build that lies on this machine's disk.
-.venv/bin/python -m pip install -q -e ".[tune,sign]"
+venv_pip install -q -e ".[tune,sign]"
 echo "edgeresnet is installed: .venv/bin/edgeresnet"

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/common.sh
 
-sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Headless Chromium opens report.html in the tests.
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (report.html is checked in a headless browser)"
@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-.venv/bin/python -m pip install -q -e ".[test,tune,sign]"
+venv_pip install -q -e ".[test,tune,sign]"
 
 # benchmarks/arm_cost.py (tests/test_arm_cost.py) fetches LLVM 19's llvm-mca with `apt-get download`
 # into its cache, not installed: that needs apt's package lists.
@@ -26,7 +26,7 @@ fi
 STUBS=.cache/tensorrt-stubs
 if [ ! -f "$STUBS/tensorrt_bindings/tensorrt.pyi" ]; then
   mkdir -p .cache/wheels "$STUBS"
-  .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d .cache/wheels "tensorrt-stubs==10.13.0.35.1"
+  venv_pip download -q --no-deps --only-binary=:all: -d .cache/wheels "tensorrt-stubs==10.13.0.35.1"
   .venv/bin/python -m zipfile -e .cache/wheels/tensorrt_stubs-10.13.0.35.1-py3-none-any.whl "$STUBS/unpacked"
   mv "$STUBS/unpacked/tensorrt" "$STUBS/unpacked/tensorrt_bindings" "$STUBS/"
   rm -rf "$STUBS/unpacked"
