@@ -65,6 +65,14 @@ def add_check_arguments(parser, golden_default: Path) -> None:
                        help="allowed top-1 drop against FP32 beyond the host's drop, points [default: 0.5]")
 
 
+def require_inputs(parser, args) -> None:
+    """A runner needs inputs: --images or --npy, or --check (golden/, or a labelled --images folder)."""
+    if not args.check and not (args.images or args.npy):
+        parser.error("pass --images or --npy (or --check)")
+    if args.check and args.npy:
+        parser.error("--check runs golden/ or a labelled --images folder, not --npy")
+
+
 def budget_from(args) -> Budget:
     return Budget(args.min_agreement / 100.0, args.max_extra_drop)
 

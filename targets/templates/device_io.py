@@ -6,12 +6,12 @@ Shipped beside run.py in each artifact; needs numpy (and Pillow for images).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from device_check import timed_logits
 from preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -68,18 +68,7 @@ def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, 
                    extra: Callable[[], dict[str, Any]] | None = None) -> None:
     """Time `infer` batch by batch over the inputs, then print (or save) predictions, top-1 and latency."""
     inputs, labels = load_inputs(args.images, args.npy, pre)
-    for _ in range(args.warmup):
-        infer(np.ascontiguousarray(inputs[:batch]))
-    latencies, logits = [], []
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start : start + batch]
-        rows = len(chunk)
-        if rows < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - rows, axis=0)])
-        began = time.perf_counter()
-        logits.append(infer(np.ascontiguousarray(chunk, dtype=np.float32))[:rows])
-        latencies.append((time.perf_counter() - began) * 1000)
-    all_logits = np.concatenate(logits)
+    all_logits, latencies = timed_logits(infer, inputs, batch, warmup=args.warmup)
     if args.logits_out:
         np.save(args.logits_out, all_logits)
     predictions = all_logits.argmax(1)

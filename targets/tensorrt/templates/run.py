@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.dont_write_bytecode = True  # no __pycache__ in the artifact: `edgeresnet verify` refuses unlisted files
 
 import build_engine  # noqa: E402
-from device_check import add_check_arguments, run_check  # noqa: E402
+from device_check import add_check_arguments, require_inputs, run_check  # noqa: E402
 from device_io import add_input_arguments, load_inputs, run_and_report  # noqa: E402
 from preprocessing import Preprocessing  # noqa: E402
 
@@ -178,10 +178,7 @@ def main() -> None:
     parser.add_argument("--dla", type=int, default=None)
     add_check_arguments(parser, HERE / "golden")
     args = parser.parse_args()
-    if not args.check and not (args.images or args.npy):
-        parser.error("pass --images or --npy (or --check)")
-    if args.check and args.npy:
-        parser.error("--check runs golden/ or a labelled --images folder, not --npy")
+    require_inputs(parser, args)
 
     config = build_engine.load_config()
     engine = load_engine(args.dla)
