@@ -1,5 +1,6 @@
 """Artifacts users can trust: manifest, determinism, verify, tar safety, kills, and the bad-input corpus."""
 
+import fcntl
 import io
 import json
 import os
@@ -119,8 +120,13 @@ def test_sigkill_never_leaves_a_complete_looking_folder(tmp_path):
             assert (out / MANIFEST).is_file() and run_cli("verify", str(out)).returncode == 0
         else:
             killed_mid_work += 1
-        leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".killed-{delay}")]
-        assert all(name.endswith(".partial") for name in leftovers)
+        leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(f".killed-{delay}")]
+        # A kill cannot clean up: a hidden staging folder and the destination's lock file may stay,
+        # never anything that looks like an artifact, and the dead process's lock is free again.
+        assert all(p.name.endswith((".partial", ".lock")) for p in leftovers), leftovers
+        for lock in (p for p in leftovers if p.name.endswith(".lock")):
+            with open(lock, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert killed_mid_work >= 4
 
 
