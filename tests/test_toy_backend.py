@@ -43,13 +43,13 @@ def test_compile_verify_run_and_bench_through_a_toy_backend(toy_backend, small_d
 
 def test_the_command_line_offers_a_registered_backend(toy_backend, small_data, tmp_path):
     runner = CliRunner()
-    listed = json.loads(runner.invoke(cli, ["targets", "--json"]).output)
+    listed = json.loads(runner.invoke(cli, ["targets", "--json"]).stdout)
     assert {"name": "reference-cpu", "backend": "onnx-reference", "quant_profile": "onnx-reference",
             "aliases": ["qdq-reference"]}.items() <= next(t for t in listed if t["name"] == "reference-cpu").items()
     quantized = runner.invoke(cli, ["quantize", "--scheme", "onnx-reference", "--model", "resnet20", "--calib",
                                     str(small_data["calib"]), "--calib-samples", "8", "-o", str(tmp_path / "q.onnx"), "--json"])
     assert quantized.exit_code == 0, quantized.output
-    assert json.loads(quantized.output)["profile"] == "onnx-reference"
+    assert json.loads(quantized.stdout)["profile"] == "onnx-reference"
 
 
 def test_unregistered_backends_are_gone(small_data):
