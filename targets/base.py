@@ -134,6 +134,16 @@ class TargetBuild:
     polygraphy: PolygraphyNames | None = None
 
 
+@dataclass
+class RemoteRun:
+    """Logits computed on the boards of a device farm, in input order, and the boards' own timings."""
+
+    logits: Any  # np.ndarray
+    latencies_ms: list[float]
+    boards: int
+    servers: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class TuneRequest:
     """One tuning run of a backend's kernels for `target`, on the quantized model that compile would build."""
@@ -206,6 +216,21 @@ class Backend(ABC):
     @abstractmethod
     def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
         """A runner for a finished artifact's own files, or an InputError when this machine cannot run them."""
+
+    def host_reference(self, target: Target, folder: Path, manifest: dict[str, Any]) -> Runner:
+        """The artifact's INT8 model as this host computes it: the reference a device is compared with."""
+        return self.open_artifact(target, folder, manifest)
+
+    # A device farm (`validate --rpc`): a backend whose artifacts run on remote boards overrides both.
+    def check_device_farm(self, target: Target) -> None:
+        raise InputError(f"validate --rpc runs an artifact on the boards of a TVM RPC tracker; {target.name} is a "
+                         f"{self.name} artifact (run its own run.py --check on the device)")
+
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: dict[str, Any], device: RpcDevice,
+                           inputs: Any) -> RemoteRun:
+        """The artifact run on the boards registered under `device`, logits in input order."""
+        self.check_device_farm(target)
+        raise NotImplementedError(f"{self.name} checks a device farm but cannot run on one")
 
     def toolchain(self, target: Target) -> dict[str, str]:
         """Versions of the backend's own tools and packages, for the manifest."""

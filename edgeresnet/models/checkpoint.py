@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from edgeresnet.errors import InputError
-from edgeresnet.digest import sha256_file
 
 _WRAPPER_KEYS = ("state_dict", "model")
 

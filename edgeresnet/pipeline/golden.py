@@ -19,7 +19,6 @@ import base64
 import io
 import json
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

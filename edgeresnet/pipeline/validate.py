@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 
 from edgeresnet.artifact import read_manifest, verify_folder
 from edgeresnet.errors import InputError
-from edgeresnet.targets import get_target
+from edgeresnet.targets import backend_of, get_target
 from edgeresnet.targets.base import RpcDevice
 
 from .device_report import DeviceFold, fold_device_report
@@ -67,7 +66,7 @@ def _golden_for(check, folder: Path, manifest: dict[str, Any], target, eval_spec
 
     data = open_dataset(eval_spec, Preprocessing.from_dict(manifest["input"]), limit=eval_samples, seed=seed)
     fp32_runner = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32 model of the artifact")
-    host = _host_int8_runner(folder, manifest, target)
+    host = backend_of(target).host_reference(target, folder, manifest)
     meta = {"model": manifest["model"]["name"], "target": target.name, "fp32_runtime": fp32_runner.runtime,
             "int8_runtime": host.runtime, "host_arch": platform.machine()}
     golden = check.Golden(data.images, data.labels, collect_logits(fp32_runner, data.images, progress=False),
@@ -75,28 +74,9 @@ def _golden_for(check, folder: Path, manifest: dict[str, Any], target, eval_spec
     return golden, f"{data.source} ({len(data)} images)"
 
 
-def _host_int8_runner(folder: Path, manifest: dict[str, Any], target):
-    """The shipped library where this machine runs it; else the same integer module built for this host."""
-    import onnx
-
-    from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
-    from edgeresnet.targets.tvm.runners import TvmHostRunner
-
-    batch, threads = manifest["input"]["batch"], os.cpu_count() or 1
-    if target.arch == platform.machine():
-        return TvmHostRunner(folder / "model.so", batch, threads, f"{target.name} artifact")
-    shape = [batch, manifest["input"]["channels"], *manifest["input"]["input_size"]]
-    executable, _, _ = compile_integer_module(onnx.load(folder / "model.int8.onnx"), shape, {"kind": "llvm", "mcpu": host_cpu()})
-    library = Path(tempfile.mkdtemp(prefix="edgeresnet-validate-")) / "host.so"
-    executable.export_library(str(library))
-    return TvmHostRunner(library, batch, threads, f"host build of the same integer module, {host_cpu()}")
-
-
 def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = None, eval_samples: int | None = None,
                       seed: int = 0, out: str | Path | None = None, label: str | None = None,
                       min_agreement: float = 99.0, max_extra_drop: float = 0.5) -> ValidateResult:
-    from edgeresnet.targets.tvm.remote import run_on_boards
-
     device = RpcDevice.parse(rpc)
     folder = Path(artifact)
     if not folder.is_dir():
@@ -104,16 +84,15 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
     verify_folder(folder)
     manifest = read_manifest(folder)
     target = get_target(manifest["target"]["name"])
-    if target.backend != "tvm":
-        raise InputError(f"validate --rpc runs TVM libraries on boards of a TVM RPC tracker; {target.name} is a "
-                         f"{target.backend} artifact (run its own run.py --check on the device)")
+    backend = backend_of(target)
+    backend.check_device_farm(target)
     check = device_check_module()
     golden, source = _golden_for(check, folder, manifest, target, eval_spec, eval_samples, seed)
-    remote = run_on_boards(device, folder / "model.so", golden.inputs, manifest["input"]["batch"])
+    remote = backend.run_on_device_farm(target, folder, manifest, device, golden.inputs)
     facts = {"machine": f"{target.arch} (the target profile's; RPC does not report the board's)", "rpc": str(device),
              "boards": remote.boards, "servers": remote.servers,
              "runtime": {"tvm": "the RPC server's own runtime", "library": "model.so", "target": target.name}}
-    runtime = f"tvm RPC on {remote.boards} board(s) under {device}"
+    runtime = f"{backend.name} RPC on {remote.boards} board(s) under {device}"
     budget = check.Budget(min_agreement / 100.0, max_extra_drop)
     report = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
                                  remote.latencies_ms, manifest["input"]["batch"])

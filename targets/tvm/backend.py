@@ -21,17 +21,22 @@ import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed, MissingDependency
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 
-from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RpcDevice, Target, TargetBuild, TargetDetails,
+from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RemoteRun, RpcDevice, Target, TargetBuild, TargetDetails,
                     TuneRequest, TuneResult, cannot_run_here, copy_device_support, copy_templates)
 from . import emulation, native
 from .disassembly import objdump, sdot_summary
 from .records import check_records_for, records_provenance
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgeresnet.runners import Runner
 
 LIBRARY = "model.so"
 QDQ_MODEL = "model.int8.onnx"  # the Q/DQ model the library was compiled from
@@ -143,8 +148,25 @@ class TvmBackend(Backend):
         hint = " (pass --emulate to run it under qemu)" if target.arch == "aarch64" else ""
         raise cannot_run_here(target, folder, hint)
 
+    def host_reference(self, target: Target, folder: Path, manifest: dict[str, Any]) -> Runner:
+        if target.arch == platform.machine():
+            return self.open_artifact(target, folder, manifest)
+        import onnx
+
+        shape = [manifest["input"]["batch"], manifest["input"]["channels"], *manifest["input"]["input_size"]]
+        return _host_build(onnx.load(folder / QDQ_MODEL), shape)
+
+    def check_device_farm(self, target: Target) -> None:
+        """Any TVM artifact runs in a TVM RPC server's runtime: nothing to refuse."""
+
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: dict[str, Any], device: RpcDevice,
+                           inputs: np.ndarray) -> RemoteRun:
+        from .remote import run_on_boards
+
+        return run_on_boards(device, folder / LIBRARY, inputs, manifest["input"]["batch"])
+
     def build(self, context: BuildContext) -> TargetBuild:
-        from .module import compile_integer_module, host_cpu
+        from .module import compile_integer_module
         from .runners import QemuRunner, TvmHostRunner
 
         target, folder = context.target, context.folder
@@ -199,12 +221,7 @@ class TvmBackend(Backend):
             raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {sdot['sdot_instructions']}")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
-        host_dir = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
-        host_target = {"kind": "llvm", "mcpu": host_cpu()}
-        host_executable, _, _ = compile_integer_module(context.int8_model, input_shape, host_target)
-        host_executable.export_library(str(host_dir / LIBRARY))
-        host = TvmHostRunner(host_dir / LIBRARY, context.batch, threads, f"host build of the same integer module, {host_target['mcpu']}")
-        weakref.finalize(host, shutil.rmtree, str(host_dir), True)  # its folder goes when the runner does (or at exit)
+        host = _host_build(context.int8_model, input_shape)
         try:
             emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
             return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples,
@@ -212,6 +229,20 @@ class TvmBackend(Backend):
         except MissingDependency as exc:
             not_measured.append(f"the shipped aarch64 library under emulation: {exc}")
             return TargetBuild(files, host, build_details, not_measured, provenance=provenance)
+
+
+def _host_build(int8_model, input_shape: list[int]) -> Runner:
+    """The same integer module built for this host's CPU, in a folder that goes with its runner."""
+    from .module import compile_integer_module, host_cpu
+    from .runners import TvmHostRunner
+
+    folder = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
+    cpu = host_cpu()
+    executable, _, _ = compile_integer_module(int8_model, input_shape, {"kind": "llvm", "mcpu": cpu})
+    executable.export_library(str(folder / LIBRARY))
+    runner = TvmHostRunner(folder / LIBRARY, input_shape[0], os.cpu_count() or 1, f"host build of the same integer module, {cpu}")
+    weakref.finalize(runner, shutil.rmtree, str(folder), True)  # its folder goes when the runner does (or at exit)
+    return runner
 
 
 def _package_version(package: str) -> str:

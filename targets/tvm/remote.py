@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeresnet.errors import InputError
 
-from ..base import RpcDevice
+from ..base import RemoteRun, RpcDevice
 
 SESSION_TIMEOUT_S = 1800
-
-
-@dataclass
-class RemoteResult:
-    logits: np.ndarray
-    latencies_ms: list[float]
-    boards: int
-    servers: list[str] = field(default_factory=list)
 
 
 def free_boards(device: RpcDevice) -> tuple[int, list[str]]:
@@ -73,7 +64,7 @@ def _run_shard(device: RpcDevice, library: Path, images: np.ndarray, batch: int,
     return np.concatenate(outputs).astype(np.float32), latencies
 
 
-def run_on_boards(device: RpcDevice, library: Path, images: np.ndarray, batch: int) -> RemoteResult:
+def run_on_boards(device: RpcDevice, library: Path, images: np.ndarray, batch: int) -> RemoteRun:
     """All logits, in input order, from the boards under the key (sharded when several are free)."""
     boards, servers = free_boards(device)
     batches = -(-len(images) // batch)
@@ -83,4 +74,4 @@ def run_on_boards(device: RpcDevice, library: Path, images: np.ndarray, batch: i
     shards = [images[edges[i]:min(edges[i + 1], len(images))] for i in range(boards)]
     with ThreadPoolExecutor(max_workers=boards) as pool:
         results = list(pool.map(lambda item: _run_shard(device, library, item[1], batch, item[0] == 0), enumerate(shards)))
-    return RemoteResult(np.concatenate([r[0] for r in results]), results[0][1], boards, servers)
+    return RemoteRun(np.concatenate([r[0] for r in results]), results[0][1], boards, servers)
