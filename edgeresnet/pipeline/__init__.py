@@ -9,5 +9,8 @@ backend; the command line above it only parses options and prints results.
     quantize   the front half alone, to a file
     evaluate   an ONNX model against the FP32 model
     tune       the front half, then the backend's tuner
+    golden     the golden vectors every artifact carries for the on-device check
     artifacts  verify, run and bench a finished artifact
+    device_report, validate   the device's own measurement folded in beside the host's
+                              (from a device-report.json, or run on a device farm)
 """
