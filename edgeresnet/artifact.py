@@ -9,7 +9,7 @@ The manifest itself is protected from outside: its sha256 is the artifact's dige
 `sha256sum` format, checked by `verify --digest`), and it can be signed with an
 ed25519 key (`manifest.sig`, the one file the manifest cannot list). `verify` also
 cross-checks the manifest's claims against the content (report.json's figures,
-the ELF machine of shared libraries, the device configs' target and preprocessing).
+the ELF machine of shared libraries; `check_device_config` for a backend's device config).
 """
 
 from __future__ import annotations
@@ -210,23 +210,6 @@ def _claims_match(manifest: dict[str, Any], folder: Path) -> None:
         for claim, (said, measured) in claims.items():
             if said != measured:
                 raise CheckFailed(f"manifest {claim} is {said!r}, but report.json says {measured!r}: the manifest was edited")
-    for name in ("bundle.json", "deploy.json"):
-        if name not in manifest["files"]:
-            continue
-        try:
-            config = json.loads((folder / name).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckFailed(f"{name}: not valid JSON") from None
-        if config.get("target") not in (None, target.get("name")):
-            raise CheckFailed(f"manifest target.name is {target.get('name')!r}, but {name} was built for {config.get('target')!r}")
-        shipped = config.get("preprocessing")
-        if isinstance(shipped, dict):
-            wrong = sorted(k for k in shipped if manifest["input"].get(k) != shipped[k])
-            if wrong:
-                raise CheckFailed(f"manifest input ({', '.join(wrong)}) differs from the preprocessing {name} ships to the device")
-        shape = config.get("input_shape")
-        if isinstance(shape, list) and list(shape[1:]) != [manifest["input"].get("channels"), *manifest["input"].get("input_size", [])]:
-            raise CheckFailed(f"manifest input {manifest['input'].get('input_size')} differs from {name}'s input shape {shape}")
     arch = target.get("arch")
     for name in manifest["files"]:
         if name.endswith(".so") and arch in ELF_MACHINES.values():
@@ -234,6 +217,27 @@ def _claims_match(manifest: dict[str, Any], folder: Path) -> None:
             if machine != arch:
                 raise CheckFailed(f"{name} is {'not an ELF library' if machine is None else 'built for ' + machine}, "
                                   f"but the manifest's target {target.get('name')} is {arch}")
+
+
+def check_device_config(folder: Path, manifest: dict[str, Any], name: str) -> None:
+    """The config the device runner reads (target, input shape, preprocessing) against the manifest's record."""
+    if name not in manifest["files"]:
+        return
+    target = manifest["target"]
+    try:
+        config = json.loads((folder / name).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckFailed(f"{name}: not valid JSON") from None
+    if config.get("target") not in (None, target.get("name")):
+        raise CheckFailed(f"manifest target.name is {target.get('name')!r}, but {name} was built for {config.get('target')!r}")
+    shipped = config.get("preprocessing")
+    if isinstance(shipped, dict):
+        wrong = sorted(k for k in shipped if manifest["input"].get(k) != shipped[k])
+        if wrong:
+            raise CheckFailed(f"manifest input ({', '.join(wrong)}) differs from the preprocessing {name} ships to the device")
+    shape = config.get("input_shape")
+    if isinstance(shape, list) and list(shape[1:]) != [manifest["input"].get("channels"), *manifest["input"].get("input_size", [])]:
+        raise CheckFailed(f"manifest input {manifest['input'].get('input_size')} differs from {name}'s input shape {shape}")
 
 
 def verify_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:

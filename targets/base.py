@@ -201,6 +201,8 @@ class Backend(ABC):
     name: ClassVar[str]
     quant_scheme: ClassVar[QuantScheme]  # the Q/DQ graph its builds consume
     dynamic_batch: ClassVar[bool] = False  # whether its artifacts take a dynamic batch dimension
+    # The JSON its device runner reads (target, input_shape, preprocessing): verify holds it to the manifest.
+    device_config: ClassVar[str | None] = None
 
     @abstractmethod
     def targets(self) -> list[Target]:

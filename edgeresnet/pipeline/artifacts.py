@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgeresnet.artifact import Verification, opened, read_manifest, verify_folder
+from edgeresnet.artifact import Verification, check_device_config, opened, read_manifest, verify_folder
 from edgeresnet.calibration import open_dataset
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.evaluate import accuracy, collect_logits
@@ -30,11 +30,13 @@ def verify(artifact: str | Path, digest: str | None = None, public_key: str | Pa
     """Check the manifest (digest, signature), every file's hash, the target's files, the manifest's claims
     against the content, and that the target is one edgeresnet knows, described as the manifest says."""
     with opened(artifact) as folder:
-        result = _verified(folder, digest, public_key)
+        result = check_artifact_folder(folder, digest, public_key)
     return Verification(str(artifact), result.target, result.files, digest=result.digest, signature=result.signature)
 
 
-def _verified(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
+def check_artifact_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
+    """`verify_folder`, then what only the registry knows: the target exists, is described as recorded, and
+    its backend's device config agrees with the manifest."""
     result = verify_folder(folder, digest, public_key)
     manifest = read_manifest(folder)
     try:
@@ -49,6 +51,9 @@ def _verified(folder: Path, digest: str | None = None, public_key: str | Path | 
         if key in manifest["target"] and manifest["target"][key] != value:
             raise CheckFailed(f"manifest target.{key} is {manifest['target'][key]!r}, but target {target.name} "
                               f"has {value!r}: the manifest was edited or comes from another edgeresnet")
+    config = backend_of(target).device_config
+    if config:
+        check_device_config(folder, manifest, config)
     return result
 
 
@@ -56,7 +61,7 @@ def _verified(folder: Path, digest: str | None = None, public_key: str | Path | 
 def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tuple[Path, dict[str, Any], Runner]]:
     """Open (unpacking a .tar.gz), verify, and yield (folder, manifest, runner for its files)."""
     with opened(artifact) as folder:
-        _verified(folder)
+        check_artifact_folder(folder)
         manifest = read_manifest(folder)
         target = get_target(manifest["target"]["name"])
         try:

@@ -20,11 +20,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgeresnet.artifact import read_manifest, verify_folder
+from edgeresnet.artifact import read_manifest
 from edgeresnet.errors import InputError
 from edgeresnet.targets import backend_of, get_target
 from edgeresnet.targets.base import RpcDevice
 
+from .artifacts import check_artifact_folder
 from .device_report import DeviceFold, fold_device_report
 
 
@@ -81,7 +82,7 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
     folder = Path(artifact)
     if not folder.is_dir():
         raise InputError(f"{folder}: validate needs an artifact folder (unpack a .tar.gz first)")
-    verify_folder(folder)
+    check_artifact_folder(folder)
     manifest = read_manifest(folder)
     target = get_target(manifest["target"]["name"])
     backend = backend_of(target)

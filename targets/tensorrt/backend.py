@@ -36,6 +36,7 @@ from .versions import (JETPACK_TENSORRT, ORIN_JETPACKS, THOR_JETPACKS, XAVIER_JE
 MODEL_FILE = "model.onnx"
 DLA_MODEL_FILE = "model.dla.onnx"  # the Q/DQ-free model the DLA calibration caches describe
 FP32_MODEL_FILE = "model.fp32.onnx"  # written by the pipeline beside every artifact; the FP16 baseline engine
+BUNDLE_CONFIG = "bundle.json"  # what build_engine and run.py read
 BUNDLE_FILES = ("build_engine.sh", "build_engine.py", "layer_report.py", "run.py", "README.md")  # from templates/
 NOT_MEASURED = "TensorRT numerics not measured: no TensorRT here. INT8 accuracy is the same Q/DQ file run in ONNX Runtime"
 
@@ -169,7 +170,7 @@ class BundleEngineRunner(Runner):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         self.engine = module.load_engine()
-        self.static_batch = json.loads((folder / "bundle.json").read_text())["input_shape"][0]
+        self.static_batch = json.loads((folder / BUNDLE_CONFIG).read_text())["input_shape"][0]
 
     @property
     def runtime(self) -> str:
@@ -194,6 +195,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     quant_scheme = TENSORRT_SCHEME
     dynamic_batch = True
+    device_config = BUNDLE_CONFIG
 
     def targets(self) -> list[Target]:
         return [
@@ -228,11 +230,11 @@ class TensorRTBackend(Backend):
         if context.target.details.dla_cores:
             dla, dla_files, dla_details = _write_dla_recipe(folder, context.int8_model, trt_versions, fallback)
         config = _bundle_config(context, hashlib.sha256(model_bytes).hexdigest(), dla, residual_blocks(context.int8_model))
-        (folder / "bundle.json").write_text(json.dumps(config, indent=2) + "\n")
+        (folder / BUNDLE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (folder / "bundle.env").write_text(_shell_config(config))
         copy_templates(folder, __package__, BUNDLE_FILES)
         copy_device_support(folder)
-        files = [MODEL_FILE, "bundle.json", "bundle.env", *BUNDLE_FILES, *DEVICE_SUPPORT_FILES, *dla_files]
+        files = [MODEL_FILE, BUNDLE_CONFIG, "bundle.env", *BUNDLE_FILES, *DEVICE_SUPPORT_FILES, *dla_files]
         runner = _local_tensorrt_runner(folder)
         not_measured = ["engine build, fusion and latency on the Jetson itself: run build_engine.sh and run.py on the device"]
         if runner is None:

@@ -97,6 +97,7 @@ class TvmBackend(Backend):
     name = "tvm"
     quant_scheme = TVM_SCHEME
     dynamic_batch = False  # TVM compiles one static shape
+    device_config = DEPLOY_FILE
 
     def targets(self) -> list[Target]:
         return [
