@@ -1,5 +1,6 @@
 """`edgeresnet compile` end to end on the embedded default: the reference model and Fashion-MNIST."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -31,7 +32,8 @@ def default_jetson(tmp_path_factory):
 
 def test_ort_cpu_default_meets_the_accuracy_bar(default_ort):
     out, report = default_ort
-    assert report == {**json.loads((out / "report.json").read_text()), "artifact": str(out), "archive": None}
+    digest = "sha256:" + hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
+    assert report == {**json.loads((out / "report.json").read_text()), "artifact": str(out), "archive": None, "digest": digest}
     for key in ("model", "target", "method", "samples", "drop_pts", "agreement", "fallback_layers"):
         assert key in report
     assert report["model"] == "resnet20-fmnist" and report["target"] == "ort-cpu" and report["method"] == "minmax"
@@ -82,7 +84,11 @@ def test_all_three_methods_run(tmp_path):
         report = json.loads(result.stdout)
         assert report["method"] == method
         drops[method] = report["drop_pts"]
-    assert all(abs(d) < 2.0 for d in drops.values()), drops
+    assert abs(drops["minmax"]) < 2.0 and abs(drops["percentile"]) < 2.0, drops
+    # Real (TensorRT-style) entropy clips at the spike of Fashion-MNIST's constant background in the input and
+    # the stem's ReLU, and loses ~15 points here (see README and benchmarks/calibration_methods.py); it must
+    # at least be a different calibration from min-max, as it was not when ORT ran it with 128 bins.
+    assert drops["entropy"] != drops["minmax"], drops
 
 
 def test_report_html_shows_its_plots_in_a_headless_browser(default_ort, tmp_path):
