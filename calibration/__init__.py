@@ -15,49 +15,35 @@
 
 Sampling is deterministic: `limit` images drawn by a seeded permutation, in source order.
 Every dataset carries the sha256 of its exact tensors, recorded in reports and manifests.
+
+Nothing is decoded or held whole (`edgeresnet.calibration.stream`): a `Dataset` keeps its
+labels and reads preprocessed batches on demand; `.npy` files and plain IDX files are
+memory-mapped, as are the members of an uncompressed `.npz` (`np.savez`); a compressed
+`.npz` member or a `.gz` IDX file is read whole as raw pixels (uint8: a quarter of the
+float32 size), and folders are decoded by a small thread pool while the model computes.
+Headers are checked when the data set is opened (every image file's, so a non-image or a
+decompression bomb fails at once); a file that is damaged beyond its header fails, with
+its name, when the stream reaches it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgeresnet.errors import InputError
-from edgeresnet.preprocessing import ImageRefused, Preprocessing
+from edgeresnet.preprocessing import MAX_IMAGE_PIXELS, ImageRefused, Preprocessing
 
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
-from .idx import read_idx
+from .idx import map_idx, read_idx
+from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    images: np.ndarray  # float32 [N, C, H, W], preprocessed for the model
-    labels: np.ndarray | None  # int64 [N], or None when the source has none
-    source: str
-    class_names: tuple[str, ...] = ()  # the class-folder names, when labels came from them
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def sha256(self) -> str:
-        digest = hashlib.sha256()
-        digest.update(f"{self.images.dtype}{self.images.shape}".encode())
-        digest.update(np.ascontiguousarray(self.images).tobytes())
-        if self.labels is not None:
-            digest.update(np.ascontiguousarray(self.labels.astype(np.int64)).tobytes())
-        return digest.hexdigest()
-
-    def describe(self) -> dict:
-        return {"source": self.source, "samples": len(self), "sha256": self.sha256, "labelled": self.labels is not None}
 
 
 def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -66,14 +52,12 @@ def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(total)[:limit])
 
 
-def _check_shape(images: np.ndarray, preprocessing: Preprocessing, source: str) -> None:
-    if images.ndim != 4 or tuple(images.shape[1:]) != preprocessing.input_shape:
+def _check_shape(shape: tuple[int, ...], preprocessing: Preprocessing, source: str) -> None:
+    if len(shape) != 4 or tuple(shape[1:]) != preprocessing.input_shape:
         raise InputError(
-            f"{source}: preprocessed array has shape {tuple(images.shape)}, the model takes [N, "
+            f"{source}: preprocessed array has shape {tuple(shape)}, the model takes [N, "
             f"{', '.join(map(str, preprocessing.input_shape))}]"
         )
-    if not np.isfinite(images).all():
-        raise InputError(f"{source}: array holds NaN or Inf values")
 
 
 def preprocessed_range(preprocessing: Preprocessing) -> tuple[float, float]:
@@ -83,9 +67,16 @@ def preprocessed_range(preprocessing: Preprocessing) -> tuple[float, float]:
     return float(ends.min()), float(ends.max())
 
 
-def _refuse_raw_pixels(images: np.ndarray, preprocessing: Preprocessing, source: str) -> None:
-    """Float arrays are taken as preprocessed; raw 0..255 pixels saved as float are not, and would score ~chance."""
-    low, high = float(images.min()), float(images.max())
+def _check_floats(data: Dataset, preprocessing: Preprocessing, source: str) -> None:
+    """One pass over float data, chunk by chunk (it also hashes it): no NaN/Inf, and not raw 0..255 pixels.
+
+    Float arrays are taken as preprocessed; raw 0..255 pixels saved as float are not, and would score ~chance.
+    """
+    low, high = np.inf, -np.inf
+    for chunk in data.batches(256):
+        if not np.isfinite(chunk).all():
+            raise InputError(f"{source}: array holds NaN or Inf values")
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
     _, expected_high = preprocessed_range(preprocessing)
     if low >= 0 and high > 2 * expected_high + 1:
         raise InputError(
@@ -93,18 +84,56 @@ def _refuse_raw_pixels(images: np.ndarray, preprocessing: Preprocessing, source:
             f"gives at most {expected_high:.3g}; save uint8 pixels to have them preprocessed, or preprocess them")
 
 
-def _from_pixels(pixels: np.ndarray, preprocessing: Preprocessing, source: str) -> np.ndarray:
-    try:
-        return preprocessing.normalize_uint8(pixels)
-    except ValueError as exc:
-        raise InputError(f"{source}: {exc}") from None
+def _pixel_source(pixels: np.ndarray, index: np.ndarray, preprocessing: Preprocessing, source: str) -> ImageSource:
+    """uint8 pixels [N, H, W(, C)], normalized chunk by chunk as they are read; refused at once when they do not fit."""
+    def normalize(rows: np.ndarray) -> np.ndarray:
+        try:
+            return preprocessing.normalize_uint8(rows)
+        except ValueError as exc:
+            raise InputError(f"{source}: {exc}") from None
+
+    if pixels.ndim not in (3, 4):
+        raise InputError(f"{source}: uint8 pixels must be [N, H, W] or [N, H, W, C], not {list(pixels.shape)}")
+    return SubsetSource(ArraySource(pixels, normalize), index)
 
 
 def _read_builtin(spec: str, preprocessing: Preprocessing, limit, seed) -> Dataset:
     split = spec.partition(":")[2] or "train"
     images, labels = load_fashion_mnist(split)
     index = sample_indices(len(images), limit, seed)
-    return Dataset(_from_pixels(images[index], preprocessing, spec), labels[index], f"fashion-mnist:{split}")
+    return Dataset(_pixel_source(images, index, preprocessing, spec), labels[index], f"fashion-mnist:{split}")
+
+
+def _probe_image(file: Path) -> None:
+    """The header only: a file that is no image, or a decompression bomb, fails before any decoding."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; "
+                                       f"refused as a possible decompression bomb")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise InputError(f"{file}: larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb") from None
+    except ImageRefused as exc:
+        raise InputError(f"{file}: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{file}: not a readable image ({exc})") from None
+
+
+def _image_loader(preprocessing: Preprocessing) -> Callable[[Path], np.ndarray]:
+    def load(file: Path) -> np.ndarray:
+        try:
+            return preprocessing.load_image(file)
+        except ImageRefused as exc:
+            raise InputError(f"{file}: {exc}") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"{file}: not a readable image ({exc})") from None
+    return load
 
 
 def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
@@ -130,16 +159,33 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Datas
         class_index = {name: i for i, name in enumerate(classes)}
         class_names = tuple(classes)
     chosen = [files[i] for i in sample_indices(len(files), limit, seed)]
-    images = []
-    for file in chosen:
-        try:
-            images.append(preprocessing.load_image(file))
-        except ImageRefused as exc:
-            raise InputError(f"{file}: {exc}") from None
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise InputError(f"{file}: not a readable image ({exc})") from None
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+        for _ in pool.map(_probe_image, chosen):  # in order: the first bad file is the one named
+            pass
     labels = np.array([class_index[class_of(p)] for p in chosen], np.int64) if labelled else None
-    return Dataset(np.stack(images), labels, str(path), class_names)
+    source = FileSource(chosen, _image_loader(preprocessing), preprocessing.input_shape)
+    return Dataset(source, labels, str(path), class_names)
+
+
+def _npz_member(path: Path, archive, key: str) -> np.ndarray:
+    """An .npz member memory-mapped when it is stored uncompressed (np.savez), else read whole."""
+    info = archive.zip.getinfo(f"{key}.npy") if hasattr(archive, "zip") else None
+    if info is None or info.compress_type != zipfile.ZIP_STORED:
+        return archive[key]
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+    if dtype.hasobject:
+        return archive[key]  # refused by np.load's allow_pickle=False, with its own message
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
@@ -149,11 +195,11 @@ def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Datase
                 key = next((k for k in ("images", "x", "arr_0") if k in archive), None)
                 if key is None:
                     raise InputError(f"{path}: .npz needs an 'images' (or 'x') array; it has {', '.join(archive.files) or 'none'}")
-                images = archive[key]
+                images = _npz_member(path, archive, key)
                 label_key = next((k for k in ("labels", "y") if k in archive), None)
                 labels = archive[label_key] if label_key else None
         else:
-            images, labels = np.load(path, allow_pickle=False), None
+            images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(f"{path}: not a readable NumPy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if images.size == 0:
@@ -161,20 +207,21 @@ def _read_array(path: Path, preprocessing: Preprocessing, limit, seed) -> Datase
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer)):
         raise InputError(f"{path}: labels must be integers, one per image")
     index = sample_indices(len(images), limit, seed)
-    images = images[index]
+    labels = None if labels is None else np.asarray(labels[index]).astype(np.int64)
     if images.dtype == np.uint8:
-        images = _from_pixels(images, preprocessing, str(path))
-    elif images.dtype in (np.float32, np.float64, np.float16):
-        images = images.astype(np.float32)
-    else:
+        data = Dataset(_pixel_source(images, index, preprocessing, str(path)), labels, str(path))
+        _check_shape(data.shape, preprocessing, str(path))
+        return data
+    if images.dtype not in (np.float32, np.float64, np.float16):
         raise InputError(f"{path}: array dtype {images.dtype} is neither uint8 pixels nor float32 preprocessed tensors")
-    _check_shape(images, preprocessing, str(path))
-    _refuse_raw_pixels(images, preprocessing, str(path))
-    return Dataset(images, None if labels is None else labels[index].astype(np.int64), str(path))
+    _check_shape(images.shape, preprocessing, str(path))
+    data = Dataset(SubsetSource(ArraySource(images), index), labels, str(path))
+    _check_floats(data, preprocessing, str(path))
+    return data
 
 
 def _read_idx_file(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
-    pixels = read_idx(path)
+    pixels = map_idx(path)
     if pixels.ndim not in (3, 4) or pixels.dtype != np.uint8:
         raise InputError(f"{path}: IDX images must be uint8 [N, H, W] or [N, H, W, C], not {pixels.dtype} {list(pixels.shape)}")
     if len(pixels) == 0:
@@ -186,7 +233,7 @@ def _read_idx_file(path: Path, preprocessing: Preprocessing, limit, seed) -> Dat
         if labels.shape != (len(pixels),):
             raise InputError(f"{labels_file}: {len(labels)} labels for {len(pixels)} images")
     index = sample_indices(len(pixels), limit, seed)
-    return Dataset(_from_pixels(pixels[index], preprocessing, str(path)), None if labels is None else labels[index], str(path))
+    return Dataset(_pixel_source(pixels, index, preprocessing, str(path)), None if labels is None else labels[index], str(path))
 
 
 Reader = Callable[[Path, Preprocessing, "int | None", int], Dataset]
@@ -215,4 +262,4 @@ def open_dataset(spec: str, preprocessing: Preprocessing, limit: int | None = No
     return _choose_reader(path)(path, preprocessing, limit, seed)
 
 
-__all__ = ["Dataset", "FASHION_MNIST_CLASSES", "open_dataset", "read_idx", "sample_indices"]
+__all__ = ["Dataset", "FASHION_MNIST_CLASSES", "ImageSource", "map_idx", "open_dataset", "read_idx", "sample_indices"]

@@ -250,25 +250,72 @@ class CalibrationRun:
     half_samples: int
 
 
-def batches(images: np.ndarray, batch: int) -> list[np.ndarray]:
-    """Batches of `batch` images; the last is topped up from the start, as a static-batch model takes only full ones."""
-    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
-    if len(chunks[-1]) != batch:
-        chunks[-1] = np.concatenate([chunks[-1], images[: batch - len(chunks[-1])]])
-    return [np.ascontiguousarray(chunk, dtype=np.float32) for chunk in chunks]
+# Calibration runs this many images per call on a dynamic-batch copy of the model, fewer when the
+# activations it returns (every calibrated tensor, as float32) would pass the byte budget.
+CALIBRATION_BATCH = 32
+ACTIVATION_BUDGET = 384 << 20
 
 
-def calibrate(model: onnx.ModelProto, tensors: list[str], images: np.ndarray, batch: int, calibrator: Calibrator,
+def activation_bytes(model: onnx.ModelProto, tensors: list[str]) -> int | None:
+    """Bytes of the calibrated tensors for one image (batch dimension left out), from inferred shapes."""
+    typed = {vi.name: vi for vi in itertools.chain(model.graph.value_info, model.graph.output, model.graph.input)}
+    total = 0
+    for name in tensors:
+        dims = typed[name].type.tensor_type.shape.dim if name in typed else None
+        if not dims or any(not d.HasField("dim_value") for d in dims[1:]):
+            return None
+        total += 4 * int(np.prod([d.dim_value for d in dims[1:]], dtype=np.int64))
+    return total
+
+
+def calibration_batch(model: onnx.ModelProto, tensors: list[str]) -> int:
+    per_image = activation_bytes(model, tensors)
+    if not per_image:
+        return CALIBRATION_BATCH
+    return int(max(1, min(CALIBRATION_BATCH, ACTIVATION_BUDGET // per_image)))
+
+
+def _static_batch(model: onnx.ModelProto) -> int | None:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
+def batches(images, batch: int, pad_to: int | None = None) -> Iterator[np.ndarray]:
+    """Float32 batches of `batch` images from an array or a streamed `Dataset`; with `pad_to` (a static-batch
+    model, which takes only full batches), a short last one is topped up from the start."""
+    from edgeresnet.calibration import Dataset
+
+    data = images if isinstance(images, Dataset) else Dataset(np.asarray(images), None, "array")
+    head = None
+    for chunk in data.batches(batch):
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if head is None:
+            head = chunk
+        if pad_to and len(chunk) != pad_to:
+            fill = np.concatenate([head] * -(-(pad_to - len(chunk)) // len(head)))[: pad_to - len(chunk)]
+            chunk = np.concatenate([chunk, fill])
+        yield chunk
+
+
+def calibrate(model: onnx.ModelProto, tensors: list[str], images, batch: int | None, calibrator: Calibrator,
               on_batch: Callable[[int], None] | None = None) -> CalibrationRun:
-    """Run `model` (shape-inferred) over `images` and let `calibrator` reduce each batch of `tensors`.
+    """Run `model` (shape-inferred) over `images` (an array or a streamed `Dataset`) and let `calibrator`
+    reduce each batch of `tensors`.
 
-    Graph optimizations are off, as in ONNX Runtime's calibrators, so that the activations are
-    those of the graph as written.
+    The model runs `batch` images per call: a static-batch model only at its own batch (the last batch
+    topped up from the start), a dynamic-batch one at any (None: `calibration_batch`, by the size of its
+    activations). Graph optimizations are off, as in ONNX Runtime's calibrators, so that the activations
+    are those of the graph as written. Memory: one batch of images and activations, never the data set.
     """
     import onnxruntime as ort
 
     if len(images) == 0:
         raise InputError("no calibration samples")
+    static = _static_batch(model)
+    if static:
+        batch = static
+    elif batch is None:
+        batch = calibration_batch(model, tensors)
     augmented = onnx.ModelProto.FromString(model.SerializeToString())
     typed = {vi.name: vi for vi in itertools.chain(augmented.graph.value_info, augmented.graph.input)}
     outputs = {o.name for o in augmented.graph.output}
@@ -277,23 +324,34 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], images: np.ndarray, ba
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    chunks = batches(images, batch)
-    half = len(chunks) // 2 if len(chunks) > 1 else 0
+    count = -(-len(images) // batch)
+    if static:  # whole batches: the first half of them
+        half_samples = (count // 2) * batch if count > 1 else 0
+    else:  # any batch: the first half of the samples, a batch that straddles it split in two
+        half_samples = len(images) // 2 if len(images) > 1 else 0
 
     def activations() -> Iterator[tuple[dict[str, np.ndarray], bool]]:
-        for index, chunk in enumerate(chunks):
-            values = session.run(tensors, {input_name: chunk})
+        start = 0
+        for chunk in batches(images, batch, pad_to=static):
+            values = dict(zip(tensors, session.run(tensors, {input_name: chunk})))
             if on_batch:
                 on_batch(len(chunk))
-            yield dict(zip(tensors, values)), index < half
+            split = half_samples - start
+            if 0 < split < len(chunk) and all(v.shape[:1] == (len(chunk),) for v in values.values()):
+                yield {name: v[:split] for name, v in values.items()}, True
+                yield {name: v[split:] for name, v in values.items()}, False
+            else:
+                yield values, start < half_samples
+            start += len(chunk)
+            del values
 
     for values, first_half in activations():
         calibrator.observe(values, first_half)
     for _ in range(calibrator.histogram_passes):
         for values, first_half in activations():
             calibrator.observe_again(values, first_half)
-    return CalibrationRun(calibrator.ranges(), calibrator.ranges(first_half=True) if half else None,
-                          len(images), min(half * batch, len(images)))
+    return CalibrationRun(calibrator.ranges(), calibrator.ranges(first_half=True) if half_samples else None,
+                          len(images), min(half_samples, len(images)))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import sys
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from edgeresnet.calibrators import (ScaleStability, calibrate, create_calibrator
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import (CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions,
                                      QuantScheme, calibration_options)
+from edgeresnet.runners import dynamic_batch_copy
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
@@ -88,19 +91,21 @@ def _quiet_onnxruntime():
         root.setLevel(level)
 
 
-def quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeConfig, progress: bool = True) -> onnx.ModelProto:
-    """A Q/DQ INT8 model of `model`, calibrated on `calibration` (float32 NCHW, preprocessed)."""
+def quantize(model: onnx.ModelProto, calibration, config: QuantizeConfig, progress: bool = True) -> onnx.ModelProto:
+    """A Q/DQ INT8 model of `model`, calibrated on `calibration` (float32 NCHW, preprocessed: an array or a
+    streamed `edgeresnet.calibration.Dataset`)."""
     return calibrate_and_quantize(model, calibration, config, progress).model
 
 
-def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, config: QuantizeConfig,
+def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: QuantizeConfig,
                            progress: bool = True) -> Quantization:
     """Calibrate with edgeresnet's calibrators, then place Q/DQ with ONNX Runtime's QDQQuantizer.
 
     These are the steps of ORT's `quantize_static` (same model preparation, same
     quantizer and arguments), with the calibration step replaced: `quantize_static`
-    cannot pass the entropy calibrator its bin counts. The calibration is run at the
-    model's own batch (32 for a dynamic batch), as ORT's was.
+    cannot pass the entropy calibrator its bin counts. Calibration streams the data and
+    runs batched (up to `CALIBRATION_BATCH` images per call) on a dynamic-batch copy of
+    the model whatever its own batch; the quantizer places Q/DQ on the model as given.
     """
     from onnxruntime.quantization import CalibrationMethod as OrtMethod
     from onnxruntime.quantization import QuantType
@@ -111,8 +116,6 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, conf
     scheme = config.scheme
     if len(calibration) == 0:
         raise InputError("no calibration samples")
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 32
     ort_method = {
         CalibrationMethod.MINMAX: OrtMethod.MinMax,
         CalibrationMethod.ENTROPY: OrtMethod.Entropy,
@@ -121,7 +124,7 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, conf
     activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
     calibrator = create_calibrator(config.calibration)
     passes = 1 + calibrator.histogram_passes
-    bar = tqdm(total=passes * -(-len(calibration) // batch) * batch, desc=f"calibrating ({config.method.value})",
+    bar = tqdm(total=passes * len(calibration), desc=f"calibrating ({config.method.value})",
                unit="img", disable=None if progress else True, leave=False)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime(), bar:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
@@ -129,8 +132,14 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration: np.ndarray, conf
         # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
         # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
         prepared = load_model_with_shape_infer(source)
-        run = calibrate(prepared, tensors_to_calibrate(prepared, scheme.op_types), calibration, batch, calibrator,
-                        on_batch=bar.update)
+        tensors = tensors_to_calibrate(prepared, scheme.op_types)
+        batched = dynamic_batch_copy(prepared) or prepared  # same tensor names; any batch runs
+        started = time.perf_counter()
+        run = calibrate(batched, tensors, calibration, None, calibrator, on_batch=lambda rows: bar.update(min(rows, bar.total - bar.n)))
+        if progress and len(calibration) >= 256:
+            seconds = time.perf_counter() - started
+            print(f"calibration: {passes} pass(es) over {len(calibration)} images in {seconds:.1f} s "
+                  f"({passes * len(calibration) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
         ranges = TensorsData(ort_method, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
                                           for name, (lo, hi) in run.ranges.items()})
         quantizer = QDQQuantizer(prepared, config.per_channel, False, QuantType.QInt8, activation_type, ranges,

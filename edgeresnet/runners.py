@@ -16,9 +16,40 @@ from typing import Iterator
 import numpy as np
 
 
+def dynamic_batch_copy(model):
+    """A copy of an ONNX model whose batch dimension is symbolic, shapes inferred again; None when the
+    graph fixes its batch elsewhere (e.g. a Reshape to a constant shape), so only the model's own batch runs.
+
+    Calibration and evaluation run on such a copy in batches whatever batch the shipped model has:
+    every image is computed by the same graph, only more of them per call.
+    """
+    import onnx
+
+    copy = onnx.ModelProto.FromString(model.SerializeToString())
+    initializers = {init.name for init in copy.graph.initializer}
+    ends = [v for v in (*copy.graph.input, *copy.graph.output) if v.name not in initializers]
+    for value in ends:
+        dims = value.type.tensor_type.shape.dim
+        if not dims:
+            return None
+        dims[0].dim_param = "batch"
+    del copy.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=True)
+    except Exception:  # onnx raises its own inference errors
+        return None
+    for output in inferred.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if not dims or dims[0].HasField("dim_value"):
+            return None
+    return inferred
+
+
 class Runner(ABC):
     #: a fixed batch size the model was built for, or None when any batch works
     static_batch: int | None = None
+    #: images per `batches` call that pay off (a runner that starts a process per call wants many)
+    images_per_call: int | None = None
 
     @property
     @abstractmethod
@@ -70,7 +101,10 @@ class TorchRunner(Runner):
 class OnnxRuntimeRunner(Runner):
     """An ONNX model (FP32 or Q/DQ INT8) in ONNX Runtime's CPU execution provider."""
 
-    def __init__(self, model: str | Path | bytes, optimize: bool = True, threads: int | None = None, label: str = ""):
+    def __init__(self, model: str | Path | bytes, optimize: bool = True, threads: int | None = None, label: str = "",
+                 any_batch: bool = False):
+        """`any_batch`: run a copy of the model with a symbolic batch (`dynamic_batch_copy`), so evaluation
+        runs in batches whatever the file's own batch; the runtime label says so."""
         import onnxruntime as ort
 
         self._ort = ort
@@ -84,6 +118,16 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else str(model)
+        self.batched_copy = False
+        if any_batch:
+            import onnx
+
+            proto = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
+            dims = proto.graph.input[0].type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value"):
+                copy = dynamic_batch_copy(proto)
+                if copy is not None:
+                    source, self.batched_copy = copy.SerializeToString(), True
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
@@ -94,6 +138,8 @@ class OnnxRuntimeRunner(Runner):
     @property
     def runtime(self) -> str:
         mode = "graph optimizations on" if self.optimize else "graph optimizations off"
+        if self.batched_copy:
+            mode += ", batched on a dynamic-batch copy"
         label = f"{self.label}, " if self.label else ""
         return f"onnxruntime {self._ort.__version__} (CPUExecutionProvider, {label}{mode})"
 

@@ -9,9 +9,10 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from edgeresnet.calibration import Dataset
 from edgeresnet.evaluate import collect_logits, compare
 from edgeresnet.quantize import keep_in_float, quantized_layers
-from edgeresnet.runners import OnnxRuntimeRunner
+from edgeresnet.runners import OnnxRuntimeRunner, dynamic_batch_copy
 
 
 # Input values per layer's measurement: all 512 default calibration images of a
@@ -31,23 +32,32 @@ class LayerSensitivity:
         return dict(self.__dict__)
 
 
+def sensitivity_sample(data: Dataset | np.ndarray) -> np.ndarray:
+    """The images sensitivity is measured on: the first of the calibration samples that fit the input budget."""
+    shape = data.shape if isinstance(data, Dataset) else data.shape
+    count = min(len(data), max(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_INPUT_BUDGET // int(np.prod(shape[1:]))))
+    return data.take(np.arange(count)) if isinstance(data, Dataset) else np.asarray(data[:count])
+
+
 def layer_sensitivity(
-    int8_model: onnx.ModelProto, fp32_logits: np.ndarray, images: np.ndarray, progress: bool = True
+    int8_model: onnx.ModelProto, fp32_logits: np.ndarray, images: Dataset | np.ndarray, progress: bool = True
 ) -> list[LayerSensitivity]:
     """Quantize one layer at a time (all others in float) and measure the logits' drift from FP32.
 
     Measured on the calibration samples, not the evaluation set, so choosing
     fallback layers does not fit the test data; on the first of them that fit the
-    input budget. Returned most sensitive first.
+    input budget (`sensitivity_sample`; `fp32_logits` holds at least their FP32 logits).
+    Each candidate is another graph, so each gets its own ONNX Runtime session, on a
+    dynamic-batch copy so that the sample runs in one call. Returned most sensitive first.
     """
-    per_image = int(np.prod(images.shape[1:]))
-    count = max(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_INPUT_BUDGET // per_image)
-    images, fp32_logits = images[:count], fp32_logits[:count]
+    images = sensitivity_sample(images)
+    fp32_logits = fp32_logits[: len(images)]
     layers = quantized_layers(int8_model)
     op_types = {n.name: n.op_type for n in int8_model.graph.node}
+    batched = dynamic_batch_copy(int8_model) or int8_model
     results = []
     for layer in tqdm(layers, desc="sensitivity", unit="layer", disable=None if progress else True, leave=False):
-        only_this = keep_in_float(int8_model, [other for other in layers if other != layer])
+        only_this = keep_in_float(batched, [other for other in layers if other != layer])
         logits = collect_logits(OnnxRuntimeRunner(only_this.SerializeToString(), optimize=False), images, progress=False)
         drift = compare(fp32_logits, logits)
         results.append(LayerSensitivity(layer, op_types[layer], drift.sqnr_db, drift.agreement))

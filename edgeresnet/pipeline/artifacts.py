@@ -107,7 +107,7 @@ def run_artifact(artifact: str | Path, input_spec: str, limit: int | None = None
         preprocessing = Preprocessing.from_dict(manifest["input"])
         data = open_dataset(input_spec, preprocessing, limit=limit)
         started = time.perf_counter()
-        logits = collect_logits(runner, data.images, progress=False)
+        logits = collect_logits(runner, data, progress=False)
         seconds = time.perf_counter() - started
     names = preprocessing.class_names
     predictions = [Prediction(i, int(p), names[p] if p < len(names) else str(p)) for i, p in enumerate(logits.argmax(1))]

@@ -20,13 +20,13 @@ from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_fo
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.errors import InputError
-from edgeresnet.evaluate import Evaluation, Measurement, evaluate, measure
+from edgeresnet.evaluate import Evaluation, Measurement, against, collect_logits, evaluate_together, measure
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import REPORT_SCHEMA, render_html
 from edgeresnet.runners import TorchRunner
-from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity
+from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
 
@@ -161,24 +161,38 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     int8_model = quantized.int8
 
     torch_runner = TorchRunner(loaded.module)
-    fp32_eval = evaluate(torch_runner, evaluation, "FP32 reference", options.progress)
-    fp32_warning = check_fp32_sanity(loaded, evaluation, fp32_eval.accuracy.top1 if fp32_eval.accuracy else None,
-                                     options.allow_low_fp32)
-    fp32_calib_logits = evaluate(torch_runner, calibration, progress=False).logits
-    sensitivity = layer_sensitivity(int8_model, fp32_calib_logits, calibration.images, options.progress)
+    sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
+    sensitivity = layer_sensitivity(int8_model, collect_logits(torch_runner, sample, progress=False), sample,
+                                    options.progress)
     clock.lap("sensitivity")
 
-    def build_and_measure(candidate: onnx.ModelProto) -> _Measured:
-        built = backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
-                                           options.dynamic_batch, options.emulated_samples,
-                                           Path(options.records) if options.records else None))
-        main = measure(built.runner, evaluation, fp32_eval, f"INT8 on {target.name}", options.progress,
-                       built.sample_limit, options.seed)
-        references = [measure(runner, evaluation, fp32_eval, runner.runtime, options.progress)
-                      for runner in built.reference_runners]
+    def build(candidate: onnx.ModelProto) -> TargetBuild:
+        return backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
+                                          options.dynamic_batch, options.emulated_samples,
+                                          Path(options.records) if options.records else None))
+
+    def measured_against(built: TargetBuild, fp32: Evaluation, whole: dict[int, Evaluation]) -> _Measured:
+        """`whole`: evaluations already made on the whole evaluation set, by position in the build's runners."""
+        runners = [built.runner, *built.reference_runners]
+        if 0 in whole:
+            main = against(fp32, whole[0])
+        else:
+            main = measure(built.runner, evaluation, fp32, f"INT8 on {target.name}", options.progress,
+                           built.sample_limit, options.seed)
+        references = [against(fp32, whole[i]) if i in whole else
+                      measure(runner, evaluation, fp32, runner.runtime, options.progress)
+                      for i, runner in enumerate(runners) if i > 0]
         return _Measured(built, main, references)
 
-    measured = build_and_measure(int8_model)
+    built = build(int8_model)
+    # FP32 and every runner that sees the whole evaluation set share one pass over it (each image decoded once).
+    whole = [i for i, _ in enumerate([built.runner, *built.reference_runners]) if i > 0 or built.sample_limit is None]
+    runners = [built.runner, *built.reference_runners]
+    fp32_eval, *evaluations = evaluate_together([torch_runner, *(runners[i] for i in whole)], evaluation,
+                                                f"FP32 and INT8 on {target.name}", options.progress)
+    fp32_warning = check_fp32_sanity(loaded, evaluation, fp32_eval.accuracy.top1 if fp32_eval.accuracy else None,
+                                     options.allow_low_fp32)
+    measured = measured_against(built, fp32_eval, dict(zip(whole, evaluations)))
     clock.lap("build_and_validate")
     steps = []
     if options.max_drop is not None and measured.drop > options.max_drop:
@@ -186,7 +200,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         last: dict[str, _Measured] = {}
 
         def measure_drop(candidate: onnx.ModelProto) -> float:
-            last["measured"] = build_and_measure(candidate)
+            last["measured"] = measured_against(build(candidate), fp32_eval, {})
             return last["measured"].drop
 
         int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure_drop)

@@ -8,7 +8,7 @@ from typing import Any
 
 from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
-from edgeresnet.evaluate import Measurement, evaluate, measure
+from edgeresnet.evaluate import Measurement, against, evaluate_together
 from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.runners import OnnxRuntimeRunner, TorchRunner
 
@@ -35,11 +35,11 @@ def evaluate_onnx(
     loaded = load_model(model, weights, description)
     data = evaluation_data(loaded, eval, eval_samples, seed)
     try:
-        runner = OnnxRuntimeRunner(Path(onnx_model))
+        runner = OnnxRuntimeRunner(Path(onnx_model), any_batch=True)
     except Exception as exc:  # ORT raises its own exception types for bad files
         raise InputError(f"{onnx_model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
     shape = runner.session.get_inputs()[0].shape
     if list(shape[1:]) != list(loaded.preprocessing.input_shape) or len(runner.session.get_outputs()[0].shape) != 2:
         raise InputError(f"{onnx_model}: takes input {shape} and is not a classifier of {list(loaded.preprocessing.input_shape)} images like model {loaded.name}")
-    fp32 = evaluate(TorchRunner(loaded.module), data, "FP32 reference", progress)
-    return EvaluateResult(measure(runner, data, fp32, "ONNX model", progress), data.describe())
+    fp32, tested = evaluate_together([TorchRunner(loaded.module), runner], data, "FP32 and ONNX model", progress)
+    return EvaluateResult(against(fp32, tested), data.describe())

@@ -143,7 +143,7 @@ def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: Quant
         clock.lap("export")
     config = QuantizeConfig(scheme=scheme, calibration=method)
     log(progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
-    quantization = calibrate_and_quantize(fp32, calibration.images, config, progress)
+    quantization = calibrate_and_quantize(fp32, calibration, config, progress)  # streamed, batch by batch
     stability = quantization.calibration.stability
     if stability.max_relative_change is not None:
         log(progress, f"calibration: largest activation scale change, first {stability.half_samples} samples vs all: "

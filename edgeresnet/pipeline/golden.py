@@ -65,7 +65,7 @@ def write_golden(staging: Path, samples: int, seed: int, evaluation: Dataset, fp
     index = sample_indices(len(evaluation), samples, seed)
     folder = staging / FOLDER
     folder.mkdir(exist_ok=True)
-    inputs = np.ascontiguousarray(evaluation.images[index], dtype=np.float32)
+    inputs = np.ascontiguousarray(evaluation.take(index), dtype=np.float32)  # only the sample is read
     fp32_logits = np.ascontiguousarray(fp32.logits[index], dtype=np.float32)
     int8_logits = np.ascontiguousarray(host.tested.logits[index], dtype=np.float32)
     labels = None if evaluation.labels is None else np.ascontiguousarray(evaluation.labels[index], dtype=np.int64)

@@ -238,7 +238,8 @@ class TensorRTBackend(Backend):
         runner = _local_tensorrt_runner(folder)
         not_measured = ["engine build, fusion and latency on the Jetson itself: run build_engine.sh and run.py on the device"]
         if runner is None:
-            runner = OnnxRuntimeRunner(folder / MODEL_FILE, optimize=False, label="Q/DQ numerics of the TensorRT model")
+            runner = OnnxRuntimeRunner(folder / MODEL_FILE, optimize=False, label="Q/DQ numerics of the TensorRT model",
+                                       any_batch=True)
             not_measured.insert(0, NOT_MEASURED)
         else:
             shutil.rmtree(folder / "engines", ignore_errors=True)  # device-specific: never shipped

@@ -41,6 +41,8 @@ class TvmHostRunner(Runner):
 class QemuRunner(Runner):
     """The shipped aarch64 library, run by the artifact's own run.py under qemu-user with the board's CPU model."""
 
+    images_per_call = 4096  # each call starts qemu and a Python runtime: stream it large chunks
+
     def __init__(self, artifact: Path, runtime: Path, qemu_cpu: str, batch: int, threads: int):
         self.artifact, self.runtime_folder, self.qemu_cpu = artifact, runtime, qemu_cpu
         self.static_batch = batch
