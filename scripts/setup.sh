@@ -11,6 +11,7 @@ APT_PACKAGES=(
   qemu-user                        # runs aarch64 artifacts here, under emulation
   gcc                              # builds benchmarks/arm_cost's qemu block-counting plugin
   shellcheck                       # checks the Jetson bundle's shell script
+  time                             # /usr/bin/time -v: peak memory in benchmarks/data_scale.py
 )
 
 source scripts/common.sh
