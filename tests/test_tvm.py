@@ -80,8 +80,36 @@ def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
     # This host has AVX2: every blocked integer convolution is tensorized into pmaddwd,
-    # the first one too (its single image channel is zero-padded to a group of 4).
+    # the first one too (its single image channel x 3 columns folded into 8 channels).
     assert scheduled.tensorized == scheduled.convolutions
+
+
+def test_folding_the_first_convolution_is_exact(reference_qdq, host_library, monkeypatch, tmp_path):
+    """The 1-channel 3x3 stem folded into 3 (padded to 8) channels x 1 column gives bit-identical logits."""
+    from edgeresnet.targets.tvm import lowering
+
+    _, qdq, test = reference_qdq
+    monkeypatch.setattr(lowering, "_foldable", lambda attrs, weight: False)
+    executable, _, _ = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
+    executable.export_library(str(tmp_path / "unfolded.so"))
+    images = test.images[:32]
+    folded = collect_logits(TvmHostRunner(host_library[0], 1, 2, "folded"), images, progress=False)
+    unfolded = collect_logits(TvmHostRunner(tmp_path / "unfolded.so", 1, 2, "unfolded"), images, progress=False)
+    assert np.array_equal(folded, unfolded)
+
+
+@pytest.mark.parametrize("target", ["rpi4", "rpi5"])
+def test_every_kernel_splits_evenly_on_the_boards_four_cores(reference_qdq, target):
+    """TVM gives each of N threads ceil(iterations / N) of a parallel loop: every loop a multiple of 4."""
+    from edgeresnet.targets.tvm.backend import llvm_target
+
+    _, qdq, _ = reference_qdq
+    profile = get_target(target)
+    _, _, scheduled = compile_integer_module(qdq, [1, 1, 28, 28], llvm_target(profile))
+    split = scheduled.parallel_split(profile.details.threads)
+    assert split["threads"] == 4 and split["parallel_kernels"] >= 20
+    assert split["uneven"] == {} and split["split_evenly"] == split["parallel_kernels"]
+    assert scheduled.parallel_split(3)["uneven"], "a 3-core split must find loops that do not divide"
 
 
 @pytest.mark.slow
@@ -122,7 +150,8 @@ def _elf_machine(path: Path) -> int:
 
 @pytest.mark.slow
 def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_artifacts):
-    """Every convolution kernel of the rpi5 library uses sdot (disassembled per symbol); rpi4's none."""
+    """Every convolution kernel of the rpi5 library uses sdot (disassembled per symbol); rpi4's none,
+    but every one of its convolution kernels uses the widening smull + sadalp pair instead."""
     for target, expect_sdot in (("rpi4", False), ("rpi5", True)):
         library = arm_artifacts[target] / "model.so"
         assert _elf_machine(library) == AARCH64_MACHINE
@@ -130,6 +159,7 @@ def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_art
         assert sdot["conv_kernels"] >= 8, sdot
         assert sdot["conv_kernels_with_sdot"] == (sdot["conv_kernels"] if expect_sdot else 0), (target, sdot)
         assert (sdot["sdot_instructions"] > 0) == expect_sdot
+        assert sdot["conv_kernels_with_smull_sadalp"] == (0 if expect_sdot else sdot["conv_kernels"]), (target, sdot)
         report = json.loads((arm_artifacts[target] / "report.json").read_text())
         assert report["target_details"]["sdot_instructions"] == sdot["sdot_instructions"]
         assert report["target_details"]["conv_kernels_with_sdot"] == sdot["conv_kernels_with_sdot"]

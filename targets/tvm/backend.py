@@ -193,6 +193,7 @@ class TvmBackend(Backend):
             "integer_share": round(stats.lowered / total_ops, 4) if total_ops else 0.0,
             "schedules": scheduled.to_dict(),
             "scheduled_share": scheduled.share,
+            "parallel_split": scheduled.parallel_split(details.threads),
             "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
         }
         provenance = {}
@@ -220,6 +221,9 @@ class TvmBackend(Backend):
                               f"of the {sdot['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
         if not details.dotprod and sdot["sdot_instructions"]:
             raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {sdot['sdot_instructions']}")
+        if not details.dotprod and sdot["conv_kernels_with_smull_sadalp"] < sdot["conv_kernels"]:
+            raise CheckFailed(f"only {sdot['conv_kernels_with_smull_sadalp']} of the {sdot['conv_kernels']} convolution kernels "
+                              f"in {target.name}'s {LIBRARY} use the smull + sadalp int8 kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
         host = _host_build(context.int8_model, input_shape)

@@ -1,4 +1,4 @@
-"""What the aarch64 library really contains: sdot instructions per kernel, from its disassembly."""
+"""What the aarch64 library really contains: its int8 multiply instructions per kernel, from its disassembly."""
 
 from __future__ import annotations
 
@@ -17,24 +17,35 @@ def objdump() -> str:
     return tool
 
 
-def sdot_by_kernel(library: Path) -> dict[str, int]:
-    """sdot instructions per kernel of an aarch64 library. A kernel's parallel body
+# The int8 multiply instructions of the two micro-kernels: sdot (dot-product cores) and the
+# smull + sadalp pair (Armv8.0 NEON).
+INT8_INSTRUCTIONS = ("sdot", "smull", "sadalp")
+
+
+def instructions_by_kernel(library: Path) -> dict[str, dict[str, int]]:
+    """Counts of INT8_INSTRUCTIONS per kernel of an aarch64 library. A kernel's parallel body
     (`<kernel>_compute_`) and its FFI entry (`__tvm_ffi_<kernel>`) count with it."""
     text = subprocess.run([objdump(), "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    counts: dict[str, int] = {}
+    counts: dict[str, dict[str, int]] = {}
     kernel = None
     for line in text.splitlines():
         symbol = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
         if symbol:
             kernel = symbol.group(1).removeprefix("__tvm_ffi_").split("_compute_")[0]
-            counts.setdefault(kernel, 0)
-        elif kernel is not None and re.search(r"\bsdot\b", line):
-            counts[kernel] += 1
+            counts.setdefault(kernel, dict.fromkeys(INT8_INSTRUCTIONS, 0))
+        elif kernel is not None:
+            fields = line.split("\t")  # address, encoding, mnemonic, operands
+            # Vector forms only: `smull x0, w1, w2` is the scalar multiply-long.
+            if len(fields) >= 4 and fields[2].strip() in INT8_INSTRUCTIONS and re.search(r"\bv\d+\.", fields[3]):
+                counts[kernel][fields[2].strip()] += 1
     return counts
 
 
 def sdot_summary(library: Path) -> dict:
-    counts = sdot_by_kernel(library)
+    """sdot per library and per convolution kernel, and the same for the smull + sadalp kernel."""
+    counts = instructions_by_kernel(library)
     convolutions = {name: n for name, n in counts.items() if "conv2d" in name}
-    return {"sdot_instructions": sum(counts.values()), "conv_kernels": len(convolutions),
-            "conv_kernels_with_sdot": sum(1 for n in convolutions.values() if n)}
+    return {"sdot_instructions": sum(n["sdot"] for n in counts.values()), "conv_kernels": len(convolutions),
+            "conv_kernels_with_sdot": sum(1 for n in convolutions.values() if n["sdot"]),
+            "smull_instructions": sum(n["smull"] for n in counts.values()),
+            "conv_kernels_with_smull_sadalp": sum(1 for n in convolutions.values() if n["smull"] and n["sadalp"])}

@@ -21,12 +21,12 @@ both, and the report gives the share of kernels that got a schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tvm
 from tvm import s_tir
 
-from .conv import DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
+from .conv import ACCUMULATOR_SCOPE, DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
 from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2
@@ -39,13 +39,24 @@ class ScheduleStats:
     convolutions: int = 0
     tensorized: int = 0  # blocked integer convolutions whose inner product is a dot-product instruction
     from_records: int = 0  # kernels scheduled by a tuning record (edgeresnet tune) instead of a rule
+    # kernel -> iterations of each of its parallel loops (a convolution has two: padding, compute)
+    parallel_iterations: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
         return round(self.scheduled / self.kernels, 4) if self.kernels else 0.0
 
+    def parallel_split(self, threads: int) -> dict:
+        """How the kernels' parallel loops divide among `threads` cores. TVM's runtime gives each
+        thread one contiguous chunk of ceil(iterations / threads): a kernel splits evenly when
+        every parallel loop's iterations are a multiple of the thread count (else a core idles part of the time)."""
+        uneven = {name: loops for name, loops in sorted(self.parallel_iterations.items()) if any(n % threads for n in loops)}
+        return {"threads": threads, "parallel_kernels": len(self.parallel_iterations),
+                "split_evenly": len(self.parallel_iterations) - len(uneven), "uneven": uneven}
+
     def to_dict(self) -> dict:
-        return {**self.__dict__, "share": self.share}
+        fields = {k: v for k, v in self.__dict__.items() if k != "parallel_iterations"}
+        return {**fields, "share": self.share}
 
 
 def _iter_kinds(sch: s_tir.Schedule, block) -> list[int]:
@@ -161,6 +172,13 @@ def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
     return True
 
 
+def _unroll_window_row(sch: s_tir.Schedule, ry, rx) -> None:
+    """A one-column window (1x1, or the folded first convolution's 7x1) gives a loop body of one
+    micro-kernel step: unroll the window's rows so the loop overhead spreads over several."""
+    if _extent(sch, rx) == 1 and (_extent(sch, ry) or 0) > 1:
+        sch.unroll(ry)
+
+
 def _largest_divisor(n: int, at_most: int) -> int:
     return next(d for d in range(min(n, at_most), 0, -1) if n % d == 0)
 
@@ -184,9 +202,16 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.int8_tile if integer else rules.float_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
     dot = rules.dot if integer else None
-    if dot is not None and dot.intrinsic and (_extent(sch, rj) == dot.group):
+    intrinsic = None
+    if dot is not None and dot.block_intrinsic and _extent(sch, rj) == dot.group and _extent(sch, ocb) == 8 \
+            and (_extent(sch, rq) or 0) % 2 == 0:
+        rq_o, ocb_i = sch.split(rq, [None, 2])
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq_o, ow_i, ocb, ocb_i, rj)
+        ocb_i, intrinsic = ocb, dot.block_intrinsic
+    elif dot is not None and dot.intrinsic and (_extent(sch, rj) == dot.group):
         ocb_o, ocb_i = sch.split(ocb, [None, dot.lanes])
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, ocb_i, rj)
+        intrinsic = dot.intrinsic
     elif integer:
         ocb_i = None
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb, rj)
@@ -196,24 +221,65 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     outer = sch.fuse(n, occ, oh)
     if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
         sch.parallel(outer)
-    write_back = sch.cache_write(conv, 0, "local")
+    write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
     sch.reverse_compute_at(write_back, ow_o)
     sch.unroll(ow_i)
+    _unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)
     if ocb_i is not None:
-        sch.tensorize(ocb_i, dot.intrinsic)
+        sch.tensorize(ocb_i, intrinsic)
     if epilogue is not None:
         try:
-            sch.reverse_compute_inline(write_back)
+            sch.compute_inline(write_back)
             sch.reverse_compute_at(epilogue, ow_o)
             write_back = epilogue
-        except s_tir.ScheduleError:
-            pass
+        except s_tir.ScheduleError as e:
+            import os
+            if os.environ.get("DBG_EPI"): print("EPILOGUE FAIL", str(e)[-1500:])
     try:
         sch.vectorize(sch.get_loops(write_back)[-1])
     except s_tir.ScheduleError:
         pass
     stats.tensorized += int(ocb_i is not None)
+    return True
+
+
+def _schedule_partial_sums_convolution(sch: s_tir.Schedule, conv, rules, stats: ScheduleStats) -> bool:
+    """NCHW8c convolution accumulated as partial sums (cores without a dot product, `conv.SMULL`).
+
+    Loop nest: (n, oc-block, oh) parallel | ow tile | (ic-block, kh, kw) | ow in tile, 8 output
+    channels (both unrolled: 2 x 8 accumulator vectors, the 8 weight vectors shared by the tile's
+    pixels) | the partial-sum lanes x their input channels, tensorized (smull + sadalp). The
+    epilogue adds the partial sums and requantizes per finished tile."""
+    loops = sch.get_loops(conv)
+    if len(loops) != 10 or rules.dot.partial_sums == 1:
+        return False
+    n, occ, oh, ow, ocb, lane, rc, ry, rx, rh = loops
+    (total,) = sch.get_consumers(conv)
+    epilogue = _inline_epilogue(sch, total)
+    _parallel_producers(sch, conv)
+    tile = _largest_divisor(_extent(sch, ow) or 1, rules.partial_sums_tile)
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
+    outer = sch.fuse(n, occ, oh)
+    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
+        sch.parallel(outer)
+    write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
+    sch.reverse_compute_at(write_back, ow_o)
+    sch.unroll(ow_i)
+    sch.unroll(ocb)
+    _unroll_window_row(sch, ry, rx)
+    sch.decompose_reduction(conv, rc)
+    sch.tensorize(lane, rules.dot.intrinsic)
+    sch.compute_inline(write_back)
+    sch.reverse_compute_at(total, ow_o)
+    if epilogue is not None:
+        sch.reverse_compute_at(epilogue, ow_o)
+        try:
+            sch.vectorize(sch.get_loops(epilogue)[-1])
+        except s_tir.ScheduleError:
+            pass
+    stats.tensorized += 1
     return True
 
 
@@ -225,10 +291,25 @@ class ConvRules:
     dot: DotKind
     float_tile: int
     int8_tile: int
+    partial_sums_tile: int = 2  # pixels: 2 x 8 accumulator vectors + 8 weight + 2 input registers of 32
 
     @classmethod
     def for_target(cls, target: tvm.target.Target) -> "ConvRules":
         return cls(dot=dot_kind(target), float_tile=8 if is_aarch64(target) else 14, int8_tile=8)
+
+
+def _inline_elementwise(sch: s_tir.Schedule, blocks: list) -> list:
+    """One pass over memory instead of one per op: every elementwise block that is not the
+    kernel's output is computed inside its consumers (a residual add's dequantize, add and
+    requantize were ten parallel loops, each reading and writing the whole tensor)."""
+    for block in blocks[:-1]:
+        # A block read by several consumers stays (inlined, it would be recomputed by each).
+        if not _is_reduction(sch, block) and len(sch.get_consumers(block)) == 1:
+            try:
+                sch.compute_inline(block)
+            except s_tir.ScheduleError:
+                pass
+    return sch.get_child_blocks(sch.get_sblock("root"))
 
 
 def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> s_tir.Schedule | None:
@@ -240,10 +321,16 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
     done = False
     try:
         if convs:
-            blocked = sch.get(convs[0]).name_hint.startswith("conv2d_NCHWc")
-            done = _schedule_blocked_convolution(sch, convs[0], rules, stats) if blocked else _schedule_convolution(sch, convs[0])
+            name = sch.get(convs[0]).name_hint
+            if name.endswith("_partial"):
+                done = _schedule_partial_sums_convolution(sch, convs[0], rules, stats)
+            elif name.startswith("conv2d_NCHWc"):
+                done = _schedule_blocked_convolution(sch, convs[0], rules, stats)
+            else:
+                done = _schedule_convolution(sch, convs[0])
             stats.convolutions += int(done)
         else:
+            blocks = _inline_elementwise(sch, blocks)
             for block in blocks:
                 scheduled = _parallel_spatial(sch, block) if _is_reduction(sch, block) else _parallel_vectorize(sch, block)
                 done = scheduled or done
@@ -253,9 +340,23 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
     return sch if done else None
 
 
-def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> tvm.tirx.PrimFunc:
+def _parallel_iterations(sch: s_tir.Schedule) -> list[int]:
+    loops = {}
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        for loop in sch.get_loops(block):
+            if sch.get(loop).kind == tvm.tirx.ForKind.PARALLEL:
+                loops[sch.get(loop)] = _extent(sch, loop) or 0
+    return list(loops.values())
+
+
+def schedule_function(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules, name: str = "") -> tvm.tirx.PrimFunc:
     sch = rule_schedule(func, stats, rules)
-    return sch.mod["main"].with_attr("tirx.is_scheduled", True) if sch is not None else func
+    if sch is None:
+        return func
+    iterations = _parallel_iterations(sch)
+    if iterations:
+        stats.parallel_iterations[name] = iterations
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
 def _has_root(sch: s_tir.Schedule) -> bool:
@@ -273,7 +374,7 @@ def schedule_pass(stats: ScheduleStats, rules: ConvRules):
         for gv, func in mod.functions.items():
             already = bool(func.attrs and func.attrs.get("tirx.is_scheduled", False)) if isinstance(func, tvm.tirx.PrimFunc) else True
             if not already:
-                updates[gv] = schedule_function(func, stats, rules)
+                updates[gv] = schedule_function(func, stats, rules, gv.name_hint)
         for gv, func in updates.items():
             mod[gv] = func
         return mod
