@@ -76,8 +76,9 @@ def run_case(name: str, folder: Path, extra: list[str]) -> dict:
     edgeresnet = Path(sys.executable).with_name("edgeresnet")
     with tempfile.TemporaryDirectory(prefix="edgeresnet-data-scale-") as tmp:
         out = Path(tmp) / name
+        # Not --json: with progress on, calibration and evaluation leave their images/s on stderr.
         command = ["/usr/bin/time", "-v", str(edgeresnet), "compile", "--target", "ort-cpu", "--calib", str(folder),
-                   "--eval", str(folder), *extra, "--out", str(out), "--json"]
+                   "--eval", str(folder), *extra, "--out", str(out)]
         load_before = os.getloadavg()
         log(f"{name}: {' '.join(command[2:])}")
         started = time.perf_counter()
