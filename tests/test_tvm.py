@@ -80,22 +80,32 @@ def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
     # This host has AVX2: every blocked integer convolution is tensorized into pmaddwd,
-    # the first one too (its single image channel x 3 columns folded into 8 channels).
+    # the first one too (its single image channel is zero-padded to a group of 4).
     assert scheduled.tensorized == scheduled.convolutions
 
 
-def test_folding_the_first_convolution_is_exact(reference_qdq, host_library, monkeypatch, tmp_path):
+def test_folding_the_first_convolution_is_exact(reference_qdq, host_library, tmp_path):
     """The 1-channel 3x3 stem folded into 3 (padded to 8) channels x 1 column gives bit-identical logits."""
-    from edgeresnet.targets.tvm import lowering
+    import tvm
+    from tvm import relax
 
+    from edgeresnet.targets.tvm.backend import llvm_target
+    from edgeresnet.targets.tvm.conv import folds_first_convolution
+    from edgeresnet.targets.tvm.lowering import lower_to_integer
+    from edgeresnet.targets.tvm.schedules import ScheduleStats, cpu_pipeline
+
+    assert folds_first_convolution(tvm.target.Target(llvm_target(get_target("rpi4"))))
+    assert not folds_first_convolution(tvm.target.Target(llvm_target(get_target("rpi5"))))
     _, qdq, test = reference_qdq
-    monkeypatch.setattr(lowering, "_foldable", lambda attrs, weight: False)
-    executable, _, _ = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
-    executable.export_library(str(tmp_path / "unfolded.so"))
+    imported = relax.frontend.onnx.from_onnx(qdq, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
+    host = tvm.target.Target({"kind": "llvm", "mcpu": host_cpu()})
     images = test.images[:32]
-    folded = collect_logits(TvmHostRunner(host_library[0], 1, 2, "folded"), images, progress=False)
-    unfolded = collect_logits(TvmHostRunner(tmp_path / "unfolded.so", 1, 2, "unfolded"), images, progress=False)
-    assert np.array_equal(folded, unfolded)
+    logits = {}
+    for fold in (False, True):
+        mod, _ = lower_to_integer(imported, fold_first_convolution=fold)
+        relax.build(mod, target=host, relax_pipeline=cpu_pipeline(host, ScheduleStats())).export_library(str(tmp_path / f"{fold}.so"))
+        logits[fold] = collect_logits(TvmHostRunner(tmp_path / f"{fold}.so", 1, 2, str(fold)), images, progress=False)
+    assert np.array_equal(logits[True], logits[False])
 
 
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])

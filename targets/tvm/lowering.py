@@ -133,7 +133,7 @@ def _fold_kernel_width(data, weight: np.ndarray, attrs: dict):
     return folded, np.ascontiguousarray(weight), attrs
 
 
-def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
+def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolution: bool) -> relax.Function:
     dq_x, x, sx, zx = _dequantize_pattern()
     dq_w, w, sw, zw = _dequantize_pattern()
     conv = is_op("relax.nn.conv2d")(dq_x, dq_w)
@@ -150,7 +150,7 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats) -> relax.Function:
             return expr
         s_x, s_w, s_o = float(_value(m[sx])), _value(m[sw]).astype(np.float64).reshape(-1), float(_value(m[so]))
         data = m[x]
-        if _foldable(attrs, weight):
+        if fold_first_convolution and _foldable(attrs, weight):
             data, weight, attrs = _fold_kernel_width(data, weight, attrs)
         missing = -weight.shape[1] % CHANNEL_GROUP
         if int(attrs["groups"]) == 1 and missing and str(attrs["data_layout"]) == "NCHW":
@@ -256,11 +256,13 @@ def _rewrite_dense(func: relax.Function, stats: LoweringStats) -> relax.Function
     return rewrite_call(pattern, rewrite, func)
 
 
-def lower_to_integer(mod: tvm.IRModule) -> tuple[tvm.IRModule, LoweringStats]:
-    """Rewrite every quantized chain of `main` into integer compute; count what was and was not lowered."""
+def lower_to_integer(mod: tvm.IRModule, fold_first_convolution: bool = False) -> tuple[tvm.IRModule, LoweringStats]:
+    """Rewrite every quantized chain of `main` into integer compute; count what was and was not lowered.
+
+    `fold_first_convolution`: see `_fold_kernel_width` (for targets where it pays: `conv.folds_first_convolution`)."""
     stats = LoweringStats()
-    func = mod["main"]
-    for rewrite in (_rewrite_conv, _rewrite_dense, _rewrite_global_pool, _rewrite_monotonic, _rewrite_add):
+    func = _rewrite_conv(mod["main"], stats, fold_first_convolution)
+    for rewrite in (_rewrite_dense, _rewrite_global_pool, _rewrite_monotonic, _rewrite_add):
         func = rewrite(func, stats)
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
     mod[mod.get_global_var("main")] = func

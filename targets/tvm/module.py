@@ -7,6 +7,7 @@ from pathlib import Path
 import tvm
 from tvm import relax
 
+from .conv import folds_first_convolution
 from .lowering import lower_to_integer
 from .schedules import ScheduleStats, cpu_pipeline
 
@@ -15,11 +16,12 @@ def host_cpu() -> str:
     return str(tvm.get_global_func("target.llvm_get_system_cpu")())
 
 
-def integer_module(int8_model, input_shape: list[int]):
-    """The Q/DQ model imported into Relax and lowered to integer compute: (IRModule, lowering stats)."""
+def integer_module(int8_model, input_shape: list[int], target: tvm.target.Target):
+    """The Q/DQ model imported into Relax and lowered to integer compute for `target`: (IRModule, lowering stats)."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    return lower_to_integer(from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False))
+    return lower_to_integer(from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False),
+                            fold_first_convolution=folds_first_convolution(target))
 
 
 def compile_integer_module(int8_model, input_shape: list[int], target: dict, records: Path | None = None):
@@ -27,7 +29,7 @@ def compile_integer_module(int8_model, input_shape: list[int], target: dict, rec
     rules (and the tuning records of `edgeresnet tune`, where `records` has one for a kernel).
 
     Returns (executable, lowering stats, schedule stats)."""
-    mod, lowering = integer_module(int8_model, input_shape)
-    scheduled = ScheduleStats()
     llvm = tvm.target.Target(target)
+    mod, lowering = integer_module(int8_model, input_shape, llvm)
+    scheduled = ScheduleStats()
     return relax.build(mod, target=llvm, relax_pipeline=cpu_pipeline(llvm, scheduled, records)), lowering, scheduled

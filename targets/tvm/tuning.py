@@ -135,7 +135,7 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
     started = time.monotonic()
     # MetaSchedule sizes its parallel loops by the target's core count: the board's threads.
     target = tvm.target.Target({**llvm, "num-cores": int(target_profile.details.threads)})
-    fused = fused_module(integer_module(request.int8_model, request.input_shape)[0], target)
+    fused = fused_module(integer_module(request.int8_model, request.input_shape, target)[0], target)
     tasks = [t for t in ms.relax_integration.extract_tasks(fused, target)
              if request.all_kernels or "conv2d" in t.task_name]
     if not tasks:
