@@ -172,6 +172,18 @@ def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
     return True
 
 
+def _register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_loop):
+    """Outer loops fused and parallel; the tile's accumulators in a buffer written back per tile
+    (its loop `in_tile_loop` unrolled, so LLVM keeps them in registers). Returns the write-back block."""
+    outer = sch.fuse(*outer_loops)
+    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
+        sch.parallel(outer)
+    write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
+    sch.reverse_compute_at(write_back, tile_loop)
+    sch.unroll(in_tile_loop)
+    return write_back
+
+
 def _unroll_window_row(sch: s_tir.Schedule, ry, rx) -> None:
     """A one-column window (1x1, or the folded first convolution's 7x1) gives a loop body of one
     micro-kernel step: unroll the window's rows so the loop overhead spreads over several."""
@@ -218,12 +230,7 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     else:
         ocb_i = None
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ri, ow_i, ocb)
-    outer = sch.fuse(n, occ, oh)
-    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
-        sch.parallel(outer)
-    write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
-    sch.reverse_compute_at(write_back, ow_o)
-    sch.unroll(ow_i)
+    write_back = _register_tile(sch, conv, (n, occ, oh), ow_o, ow_i)
     _unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)
     if ocb_i is not None:
@@ -233,9 +240,8 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
             sch.compute_inline(write_back)
             sch.reverse_compute_at(epilogue, ow_o)
             write_back = epilogue
-        except s_tir.ScheduleError as e:
-            import os
-            if os.environ.get("DBG_EPI"): print("EPILOGUE FAIL", str(e)[-1500:])
+        except s_tir.ScheduleError:
+            pass
     try:
         sch.vectorize(sch.get_loops(write_back)[-1])
     except s_tir.ScheduleError:
@@ -261,12 +267,7 @@ def _schedule_partial_sums_convolution(sch: s_tir.Schedule, conv, rules, stats: 
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.partial_sums_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
     sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
-    outer = sch.fuse(n, occ, oh)
-    if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
-        sch.parallel(outer)
-    write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
-    sch.reverse_compute_at(write_back, ow_o)
-    sch.unroll(ow_i)
+    write_back = _register_tile(sch, conv, (n, occ, oh), ow_o, ow_i)
     sch.unroll(ocb)
     _unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)
