@@ -56,10 +56,10 @@ def test_models_json_lists_the_zoo():
     result = run_cli("models", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {*ARCHITECTURES, "resnet20-fmnist"}
+    assert set(rows) == {*ARCHITECTURES, "resnet20-fmnist", "resnet29-fmnist"}
     assert rows["resnet18"]["params"] == 11_689_512 and rows["resnet50"]["params"] == 25_557_032
     assert all({"name", "params", "flops"} <= set(r) for r in rows.values())
-    assert rows["resnet20-fmnist"]["top1"] >= 92.0
+    assert rows["resnet20-fmnist"]["top1"] >= 92.0 and rows["resnet29-fmnist"]["top1"] >= 88.0
     assert rows["resnet50"]["flops"] == 2 * rows["resnet50"]["macs"]
 
 
@@ -125,12 +125,14 @@ def test_unknown_model_lists_known_ones():
         get_entry("resnet19")
 
 
-def test_shipped_weights_match_their_metadata():
-    entry = MODELS["resnet20-fmnist"]
+@pytest.mark.parametrize("name, block, top1", [("resnet20-fmnist", "basic", 92.0), ("resnet29-fmnist", "bottleneck", 88.0)])
+def test_shipped_weights_match_their_metadata(name, block, top1):
+    entry = MODELS[name]
     meta = entry.weights.meta
-    loaded = load_model("resnet20-fmnist")
+    loaded = load_model(name)
     assert loaded.weights_sha256 == meta["sha256"]
-    assert meta["metrics"]["top1"] >= 92.0
+    assert ARCHITECTURES[meta["arch"]].block == block
+    assert meta["metrics"]["top1"] >= top1
     for field in ("dataset", "preprocessing", "training", "sha256"):
         assert field in meta
     assert meta["training"]["command"].startswith("edgeresnet train ")
