@@ -22,7 +22,7 @@ from edgeresnet.targets.tvm.backend import TVM_SCHEME
 from edgeresnet.runners import OnnxRuntimeRunner
 from edgeresnet.targets.tvm import emulation
 from edgeresnet.targets import get_target
-from edgeresnet.targets.tvm.disassembly import sdot_summary
+from edgeresnet.targets.tvm.disassembly import int8_kernel_summary
 from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
 from edgeresnet.targets.tvm.runners import QemuRunner, TvmHostRunner
 from helpers import run_cli
@@ -165,7 +165,7 @@ def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_art
     for target, expect_sdot in (("rpi4", False), ("rpi5", True)):
         library = arm_artifacts[target] / "model.so"
         assert _elf_machine(library) == AARCH64_MACHINE
-        sdot = sdot_summary(library)
+        sdot = int8_kernel_summary(library)
         assert sdot["conv_kernels"] >= 8, sdot
         assert sdot["conv_kernels_with_sdot"] == (sdot["conv_kernels"] if expect_sdot else 0), (target, sdot)
         assert (sdot["sdot_instructions"] > 0) == expect_sdot

@@ -30,7 +30,7 @@ from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RemoteRun, RpcDevice, Target, TargetBuild, TargetDetails,
                     TuneRequest, TuneResult, cannot_run_here, copy_device_support, copy_templates)
 from . import emulation, native
-from .disassembly import objdump, sdot_summary
+from .disassembly import objdump, int8_kernel_summary
 from .records import check_records_for, records_provenance
 
 if TYPE_CHECKING:
@@ -214,15 +214,15 @@ class TvmBackend(Backend):
         except MissingDependency as exc:
             not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {exc}")
 
-        sdot = sdot_summary(folder / LIBRARY)
-        build_details.update(sdot)
-        if details.dotprod and (sdot["conv_kernels_with_sdot"] < sdot["conv_kernels"] or not sdot["conv_kernels"]):
-            raise CheckFailed(f"{target.name} has the dot-product extension, but only {sdot['conv_kernels_with_sdot']} "
-                              f"of the {sdot['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
-        if not details.dotprod and sdot["sdot_instructions"]:
-            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {sdot['sdot_instructions']}")
-        if not details.dotprod and sdot["conv_kernels_with_smull_sadalp"] < sdot["conv_kernels"]:
-            raise CheckFailed(f"only {sdot['conv_kernels_with_smull_sadalp']} of the {sdot['conv_kernels']} convolution kernels "
+        kernels = int8_kernel_summary(folder / LIBRARY)
+        build_details.update(kernels)
+        if details.dotprod and (kernels["conv_kernels_with_sdot"] < kernels["conv_kernels"] or not kernels["conv_kernels"]):
+            raise CheckFailed(f"{target.name} has the dot-product extension, but only {kernels['conv_kernels_with_sdot']} "
+                              f"of the {kernels['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
+        if not details.dotprod and kernels["sdot_instructions"]:
+            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels['sdot_instructions']}")
+        if not details.dotprod and kernels["conv_kernels_with_smull_sadalp"] < kernels["conv_kernels"]:
+            raise CheckFailed(f"only {kernels['conv_kernels_with_smull_sadalp']} of the {kernels['conv_kernels']} convolution kernels "
                               f"in {target.name}'s {LIBRARY} use the smull + sadalp int8 kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.

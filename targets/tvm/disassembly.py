@@ -41,8 +41,8 @@ def instructions_by_kernel(library: Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def sdot_summary(library: Path) -> dict:
-    """sdot per library and per convolution kernel, and the same for the smull + sadalp kernel."""
+def int8_kernel_summary(library: Path) -> dict:
+    """The int8 instructions per library and per convolution kernel: sdot, and the smull + sadalp pair."""
     counts = instructions_by_kernel(library)
     convolutions = {name: n for name, n in counts.items() if "conv2d" in name}
     return {"sdot_instructions": sum(n["sdot"] for n in counts.values()), "conv_kernels": len(convolutions),

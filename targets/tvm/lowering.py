@@ -27,6 +27,8 @@ from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from edgeresnet.errors import InputError
 
+from .conv import BLOCK
+
 
 def _value(constant) -> np.ndarray:
     """The numpy value of a Relax constant (the ONNX importer's GenericConst or relax.Constant)."""
@@ -98,13 +100,12 @@ CHANNEL_GROUP = 4  # input channels one sdot instruction reduces (pmaddwd takes 
 
 
 CONV_ATTRS = ("strides", "padding", "dilation", "groups", "data_layout", "kernel_layout", "out_layout")
-FOLD_CHANNEL_BLOCK = 8  # the blocked layout's input block (conv.BLOCK): folded channels are padded to it
 
 
 def _foldable(attrs: dict, weight: np.ndarray) -> bool:
     """A first convolution on few channels (an image's 1 or 3) with a wide kernel."""
     return (int(attrs["groups"]) == 1 and str(attrs["data_layout"]) == "NCHW" and str(attrs["kernel_layout"]) == "OIHW"
-            and weight.shape[1] < FOLD_CHANNEL_BLOCK and weight.shape[3] > 1
+            and weight.shape[1] < BLOCK and weight.shape[3] > 1
             and all(int(d) == 1 for d in attrs["dilation"]))
 
 
@@ -115,7 +116,8 @@ def _fold_kernel_width(data, weight: np.ndarray, attrs: dict):
     Exact integer arithmetic, the same products and sums. Why: a 3-channel 7x7 stem cannot fill
     a dot-product group or an 8-channel block (it ran as scalar code on cores without sdot, half
     of ResNet-18's cycles on the A72); folded, its 21 channels pad to 24 and it runs on the same
-    micro-kernels as every other convolution, for 24/21 of the useful products."""
+    micro-kernels as every other convolution, for 24/21 of the useful products (the caller pads
+    the folded channels to a whole block)."""
     _, channels, kernel_h, kernel_w = weight.shape
     (stride_h, stride_w), (top, left, bottom, right) = (int(v) for v in attrs["strides"]), (int(v) for v in attrs["padding"])
     width = _shape(data)[3]
@@ -126,10 +128,6 @@ def _fold_kernel_width(data, weight: np.ndarray, attrs: dict):
     folded = relax.op.concat(columns, axis=1)  # channel kx * C + c
     weight = weight.transpose(0, 3, 1, 2).reshape(weight.shape[0], kernel_w * channels, kernel_h, 1)
     attrs = {**attrs, "strides": [stride_h, 1], "padding": [top, 0, bottom, 0]}
-    missing = -weight.shape[1] % FOLD_CHANNEL_BLOCK
-    if missing:
-        folded = relax.op.nn.pad(folded, [0, 0, 0, missing, 0, 0, 0, 0], pad_value=0.0)
-        weight = np.pad(weight, [(0, 0), (0, missing), (0, 0), (0, 0)])
     return folded, np.ascontiguousarray(weight), attrs
 
 
@@ -150,12 +148,14 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolu
             return expr
         s_x, s_w, s_o = float(_value(m[sx])), _value(m[sw]).astype(np.float64).reshape(-1), float(_value(m[so]))
         data = m[x]
-        if fold_first_convolution and _foldable(attrs, weight):
+        folded = fold_first_convolution and _foldable(attrs, weight)
+        if folded:
             data, weight, attrs = _fold_kernel_width(data, weight, attrs)
-        missing = -weight.shape[1] % CHANNEL_GROUP
+        missing = -weight.shape[1] % (BLOCK if folded else CHANNEL_GROUP)
         if int(attrs["groups"]) == 1 and missing and str(attrs["data_layout"]) == "NCHW":
-            # Zero channels (an image's 1 or 3) up to a whole dot-product group: exact, and the
-            # first convolution then runs on the same instructions as the others.
+            # Zero channels up to a whole dot-product group (an image's 1 or 3), or a whole
+            # 8-channel block once folded: exact, and the first convolution then runs on the
+            # same instructions as the others.
             data = relax.op.nn.pad(data, [0, 0, 0, missing, 0, 0, 0, 0], pad_value=0.0)
             weight = np.pad(weight, [(0, 0), (0, missing), (0, 0), (0, 0)])
         acc = relax.op.nn.conv2d(

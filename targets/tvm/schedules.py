@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import tvm
 from tvm import s_tir
 
-from .conv import ACCUMULATOR_SCOPE, DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
+from .conv import ACCUMULATOR_SCOPE, BLOCK, DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
 from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2
@@ -214,27 +214,25 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.int8_tile if integer else rules.float_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
     dot = rules.dot if integer else None
-    intrinsic = None
-    if dot is not None and dot.block_intrinsic and _extent(sch, rj) == dot.group and _extent(sch, ocb) == 8 \
+    tensorized, intrinsic = None, None  # the loop an intrinsic replaces, and which
+    if dot is not None and dot.block_intrinsic and _extent(sch, rj) == dot.group and _extent(sch, ocb) == BLOCK \
             and (_extent(sch, rq) or 0) % 2 == 0:
-        rq_o, ocb_i = sch.split(rq, [None, 2])
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq_o, ow_i, ocb, ocb_i, rj)
-        ocb_i, intrinsic = ocb, dot.block_intrinsic
+        rq_o, rq_i = sch.split(rq, [None, 2])  # the block intrinsic takes two groups of input channels
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq_o, ow_i, ocb, rq_i, rj)
+        tensorized, intrinsic = ocb, dot.block_intrinsic
     elif dot is not None and dot.intrinsic and (_extent(sch, rj) == dot.group):
-        ocb_o, ocb_i = sch.split(ocb, [None, dot.lanes])
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, ocb_i, rj)
+        ocb_o, tensorized = sch.split(ocb, [None, dot.lanes])
+        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, tensorized, rj)
         intrinsic = dot.intrinsic
     elif integer:
-        ocb_i = None
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb, rj)
     else:
-        ocb_i = None
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ri, ow_i, ocb)
     write_back = _register_tile(sch, conv, (n, occ, oh), ow_o, ow_i)
     _unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)
-    if ocb_i is not None:
-        sch.tensorize(ocb_i, intrinsic)
+    if tensorized is not None:
+        sch.tensorize(tensorized, intrinsic)
     if epilogue is not None:
         try:
             sch.compute_inline(write_back)
@@ -246,7 +244,7 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
         sch.vectorize(sch.get_loops(write_back)[-1])
     except s_tir.ScheduleError:
         pass
-    stats.tensorized += int(ocb_i is not None)
+    stats.tensorized += int(tensorized is not None)
     return True
 
 
