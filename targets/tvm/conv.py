@@ -108,6 +108,16 @@ def _dot_description(lanes: int, group: int, a_dtype: str):
     return description
 
 
+def _sdot(accumulator, weights, operand):
+    return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", accumulator, weights, operand)
+
+
+def _group_in_every_lane(pixel, group: int):
+    """sdot's by-element operand: 4-byte group `group` of the pixel's 8 bytes in all four lanes."""
+    words = T.reinterpret("int32x2", pixel.vload([0], "int8x8"))
+    return T.reinterpret("int8x16", tvm.tirx.Shuffle([words, words], [group] * 4))
+
+
 @T.prim_func(s_tir=True)
 def _sdot_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
     A = T.match_buffer(a, (4,), "int8", offset_factor=1)
@@ -116,9 +126,8 @@ def _sdot_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
     with T.sblock("root"):
         T.reads(C[0:4], A[0:4], B[0:4, 0:4])
         T.writes(C[0:4])
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([0], "int32x4"), B.vload([0, 0], "int8x16"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16"), dtype="int32x4")
+        C[T.ramp(T.int32(0), 1, 4)] = _sdot(C.vload([0], "int32x4"), B.vload([0, 0], "int8x16"),
+                                            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16"))
 
 
 def _block_description(lanes: int, groups: int, group: int):
@@ -146,31 +155,19 @@ def _block_description(lanes: int, groups: int, group: int):
 def _sdot_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
     # The pixel's 8 bytes are loaded once (one `ldr d`, which takes an immediate offset) and each
     # 4-byte group feeds sdot's by-element form: LLVM folds the lane splat into the instruction,
-    # so no `ld1r` (a vector-pipe op next to the sdots) and no address `add` per group.
+    # so no `ld1r` (a vector-pipe op next to the sdots) and no address `add` per group. The
+    # operands are built by Python helpers, not TVMScript variables: a named vector temporary
+    # becomes a local buffer, i.e. a workspace allocation per parallel iteration.
     A = T.match_buffer(a, (8,), "int8", offset_factor=1)
     B = T.match_buffer(b, (2, 8, 4), "int8", offset_factor=1)
     C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
     with T.sblock("root"):
         T.reads(C[0:8], A[0:8], B[0:2, 0:8, 0:4])
         T.writes(C[0:8])
-        C[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([0], "int32x4"), B.vload([0, 0, 0], "int8x16"),
-                T.reinterpret(T.Shuffle([T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2"), T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2")], [0, 0, 0, 0]), dtype="int8x16"),
-                dtype="int32x4"),
-            B.vload([1, 0, 0], "int8x16"),
-            T.reinterpret(T.Shuffle([T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2"), T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2")], [1, 1, 1, 1]), dtype="int8x16"),
-            dtype="int32x4")
-        C[T.ramp(T.int32(4), 1, 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-            T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([4], "int32x4"), B.vload([0, 4, 0], "int8x16"),
-                T.reinterpret(T.Shuffle([T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2"), T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2")], [0, 0, 0, 0]), dtype="int8x16"),
-                dtype="int32x4"),
-            B.vload([1, 4, 0], "int8x16"),
-            T.reinterpret(T.Shuffle([T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2"), T.reinterpret(A.vload([0], "int8x8"), dtype="int32x2")], [1, 1, 1, 1]), dtype="int8x16"),
-            dtype="int32x4")
+        C[T.ramp(T.int32(0), 1, 4)] = _sdot(_sdot(C.vload([0], "int32x4"), B.vload([0, 0, 0], "int8x16"), _group_in_every_lane(A, 0)),
+                                            B.vload([1, 0, 0], "int8x16"), _group_in_every_lane(A, 1))
+        C[T.ramp(T.int32(4), 1, 4)] = _sdot(_sdot(C.vload([4], "int32x4"), B.vload([0, 4, 0], "int8x16"), _group_in_every_lane(A, 0)),
+                                            B.vload([1, 4, 0], "int8x16"), _group_in_every_lane(A, 1))
 
 
 @T.prim_func(s_tir=True)
