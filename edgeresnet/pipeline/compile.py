@@ -186,8 +186,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
 
     built = build(int8_model)
     # FP32 and every runner that sees the whole evaluation set share one pass over it (each image decoded once).
-    whole = [i for i, _ in enumerate([built.runner, *built.reference_runners]) if i > 0 or built.sample_limit is None]
     runners = [built.runner, *built.reference_runners]
+    whole = [i for i in range(len(runners)) if i > 0 or built.sample_limit is None]
     fp32_eval, *evaluations = evaluate_together([torch_runner, *(runners[i] for i in whole)], evaluation,
                                                 f"FP32 and INT8 on {target.name}", options.progress)
     fp32_warning = check_fp32_sanity(loaded, evaluation, fp32_eval.accuracy.top1 if fp32_eval.accuracy else None,
