@@ -117,7 +117,8 @@ def test_every_kernel_splits_evenly_on_the_boards_four_cores(reference_qdq, targ
     profile = get_target(target)
     _, _, scheduled = compile_integer_module(qdq, [1, 1, 28, 28], llvm_target(profile))
     split = scheduled.parallel_split(profile.details.threads)
-    assert split["threads"] == 4 and split["parallel_kernels"] >= 20
+    # 15 kernels since the residual adds run in their convolution's epilogue (were separate kernels)
+    assert split["threads"] == 4 and split["parallel_kernels"] >= 12
     assert split["uneven"] == {} and split["split_evenly"] == split["parallel_kernels"]
     assert scheduled.parallel_split(3)["uneven"], "a 3-core split must find loops that do not divide"
 

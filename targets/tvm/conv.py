@@ -46,6 +46,9 @@ class DotKind:
     # One pixel's 8 input channels x 8 output channels in one step, when the instruction set has a
     # cheaper form for it than `intrinsic` per group (sdot's by-element form: no broadcast).
     block_intrinsic: str | None = None
+    # The same step on an input block of one group (a 4-channel image): two horizontally adjacent
+    # pixels (two taps of the kernel row, contiguous in NCHW4c whatever the stride) in one load.
+    pixel_pair_intrinsic: str | None = None
     # >1: each output channel accumulates this many int32 partial sums (one vector per output),
     # added together in the epilogue: the widening multiply-accumulate scheme of cores without
     # a dot product (smull + sadalp), where the instruction's lanes run over input channels.
@@ -53,7 +56,7 @@ class DotKind:
 
 
 SDOT = DotKind("sdot", group=4, lanes=4, activation_dtype="int8", intrinsic="edgeresnet_sdot_4x4_i8i8i32",
-               block_intrinsic="edgeresnet_sdot_lane_8x8_i8i8i32")
+               block_intrinsic="edgeresnet_sdot_lane_8x8_i8i8i32", pixel_pair_intrinsic="edgeresnet_sdot_pixel_pair_8x8_i8i8i32")
 PMADDWD = DotKind("pmaddwd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_pmaddwd_8x2_i16i8i32")
 # Armv8.0 NEON: smull multiplies one pixel's 8 input channels by one output channel's 8 weights
 # into int16 (one product per lane, so no overflow whatever the values), sadalp adds the lanes
@@ -114,7 +117,7 @@ def _sdot(accumulator, weights, operand):
 
 def _group_in_every_lane(pixel, group: int):
     """sdot's by-element operand: 4-byte group `group` of the pixel's 8 bytes in all four lanes."""
-    words = T.reinterpret("int32x2", pixel.vload([0], "int8x8"))
+    words = T.reinterpret("int32x2", pixel.vload([0] * len(pixel.shape), "int8x8"))
     return T.reinterpret("int8x16", tvm.tirx.Shuffle([words, words], [group] * 4))
 
 
@@ -171,6 +174,39 @@ def _sdot_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
 
 
 @T.prim_func(s_tir=True)
+def _pixel_pair_description(a: T.handle, b: T.handle, c: T.handle) -> None:
+    """8 output channels += two adjacent pixels' 4 channels (two kernel taps), weights [tap, 8, 4]."""
+    A = T.match_buffer(a, (2, 4), "int8", offset_factor=1)
+    B = T.match_buffer(b, (2, 8, 4), "int8", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:2, 0:4], B[0:2, 0:8, 0:4])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            for q in T.serial(0, 2):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vq, vk = T.axis.remap("SRR", [i, q, k])
+                        C[vi] = C[vi] + T.cast(A[vq, vk], "int32") * T.cast(B[vq, vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _sdot_pixel_pair_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    # The by-element sdot of `_sdot_lane_implementation`, its 8 bytes two pixels of a 4-channel input
+    # instead of one pixel's 8 channels: one `ldr d` per two taps instead of an `ld1r` per tap.
+    A = T.match_buffer(a, (2, 4), "int8", offset_factor=1)
+    B = T.match_buffer(b, (2, 8, 4), "int8", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:2, 0:4], B[0:2, 0:8, 0:4])
+        T.writes(C[0:8])
+        C[T.ramp(T.int32(0), 1, 4)] = _sdot(_sdot(C.vload([0], "int32x4"), B.vload([0, 0, 0], "int8x16"), _group_in_every_lane(A, 0)),
+                                            B.vload([1, 0, 0], "int8x16"), _group_in_every_lane(A, 1))
+        C[T.ramp(T.int32(4), 1, 4)] = _sdot(_sdot(C.vload([4], "int32x4"), B.vload([0, 4, 0], "int8x16"), _group_in_every_lane(A, 0)),
+                                            B.vload([1, 4, 0], "int8x16"), _group_in_every_lane(A, 1))
+
+
+@T.prim_func(s_tir=True)
 def _partial_sums_description(a: T.handle, b: T.handle, c: T.handle) -> None:
     A = T.match_buffer(a, (8,), "int8", offset_factor=1)
     B = T.match_buffer(b, (8,), "int8", offset_factor=1)
@@ -216,6 +252,7 @@ def _pmaddwd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
 # Registered here rather than importing tvm.s_tir.tensor_intrin, whose import takes ~50 s.
 TensorIntrin.register(SDOT.intrinsic, _dot_description(4, 4, "int8"), _sdot_implementation, override=True)
 TensorIntrin.register(SDOT.block_intrinsic, _block_description(8, 2, 4), _sdot_lane_implementation, override=True)
+TensorIntrin.register(SDOT.pixel_pair_intrinsic, _pixel_pair_description, _sdot_pixel_pair_implementation, override=True)
 TensorIntrin.register(SMULL.intrinsic, _partial_sums_description, _smull_sadalp_implementation, override=True)
 TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _pmaddwd_implementation, override=True)
 
@@ -237,23 +274,47 @@ def conv_layouts(call) -> dict:
     return {"relax.nn.conv2d": [f"NCHW{icb}c", f"OIHW{icb}i{BLOCK}o", f"NCHW{BLOCK}c"]}
 
 
-def _group_kernel(kernel, group: int):
+def _group_kernel(kernel, group: int, pixel_pairs: bool = False):
     """[O/8, C/cb, KH, KW, cb, 8] -> [O/8, C/cb, KH, KW, cb/g, 8, g]: the g input channels that one
-    instruction reduces into a lane sit next to each other (the dot-product tile)."""
+    instruction reduces into a lane sit next to each other (the dot-product tile).
+
+    `pixel_pairs` (cb == g): [O/8, C/cb, KH, ceil(KW/2), 2, 8, g], two neighbouring taps of a row side
+    by side in the place of the channel groups; an odd row's last pair ends with a zero tap."""
     occ, icc, kh, kw, icb, ocb = (int(d) for d in kernel.shape)
-    return te.compute((occ, icc, kh, kw, icb // group, ocb, group),
-                      lambda o, c, y, x, q, oc, j: kernel[o, c, y, x, q * group + j, oc], name="kernel_group")
+    if not pixel_pairs:
+        return te.compute((occ, icc, kh, kw, icb // group, ocb, group),
+                          lambda o, c, y, x, q, oc, j: kernel[o, c, y, x, q * group + j, oc], name="kernel_group")
+    return te.compute((occ, icc, kh, (kw + 1) // 2, 2, ocb, group),
+                      lambda o, c, y, x, p, oc, j: te.if_then_else(
+                          x * 2 + p < kw, kernel[o, c, y, te.min(x * 2 + p, kw - 1), j, oc], tvm.tirx.const(0, kernel.dtype)),
+                      name="kernel_group")
 
 
-def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKind | None = None):
-    """data [N, C/cb, H, W, cb], kernel [O/8, C/cb, KH, KW, cb, 8] (grouped for an integer `dot`) -> [N, O/8, OH, OW, 8]."""
+def pairs_pixels(dot: DotKind, input_block: int, dilation) -> bool:
+    """Whether a convolution runs on `dot.pixel_pair_intrinsic`: an input block of one group (an
+    image's channels padded to 4) and undilated rows, so that two neighbouring taps read two
+    neighbouring pixels, 8 contiguous bytes."""
+    return dot.pixel_pair_intrinsic is not None and input_block == dot.group and int(dilation[1]) == 1
+
+
+def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKind | None = None, row_taps: int = 0):
+    """data [N, C/cb, H, W, cb], kernel [O/8, C/cb, KH, KW, cb, 8] (grouped for an integer `dot`)
+    -> [N, O/8, OH, OW, 8]. `row_taps` > 0: the kernel is grouped by tap pairs (`_group_kernel`),
+    its rows `row_taps` wide before an odd row got its zero tap."""
     n, icc, height, width, icb = (int(d) for d in data.shape)
     occ, _, kh, kw = (int(d) for d in kernel.shape[:4])
+    pixel_pairs = row_taps > 0
+    kw = 2 * kw if pixel_pairs else kw
     ocb = int(kernel.shape[-2] if dot is not None else kernel.shape[-1])
     (sh, sw), (dh, dw) = (int(s) for s in strides), (int(d) for d in dilation)
     top, left, bottom, right = (int(p) for p in padding)
     oh = (height + top + bottom - dh * (kh - 1) - 1) // sh + 1
-    ow = (width + left + right - dw * (kw - 1) - 1) // sw + 1
+    ow = (width + left + right - dw * ((row_taps or kw) - 1) - 1) // sw + 1
+    if pixel_pairs:
+        # The zero tap of an odd row reads one column further right; the padded row is then made
+        # a multiple of 4 pixels wide, so that the padding copy's loop splits evenly on 4 cores.
+        right += kw - row_taps
+        right += -(width + left + right) % 4
     padded = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name="data_pad")
     rc, ry, rx = te.reduce_axis((0, icc), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     if dot is None:
@@ -279,6 +340,16 @@ def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKin
         rl = te.reduce_axis((0, dot.partial_sums), "rl")
         return te.compute((n, occ, oh, ow, ocb), lambda b, o, y, x, c: te.sum(partial[b, o, y, x, c, rl], axis=rl),
                           name="conv2d_NCHWc_int8_sum")
+    if pixel_pairs:
+        # The row's taps in pairs (rx, rq): tap 2 rx + rq reads pixel x sw + 2 rx + rq, so a pair is
+        # two adjacent pixels; the loop names match the grouped form below, the schedule is shared.
+        rx, rq, rj = te.reduce_axis((0, kw // 2), "rx"), te.reduce_axis((0, 2), "rq"), te.reduce_axis((0, g), "rj")
+        return te.compute(
+            (n, occ, oh, ow, ocb),
+            lambda b, o, y, x, c: te.sum(
+                padded[b, rc, y * sh + ry * dh, x * sw + rx * 2 + rq, rj].astype("int32")
+                * kernel[o, rc, ry, rx, rq, c, rj].astype("int32"), axis=[rc, ry, rx, rq, rj]),
+            name="conv2d_NCHWc_int8_pixel_pairs")
     rq, rj = te.reduce_axis((0, icb // g), "rq"), te.reduce_axis((0, g), "rj")
     return te.compute(
         (n, occ, oh, ow, ocb),
@@ -305,9 +376,12 @@ def legalize_conv2d(target: tvm.target.Target):
             if n_block % use.group:  # e.g. a 3-channel input block: the float-style loop on integers
                 return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, "int32",
                                   primfunc_name_hint="conv2d_NCHWc")
-            grouped = bb.emit_te(_group_kernel, kernel, use.group, primfunc_name_hint="kernel_group")
-            return bb.call_te(partial(_conv_nchwc, dot=use), data, grouped, attrs.strides, attrs.padding,
-                              attrs.dilation, "int32", primfunc_name_hint="conv2d_NCHWc_int8")
+            # Pixel pairs: an odd row (the 7x7 stem) gets a zero tap, read one padding column further
+            # right: the same output width, the same sums (the extra products are 0).
+            pairs = pairs_pixels(use, n_block, attrs.dilation)
+            grouped = bb.emit_te(_group_kernel, kernel, use.group, pairs, primfunc_name_hint="kernel_group")
+            return bb.call_te(partial(_conv_nchwc, dot=use, row_taps=int(kernel.ty.shape[3]) if pairs else 0), data, grouped,
+                              attrs.strides, attrs.padding, attrs.dilation, "int32", primfunc_name_hint="conv2d_NCHWc_int8")
         return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, out_dtype,
                           primfunc_name_hint="conv2d_NCHWc")
 

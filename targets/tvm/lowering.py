@@ -207,9 +207,12 @@ def _rewrite_add(func: relax.Function, stats: LoweringStats) -> relax.Function:
     def rewrite(expr, m):
         _check_symmetric(m[za], m[zb], m[zo])
         s_o = float(_value(m[so]))
+        shape = _shape(expr)
+        # Per-channel-shaped scales (`_bound`): with 0-d ones ConvertLayout took the add out of the
+        # blocked layout (a layout transform of both operands and of the result at every residual add).
         total = relax.op.add(
-            relax.op.multiply(relax.op.astype(m[a], "float32"), _const(float(_value(m[sa])) / s_o, "float32")),
-            relax.op.multiply(relax.op.astype(m[b], "float32"), _const(float(_value(m[sb])) / s_o, "float32")),
+            relax.op.multiply(relax.op.astype(m[a], "float32"), _bound(float(_value(m[sa])) / s_o, "float32", shape)),
+            relax.op.multiply(relax.op.astype(m[b], "float32"), _bound(float(_value(m[sb])) / s_o, "float32", shape)),
         )
         stats.add += 1
         return _requantize(total, 1.0, _shape(expr))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import tvm
 from tvm import s_tir
 
@@ -30,6 +31,7 @@ from .conv import ACCUMULATOR_SCOPE, BLOCK, DotKind, conv_layouts, dot_kind, is_
 from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2
+PARALLEL_GRAIN = 4  # the boards' core count: a parallel loop whose iterations are a multiple of it splits evenly
 
 
 @dataclass
@@ -128,6 +130,25 @@ def _inline_epilogue(sch: s_tir.Schedule, conv):
     return epilogue
 
 
+def _inline_side_inputs(sch: s_tir.Schedule, epilogue, conv) -> None:
+    """Inline into the epilogue the elementwise blocks that prepare its other inputs (a residual
+    add's dequantized shortcut): left at the root, they would keep the epilogue from moving into
+    the tile loop (a full-size pass after the convolution)."""
+    if epilogue is None:
+        return
+    pending = [p for p in sch.get_producers(epilogue) if not sch.get(p).same_as(sch.get(conv))]
+    while pending:
+        block = pending.pop()
+        if _is_reduction(sch, block):
+            continue
+        inner = sch.get_producers(block)
+        try:
+            sch.compute_inline(block)
+        except s_tir.ScheduleError:
+            continue
+        pending.extend(inner)
+
+
 def _parallel_producers(sch: s_tir.Schedule, block) -> None:
     """The padded (and widened) input: one parallel, vectorized pass."""
     producers = [p for p in sch.get_producers(block) if not _is_reduction(sch, p)]
@@ -141,9 +162,21 @@ def _parallel_producers(sch: s_tir.Schedule, block) -> None:
     for producer in sch.get_producers(block):
         if not _is_reduction(sch, producer):
             try:
-                _parallel_vectorize(sch, producer)
+                _parallel_vectorize(sch, producer, keep_inner=_row_inner_loops(sch, producer))
             except s_tir.ScheduleError:
                 pass
+
+
+def _row_inner_loops(sch: s_tir.Schedule, block) -> int:
+    """Loops a padding copy keeps inside its parallel loop: the row (columns x channel block) when the
+    rows alone divide evenly among the boards' cores, else only the channel block. One parallel
+    iteration per pixel pays a division and a modulo per 8 bytes (~16 cycles per pixel on the
+    A76 model); per row, the row's bounds test is hoisted and the pixel loop only compares."""
+    extents = [_extent(sch, loop) or 0 for loop in sch.get_loops(block)]
+    rows = 1
+    for extent in extents[:-2]:
+        rows *= extent
+    return 2 if len(extents) > 2 and rows >= MIN_PARALLEL_EXTENT and rows % PARALLEL_GRAIN == 0 else 1
 
 
 def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
@@ -184,6 +217,22 @@ def _register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_lo
     return write_back
 
 
+def _vectorize_tile_epilogue(sch: s_tir.Schedule, block) -> None:
+    """The per-tile epilogue: the 8 channels are the vector, the tile's pixels unrolled. A pixel loop
+    left as a loop is vectorized again by LLVM across pixels (lane-by-lane gathers, a stack round
+    trip): ~170 cycles per 64 outputs on the A76 model instead of straight-line vector code."""
+    loops = sch.get_loops(block)
+    try:
+        sch.vectorize(loops[-1])
+    except s_tir.ScheduleError:
+        return
+    if len(loops) > 1 and (_extent(sch, loops[-2]) or 0) > 1:
+        try:
+            sch.unroll(loops[-2])
+        except s_tir.ScheduleError:
+            pass
+
+
 def _unroll_window_row(sch: s_tir.Schedule, ry, rx) -> None:
     """A one-column window (1x1, or the folded first convolution's 7x1) gives a loop body of one
     micro-kernel step: unroll the window's rows so the loop overhead spreads over several."""
@@ -210,16 +259,19 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     else:
         return False
     epilogue = _inline_epilogue(sch, conv)
+    _inline_side_inputs(sch, epilogue, conv)
     _parallel_producers(sch, conv)
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.int8_tile if integer else rules.float_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
     dot = rules.dot if integer else None
     tensorized, intrinsic = None, None  # the loop an intrinsic replaces, and which
+    pixel_pairs = sch.get(conv).name_hint.endswith("_pixel_pairs")
     if dot is not None and dot.block_intrinsic and _extent(sch, rj) == dot.group and _extent(sch, ocb) == BLOCK \
             and (_extent(sch, rq) or 0) % 2 == 0:
-        rq_o, rq_i = sch.split(rq, [None, 2])  # the block intrinsic takes two groups of input channels
+        # the block intrinsic takes two groups: of one pixel's input channels, or two pixels' (pairs)
+        rq_o, rq_i = sch.split(rq, [None, 2])
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq_o, ow_i, ocb, rq_i, rj)
-        tensorized, intrinsic = ocb, dot.block_intrinsic
+        tensorized, intrinsic = ocb, dot.pixel_pair_intrinsic if pixel_pairs else dot.block_intrinsic
     elif dot is not None and dot.intrinsic and (_extent(sch, rj) == dot.group):
         ocb_o, tensorized = sch.split(ocb, [None, dot.lanes])
         sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, tensorized, rj)
@@ -236,14 +288,11 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
     if epilogue is not None:
         try:
             sch.compute_inline(write_back)
-            sch.reverse_compute_at(epilogue, ow_o)
             write_back = epilogue
+            sch.reverse_compute_at(epilogue, ow_o)
         except s_tir.ScheduleError:
             pass
-    try:
-        sch.vectorize(sch.get_loops(write_back)[-1])
-    except s_tir.ScheduleError:
-        pass
+    _vectorize_tile_epilogue(sch, write_back)
     stats.tensorized += int(tensorized is not None)
     return True
 
@@ -261,6 +310,7 @@ def _schedule_partial_sums_convolution(sch: s_tir.Schedule, conv, rules, stats: 
     n, occ, oh, ow, ocb, lane, rc, ry, rx, rh = loops
     (total,) = sch.get_consumers(conv)
     epilogue = _inline_epilogue(sch, total)
+    _inline_side_inputs(sch, epilogue, total)
     _parallel_producers(sch, conv)
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.partial_sums_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
@@ -381,13 +431,123 @@ def schedule_pass(stats: ScheduleStats, rules: ConvRules):
     return apply
 
 
+def _uniform_value(bb, expr):
+    """The one value of a constant whose elements are all equal, also behind the layout transform
+    ConvertLayout puts on a per-channel constant (a permutation: the same elements), else None."""
+    from tvm import relax
+
+    if isinstance(expr, relax.Var):
+        bound = bb.lookup_binding(expr)
+        if not (isinstance(bound, relax.Call) and bound.op.same_as(tvm.ir.Op.get("relax.call_tir"))
+                and "layout_transform" in bound.args[0].name_hint and len(bound.args[1]) == 1):
+            return None
+        source = bound.args[1][0]
+        if int(np.prod([int(d) for d in source.ty.shape])) != int(np.prod([int(d) for d in expr.ty.shape])):
+            return None  # a padding layout transform adds elements
+        expr = source
+    if not isinstance(expr, tvm.ir.expr.GenericConst) or not isinstance(expr.value, tvm.runtime.Tensor):
+        return None
+    values = expr.value.numpy()
+    if values.size == 0 or not np.all(values == values.flat[0]):
+        return None
+    return tvm.tirx.const(values.flat[0].item(), str(expr.ty.dtype))
+
+
+# round-half-to-even by one float add: for |v| <= 2^22, v + 1.5 * 2^23 lands where the float's
+# spacing is 1, so the add itself rounds v to an integer, held in the low mantissa bits.
+ROUNDING_BIAS = 12582912.0
+
+
+class ElementwiseLegalizer:
+    """LegalizeOps entries for the elementwise ops around the integer kernels (state per build).
+
+    * An operand that is one value repeated (the requantize clamp bounds 127 / -128, a relu's 0, a
+      scale of 1: per-channel constants only so that ConvertLayout carries the blocked layout
+      through the op) becomes an immediate in the kernel. Loaded from a buffer, the compiler cannot
+      see the value: a float min/max is a compare and a select each instead of one fminnm/fmaxnm,
+      and the constants take vector registers the epilogue spills. Same values, same results.
+    * The requantize tail astype(int8, max(min(round(v), 127), -128)) (`lowering._requantize`) is
+      computed as low_byte(bits(max(min(v, 127), -128) + 1.5 * 2^23)): clamping before rounding
+      gives the same integer (the bounds are integers), and for |v| <= 128 the float add rounds to
+      nearest even exactly as round() does, leaving the integer in the low bits. One add instead
+      of a round and a float-to-int conversion, each a 2-cycle single-pipe op on the Cortex-A76
+      (Neoverse-N1 model): the epilogue of every convolution. Bit-identical results."""
+
+    def __init__(self) -> None:
+        self.stage: dict = {}  # GlobalVar of a legalized op -> (requantize stage, the value v)
+
+    def entries(self) -> dict:
+        from tvm import topi
+
+        entries = {f"relax.{name}": self._binary(getattr(topi, name), name)
+                   for name in ("add", "multiply", "minimum", "maximum")}
+        entries["relax.round"] = self._round
+        entries["relax.astype"] = self._astype
+        return entries
+
+    def _stage_of(self, bb, expr):
+        from tvm import relax
+
+        bound = bb.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+        if isinstance(bound, relax.Call) and bound.op.same_as(tvm.ir.Op.get("relax.call_tir")):
+            return self.stage.get(bound.args[0])
+        return None
+
+    def _record(self, call, stage):
+        if stage is not None:
+            self.stage[call.args[0]] = stage
+        return call
+
+    def _round(self, bb, call):
+        from tvm import topi
+
+        (value,) = call.args
+        result = bb.call_te(topi.round, value, primfunc_name_hint="round")
+        return self._record(result, ("round", value) if str(value.ty.dtype) == "float32" else None)
+
+    def _binary(self, te_func, name: str):
+        bounds = {"minimum": ("round", 127.0, "clamp_high"), "maximum": ("clamp_high", -128.0, "clamp")}
+
+        def legalize(bb, call):
+            a, b = call.args
+            shape = [int(d) for d in call.ty.shape]
+            for keep, other, swap in ((a, b, False), (b, a, True)):
+                value = _uniform_value(bb, other)
+                if value is not None and [int(d) for d in keep.ty.shape] == shape and str(keep.ty.dtype) == str(other.ty.dtype):
+                    result = bb.call_te((lambda x: te_func(value, x)) if swap else (lambda x: te_func(x, value)), keep,
+                                        primfunc_name_hint=name)
+                    stage = self._stage_of(bb, keep)
+                    if name in bounds and stage is not None and stage[0] == bounds[name][0] and float(value.value) == bounds[name][1]:
+                        return self._record(result, (bounds[name][2], stage[1]))
+                    return result
+            return bb.call_te(te_func, a, b, primfunc_name_hint=name)
+
+        return legalize
+
+    def _astype(self, bb, call):
+        from tvm import te, topi
+
+        (value,) = call.args
+        dtype = str(call.attrs.dtype)
+        stage = self._stage_of(bb, value)
+        if dtype == "int8" and stage is not None and stage[0] == "clamp":
+            def requantize_tail(v):
+                return te.compute(v.shape, lambda *i: tvm.tirx.reinterpret(
+                    "int32", te.max(te.min(v(*i), tvm.tirx.const(127.0, "float32")), tvm.tirx.const(-128.0, "float32"))
+                    + tvm.tirx.const(ROUNDING_BIAS, "float32")).astype("int8"), name="requantize")
+
+            return bb.call_te(requantize_tail, stage[1], primfunc_name_hint="requantize")
+        return bb.call_te(topi.cast, value, dtype, primfunc_name_hint="cast")
+
+
 def layout_passes(target: tvm.target.Target) -> list:
     """Blocked layouts, legalization with the blocked convolutions, pre-packed weights, fusion."""
     from tvm import relax
 
     return [
         relax.transform.ConvertLayout({}, layout_cb=conv_layouts),
-        relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d(target)}),
+        relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d(target), **ElementwiseLegalizer().entries()}),
+        relax.transform.DeadCodeElimination(),  # the round / clamp a requantize tail no longer reads
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),  # packs the weights once, here
         relax.transform.FuseOps(),
