@@ -85,6 +85,9 @@ def _parallel_vectorize(sch: s_tir.Schedule, block, keep_inner: int = 1) -> bool
             sch.parallel(outer)
     inner = sch.get_loops(block)[-1]
     if len(sch.get_loops(block)) > 1 and (_extent(sch, inner) or 0) > 1:
+        lanes = next((n for n in (16, 8) if (_extent(sch, inner) or 0) > n and _extent(sch, inner) % n == 0), None)
+        if lanes:  # a row of 224 as one 224-lane vector: LLVM splits it into scalar lane moves
+            inner = sch.split(inner, [None, lanes])[1]
         sch.vectorize(inner)
     return True
 
@@ -104,11 +107,34 @@ def _parallel_spatial(sch: s_tir.Schedule, block) -> bool:
     if channel_block:
         sch.reorder(*loops[: spatial - 1], *loops[spatial:], loops[spatial - 1])
     outer_loops = loops[: spatial - 1] if channel_block else loops[:spatial]
+    if channel_block and len(outer_loops) > 2 and (_extent(sch, outer_loops[-1]) or 0) > 1 \
+            and int(np.prod([_extent(sch, loop) or 0 for loop in outer_loops[:-1]])) % PARALLEL_GRAIN == 0:
+        outer_loops = outer_loops[:-1]  # rows in parallel, a row's pixels serial: no division per pixel
     outer = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
     if (_extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
         sch.parallel(outer)
     if channel_block:
         sch.decompose_reduction(block, sch.get_loops(block)[1])
+    return True
+
+
+def _schedule_dense(sch: s_tir.Schedule, block) -> bool:
+    """The dense layer, [1, K] x [K, N]: a vector of outputs (N, the weights' contiguous axis)
+    accumulates over K. Reduced one output at a time (K innermost), each step is a scalar
+    multiply-add on a weight N bytes away from the last. Only where the output blocks divide
+    evenly among the boards' cores."""
+    loops = sch.get_loops(block)
+    if _iter_kinds(sch, block) != [0, 0, 2] or _extent(sch, loops[0]) != 1:
+        return False
+    outputs = _extent(sch, loops[1]) or 0
+    lanes = next((n for n in (16, 8, 10, 4) if outputs % n == 0 and outputs // n % PARALLEL_GRAIN == 0), None)
+    if lanes is None:
+        return False
+    blocks, vector = sch.split(loops[1], [None, lanes])
+    sch.reorder(blocks, loops[2], vector)
+    sch.parallel(sch.fuse(loops[0], blocks))
+    sch.vectorize(vector)
+    sch.decompose_reduction(block, loops[2])
     return True
 
 
@@ -162,21 +188,34 @@ def _parallel_producers(sch: s_tir.Schedule, block) -> None:
     for producer in sch.get_producers(block):
         if not _is_reduction(sch, producer):
             try:
-                _parallel_vectorize(sch, producer, keep_inner=_row_inner_loops(sch, producer))
+                if not _parallel_rows(sch, producer):
+                    _parallel_vectorize(sch, producer)
             except s_tir.ScheduleError:
                 pass
 
 
-def _row_inner_loops(sch: s_tir.Schedule, block) -> int:
-    """Loops a padding copy keeps inside its parallel loop: the row (columns x channel block) when the
-    rows alone divide evenly among the boards' cores, else only the channel block. One parallel
-    iteration per pixel pays a division and a modulo per 8 bytes (~16 cycles per pixel on the
-    A76 model); per row, the row's bounds test is hoisted and the pixel loop only compares."""
-    extents = [_extent(sch, loop) or 0 for loop in sch.get_loops(block)]
-    rows = 1
-    for extent in extents[:-2]:
-        rows *= extent
-    return 2 if len(extents) > 2 and rows >= MIN_PARALLEL_EXTENT and rows % PARALLEL_GRAIN == 0 else 1
+def _parallel_rows(sch: s_tir.Schedule, block) -> bool:
+    """A padding copy [.., rows, columns, channel block]: parallel over rows (or over rows x 2 or
+    4 column strips, whichever divides evenly among the boards' cores), the columns a serial loop,
+    the channel block the vector. One parallel iteration per pixel instead pays a division and a
+    modulo per pixel (~16 cycles per 8 bytes on the A76 model); per row, the row's bounds test is
+    hoisted and the pixel loop only compares. False (nothing changed) when no split is even."""
+    loops = sch.get_loops(block)
+    if len(loops) < 3 or any(kind != 0 for kind in _iter_kinds(sch, block)):
+        return False
+    extents = [_extent(sch, loop) or 0 for loop in loops]
+    rows, columns = int(np.prod(extents[:-2])), extents[-2]
+    strips = next((f for f in (1, 2, 4) if columns % f == 0 and rows * f % PARALLEL_GRAIN == 0), None)
+    if strips is None or rows * strips < MIN_PARALLEL_EXTENT:
+        return False
+    outer_loops = list(loops[:-2])
+    if strips > 1:
+        strip, _ = sch.split(loops[-2], [strips, None])
+        outer_loops.append(strip)
+    sch.parallel(sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0])
+    if extents[-1] > 1:
+        sch.vectorize(loops[-1])
+    return True
 
 
 def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
@@ -381,7 +420,11 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
         else:
             blocks = _inline_elementwise(sch, blocks)
             for block in blocks:
-                scheduled = _parallel_spatial(sch, block) if _is_reduction(sch, block) else _parallel_vectorize(sch, block)
+                if _is_reduction(sch, block):
+                    dense = sch.get(block).name_hint == "matmul" and _schedule_dense(sch, block)
+                    scheduled = dense or _parallel_spatial(sch, block)
+                else:
+                    scheduled = _parallel_vectorize(sch, block)
                 done = scheduled or done
     except s_tir.ScheduleError:
         return None  # left to TVM's default loops
@@ -532,12 +575,19 @@ class ElementwiseLegalizer:
         stage = self._stage_of(bb, value)
         if dtype == "int8" and stage is not None and stage[0] == "clamp":
             def requantize_tail(v):
-                return te.compute(v.shape, lambda *i: tvm.tirx.reinterpret(
-                    "int32", te.max(te.min(v(*i), tvm.tirx.const(127.0, "float32")), tvm.tirx.const(-128.0, "float32"))
-                    + tvm.tirx.const(ROUNDING_BIAS, "float32")).astype("int8"), name="requantize")
+                return te.compute(v.shape, lambda *i: tvm.tirx.reinterpret("int32", _biased(v(*i))).astype("int8"),
+                                  name="requantize")
 
             return bb.call_te(requantize_tail, stage[1], primfunc_name_hint="requantize")
         return bb.call_te(topi.cast, value, dtype, primfunc_name_hint="cast")
+
+
+def _biased(v):
+    """clamp(v, -128, 127) + 1.5 * 2^23: the float whose low mantissa bits are round(clamp(v))."""
+    from tvm import te
+
+    return te.max(te.min(v, tvm.tirx.const(127.0, "float32")), tvm.tirx.const(-128.0, "float32")) \
+        + tvm.tirx.const(ROUNDING_BIAS, "float32")
 
 
 def layout_passes(target: tvm.target.Target) -> list:
