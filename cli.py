@@ -350,7 +350,7 @@ def quantize(model, weights, scheme, calib, calib_samples, method, percentile, s
 @with_description
 @json_option
 def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, as_json, description):
-    """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the PyTorch FP32 model."""
+    """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the FP32 model (exported, checked against PyTorch)."""
     import edgeresnet
 
     result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ EVAL_CHUNK_BYTES = 24 << 20
 MAX_EVAL_BATCH = 256
 # A runner that pays per call (a process under qemu) gets chunks up to this many bytes of input.
 CALL_BYTES = 256 << 20
+ACCURACY_ROWS = 4096
 
 
 def _chunk_size(runners: Sequence[Runner], data: Dataset) -> int:
@@ -40,23 +41,34 @@ def _chunk_size(runners: Sequence[Runner], data: Dataset) -> int:
 
 def collect_logits_together(runners: Sequence[Runner], data: Dataset | np.ndarray, desc: str = "evaluating",
                             progress: bool = True) -> list[np.ndarray]:
-    """Logits of every runner on the same images, in one pass over the data (each chunk is read once)."""
+    """Logits of every runner on the same images, in one pass over the data (each chunk is read once).
+
+    Each runner's logits go into one array allocated at the first chunk: 50,000 images x 1,000 classes
+    are 200 MB per runner, which a list of chunks joined at the end would need twice.
+    """
     if not isinstance(data, Dataset):
         data = Dataset(np.asarray(data), None, "array")
-    outputs: list[list[np.ndarray]] = [[] for _ in runners]
+    if len(data) == 0:
+        return [np.zeros((0, 0), np.float32) for _ in runners]
+    outputs: list[np.ndarray | None] = [None] * len(runners)
     started = time.perf_counter()
     size = _chunk_size(runners, data)
+    row = 0
     with tqdm(total=len(data), desc=desc, unit="img", disable=None if progress else True, leave=False) as bar:
         for chunk in data.batches(size):
-            for runner, collected in zip(runners, outputs):
-                collected.extend(logits for _, logits in runner.batches(chunk, batch_size=len(chunk)))
+            for position, runner in enumerate(runners):
+                start = row
+                for rows, logits in runner.batches(chunk, batch_size=len(chunk)):
+                    if outputs[position] is None:
+                        outputs[position] = np.empty((len(data), *logits.shape[1:]), np.float32)
+                    outputs[position][start : start + rows] = logits
+                    start += rows
+            row += len(chunk)
             bar.update(len(chunk))
     seconds = time.perf_counter() - started
     if progress and len(data) >= 1000:  # long stages leave their rate in the log
         print(f"{desc}: {len(data)} images in {seconds:.1f} s ({len(data) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
-    if len(data) == 0:
-        return [np.zeros((0, 0), np.float32) for _ in runners]
-    return [np.concatenate(collected).astype(np.float32) for collected in outputs]
+    return outputs
 
 
 def collect_logits(runner: Runner, images: Dataset | np.ndarray, desc: str = "evaluating", progress: bool = True) -> np.ndarray:
@@ -89,7 +101,9 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
     if labels.min() < 0 or labels.max() >= num_classes:
         raise InputError(f"labels run from {labels.min()} to {labels.max()}, the model has {num_classes} classes")
     k = min(5, num_classes)
-    best = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    # Ranked in slices: a full argsort of 50,000 x 1,000 logits would take 400 MB of indices at once.
+    best = np.concatenate([np.argsort(-logits[start : start + ACCURACY_ROWS], axis=1, kind="stable")[:, :k]
+                           for start in range(0, len(logits), ACCURACY_ROWS)]) if len(logits) else np.zeros((0, k), np.int64)
     top1 = float(np.mean(best[:, 0] == labels) * 100)
     top5 = float(np.mean((best == labels[:, None]).any(axis=1)) * 100)
     confusion = np.zeros((num_classes, num_classes), np.int64)
@@ -191,3 +205,16 @@ def measure(runner: Runner, data: Dataset, fp32: Evaluation, desc: str = "evalua
 def against(fp32: Evaluation, tested: Evaluation) -> Measurement:
     """A runner's evaluation against the FP32 evaluation of the same images."""
     return Measurement(fp32, tested, drop_pts(fp32, tested), compare(fp32.logits, tested.logits))
+
+
+def identical_on_sample(sampled: Measurement, whole: Measurement, total: int, limit: int | None, seed: int) -> bool:
+    """Whether `whole` (measured on all `total` images) gave, bit for bit, the logits `sampled` gave on its
+    deterministic sample of `limit` (the sample `measure` draws with the same seed)."""
+    index = sample_indices(total, limit, seed)
+    return len(index) == sampled.tested.samples and np.array_equal(whole.tested.logits[index], sampled.tested.logits)
+
+
+def standing_in_for(twin: Measurement, shipped: Measurement) -> Measurement:
+    """The twin's whole-set measurement as the shipped runner's, saying on how many images they were compared."""
+    runner = {**twin.tested.runner, "bit_identical_to": {**shipped.tested.runner, "samples": shipped.tested.samples}}
+    return replace(twin, tested=replace(twin.tested, runner=runner))

@@ -113,8 +113,21 @@ def export_onnx_model(
     return model
 
 
-def compare_with_pytorch(model: onnx.ModelProto, loaded: LoadedModel, inputs: np.ndarray) -> float:
-    """Max |logit difference| between ONNX Runtime on `model` and PyTorch on the unfolded network."""
+@dataclass(frozen=True)
+class PytorchAgreement:
+    """ONNX Runtime on the exported model against PyTorch on the unfolded network, on the same inputs."""
+
+    images: int
+    max_abs_diff: float  # largest |logit difference|
+    tolerance: float  # the budget it was held to (scaled by the logits' size)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def check_against_pytorch(model: onnx.ModelProto, loaded: LoadedModel, inputs: np.ndarray,
+                          tolerance: float = 1e-4) -> PytorchAgreement:
+    """The exported model must compute what PyTorch computes: CheckFailed when it does not."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -124,7 +137,12 @@ def compare_with_pytorch(model: onnx.ModelProto, loaded: LoadedModel, inputs: np
     ort_logits = session.run(None, {INPUT_NAME: inputs})[0]
     with torch.no_grad():
         torch_logits = loaded.module(torch.from_numpy(inputs)).numpy()
-    return float(np.abs(ort_logits - torch_logits).max())
+    diff = float(np.abs(ort_logits - torch_logits).max())
+    # Deep untrained networks have large logits; the budget scales with them.
+    budget = tolerance * max(1.0, float(np.abs(torch_logits).max()))
+    if not diff <= budget:
+        raise CheckFailed(f"ONNX Runtime and PyTorch disagree: max |logit diff| {diff:.3g} > {budget:.3g}")
+    return PytorchAgreement(len(inputs), diff, budget)
 
 
 def export(
@@ -143,12 +161,7 @@ def export(
     onnx_model = export_onnx_model(loaded, batch, dynamic_batch, opset)
     rng = np.random.default_rng(0)
     probe = rng.standard_normal((2 if dynamic_batch else batch, *loaded.preprocessing.input_shape)).astype(np.float32)
-    diff = compare_with_pytorch(onnx_model, loaded, probe)
-    # Deep untrained networks have large logits; the budget scales with them.
-    with torch.no_grad():
-        scale = max(1.0, float(loaded.module(torch.from_numpy(probe)).abs().max()))
-    if not diff <= tolerance * scale:
-        raise CheckFailed(f"ONNX Runtime and PyTorch disagree: max |logit diff| {diff:.3g} > {tolerance * scale:.3g}")
+    agreement = check_against_pytorch(onnx_model, loaded, probe, tolerance)
     write_bytes_atomically(output, onnx_model.SerializeToString())
     shape = ["batch" if dynamic_batch else batch, *loaded.preprocessing.input_shape]
-    return ExportResult(output, opset, shape, diff, tolerance * scale)
+    return ExportResult(output, opset, shape, agreement.max_abs_diff, agreement.tolerance)

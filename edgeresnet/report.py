@@ -28,6 +28,12 @@ def calibration_summary(report: dict[str, Any]) -> str:
     return text
 
 
+def twin_statement(shipped: dict[str, Any]) -> str:
+    """Why a host build's figure is the shipped library's: their logits were compared bit for bit."""
+    return (f"the same integer program, whose logits equal {shipped['runtime']} ({shipped['arch']}) bit for bit "
+            f"on all {shipped['samples']} images run there")
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     fp32, int8, gate = report["fp32"], report["int8"], report["gate"]
     lines = [
@@ -35,8 +41,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"calibration: {calibration_summary(report)}",
     ]
     if fp32.get("top1") is not None:
-        lines.append(f"FP32 top-1 {fp32['top1']:.2f}%  [{fp32['runtime']}]")
+        checked = fp32.get("pytorch_agreement")
+        against_pytorch = (f"; PyTorch's logits within {checked['max_abs_diff']:.1g} on {checked['images']} images"
+                           if checked else "")
+        lines.append(f"FP32 top-1 {fp32['top1']:.2f}%  [{fp32['runtime']}{against_pytorch}]")
         lines.append(f"INT8 top-1 {int8['top1']:.2f}%  [{int8['runtime']}, {int8['arch']}]  drop {report['drop_pts']:+.2f} pts")
+    if int8.get("bit_identical_to"):
+        lines.append(f"  stands for the shipped files: {twin_statement(int8['bit_identical_to'])}")
     lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {report['drift']['sqnr_db']:.1f} dB, on {int8['samples']} images")
     for extra in report.get("extra_measurements", []):
         lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: top-1 {extra.get('top1', float('nan')):.2f}%, "
@@ -177,6 +188,8 @@ def render_html(report: dict[str, Any], fp32_confusion=None, int8_confusion=None
             ("model", report["model"]), ("target", report["target"]), ("calibration", calibration_summary(report)),
             ("FP32 top-1 / top-5", f"{report['fp32'].get('top1')} / {report['fp32'].get('top5')} ({report['fp32']['runtime']})"),
             ("INT8 top-1 / top-5", f"{report['int8'].get('top1')} / {report['int8'].get('top5')} ({report['int8']['runtime']}, {report['int8']['arch']})"),
+            *((("stands for the shipped files", twin_statement(report["int8"]["bit_identical_to"])),)
+              if report["int8"].get("bit_identical_to") else ()),
             ("drop (points)", report["drop_pts"]), ("top-1 agreement", report["agreement"]),
             ("logit cosine / SQNR", f"{report['drift']['cosine']} / {report['drift']['sqnr_db']} dB"),
             *((f"also measured ({m['runtime']}, {m['arch']})",

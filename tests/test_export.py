@@ -4,7 +4,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeresnet.export import export, export_onnx_model, fold_batchnorm
+from edgeresnet.errors import CheckFailed
+from edgeresnet.export import check_against_pytorch, export, export_onnx_model, fold_batchnorm
 from edgeresnet.models import load_model
 from edgeresnet.runners import OnnxRuntimeRunner, TorchRunner
 
@@ -39,6 +40,19 @@ def test_folding_preserves_the_function():
     folded = fold_batchnorm(loaded.module)
     x = np.random.default_rng(1).standard_normal((8, 1, 28, 28)).astype(np.float32)
     assert np.abs(TorchRunner(folded).infer(x) - TorchRunner(loaded.module).infer(x)).max() < 1e-4
+
+
+def test_an_export_that_computes_something_else_is_refused():
+    """The check every FP32 reference passes before it measures: ORT on the ONNX model against PyTorch."""
+    loaded = load_model("resnet20-fmnist")
+    model = export_onnx_model(loaded, dynamic_batch=True)
+    x = np.random.default_rng(2).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    agreement = check_against_pytorch(model, loaded, x)
+    assert agreement.images == 4 and agreement.max_abs_diff <= agreement.tolerance
+    last_weight = onnx.numpy_helper.to_array(model.graph.initializer[-1])
+    model.graph.initializer[-1].CopyFrom(onnx.numpy_helper.from_array(last_weight * 1.01, model.graph.initializer[-1].name))
+    with pytest.raises(CheckFailed, match="disagree"):
+        check_against_pytorch(model, loaded, x)
 
 
 def test_dynamic_batch_runs_any_batch(tmp_path):

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import edgeresnet
 from edgeresnet.cli import cli
 from edgeresnet.errors import InputError
+from edgeresnet.runners import Runner
 from edgeresnet.targets import get_target, register_backend, unregister_backend
-from toy_backend import MODEL_FILE, OnnxReferenceBackend
+from edgeresnet.targets.base import BuildContext, Target, TargetBuild
+from toy_backend import MODEL_FILE, OnnxReferenceBackend, ReferenceDetails
 
 
 @pytest.fixture
@@ -61,3 +65,57 @@ def test_unregistered_backends_are_gone(small_data):
         get_target("reference-cpu")
     with pytest.raises(InputError, match="unknown target 'qdq-reference'"):
         get_target("qdq-reference")
+
+
+class _Shifted(Runner):
+    """The same program as the shipped runner, built elsewhere: equal logits, or off by `offset`."""
+
+    def __init__(self, inner: Runner, offset: float):
+        self.inner, self.offset, self.static_batch = inner, offset, inner.static_batch
+
+    @property
+    def runtime(self) -> str:
+        return f"host twin (offset {self.offset})"
+
+    def infer(self, batch):
+        return self.inner.infer(batch) + np.float32(self.offset)
+
+
+class _SampledBackend(OnnxReferenceBackend):
+    """Like an aarch64 target: the shipped runner sees a sample only; a host twin sees everything."""
+
+    name = "onnx-reference-sampled"
+
+    def __init__(self, offset: float):
+        self.offset = offset
+
+    def targets(self) -> list[Target]:
+        return [Target("sampled-cpu", self.name, "the shipped runner on a sample, its host twin on all", "any",
+                       ReferenceDetails(optimizations="off"))]
+
+    def build(self, context: BuildContext) -> TargetBuild:
+        built = super().build(context)
+        twin = _Shifted(self._runner(context.folder), self.offset)
+        return replace(built, sample_limit=16, reference_runners=[twin], host_twin=twin)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-3])
+def test_a_host_twin_is_the_headline_only_when_bit_identical_on_the_sample(small_data, tmp_path, offset):
+    backend = register_backend(_SampledBackend(offset))
+    try:
+        report = edgeresnet.compile(edgeresnet.CompileOptions(
+            target="sampled-cpu", model="resnet20", calib=str(small_data["calib"]), eval=str(small_data["eval"]),
+            out=str(tmp_path / "sampled"), progress=False)).report
+    finally:
+        unregister_backend(backend.name)
+    (other,) = report["extra_measurements"]
+    if offset == 0.0:
+        assert report["int8"]["samples"] == 64 and report["int8"]["runtime"] == "host twin (offset 0.0)"
+        shipped = report["int8"]["bit_identical_to"]
+        assert shipped["samples"] == 16 and shipped["runtime"] == other["runtime"] and other["samples"] == 16
+        assert "bit for bit on all 16 images" in (tmp_path / "sampled" / "report.html").read_text()
+        assert report["warnings"] == [] or all("bit-identical" not in w for w in report["warnings"])
+    else:
+        assert report["int8"]["samples"] == 16 and "bit_identical_to" not in report["int8"]
+        assert other["samples"] == 64 and other["runtime"] == "host twin (offset 0.001)"
+        assert any("is not bit-identical to" in w for w in report["warnings"])

@@ -20,19 +20,19 @@ from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_fo
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.errors import InputError
-from edgeresnet.evaluate import Evaluation, Measurement, against, collect_logits, evaluate_together, measure
+from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
+                                 measure, standing_in_for)
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import REPORT_SCHEMA, render_html
-from edgeresnet.runners import TorchRunner
 from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
 
 from . import golden
 from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_run_options, evaluation_data,
-                       export_and_quantize, log)
+                       export_and_quantize, fp32_reference, log, warn)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
 CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
@@ -115,6 +115,7 @@ class _Measured:
     build: TargetBuild
     measurement: Measurement
     references: list[Measurement]  # other runners, on the whole evaluation set
+    warning: str | None = None
 
     @property
     def drop(self) -> float:
@@ -160,9 +161,9 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                                     options.dynamic_batch is not None, options.progress, clock)
     int8_model = quantized.int8
 
-    torch_runner = TorchRunner(loaded.module)
+    fp32_runner, pytorch_agreement = fp32_reference(loaded, quantized.fp32, calibration)
     sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
-    sensitivity = layer_sensitivity(int8_model, collect_logits(torch_runner, sample, progress=False), sample,
+    sensitivity = layer_sensitivity(int8_model, collect_logits(fp32_runner, sample, progress=False), sample,
                                     options.progress)
     clock.lap("sensitivity")
 
@@ -182,13 +183,22 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         references = [against(fp32, whole[i]) if i in whole else
                       measure(runner, evaluation, fp32, runner.runtime, options.progress)
                       for i, runner in enumerate(runners) if i > 0]
-        return _Measured(built, main, references)
+        if built.host_twin is None or main.tested.samples == len(evaluation):
+            return _Measured(built, main, references)
+        position = next(i for i, runner in enumerate(built.reference_runners) if runner is built.host_twin)
+        twin = references[position]
+        if not identical_on_sample(main, twin, len(evaluation), built.sample_limit, options.seed):
+            return _Measured(built, main, references, f"{twin.tested.runner['runtime']} is not bit-identical to "
+                                                      f"{main.tested.runner['runtime']} on its {main.tested.samples} images: "
+                                                      f"the headline is that sample's")
+        references[position] = main
+        return _Measured(built, standing_in_for(twin, main), references)
 
     built = build(int8_model)
     # FP32 and every runner that sees the whole evaluation set share one pass over it (each image decoded once).
     runners = [built.runner, *built.reference_runners]
     whole = [i for i in range(len(runners)) if i > 0 or built.sample_limit is None]
-    fp32_eval, *evaluations = evaluate_together([torch_runner, *(runners[i] for i in whole)], evaluation,
+    fp32_eval, *evaluations = evaluate_together([fp32_runner, *(runners[i] for i in whole)], evaluation,
                                                 f"FP32 and INT8 on {target.name}", options.progress)
     fp32_warning = check_fp32_sanity(loaded, evaluation, fp32_eval.accuracy.top1 if fp32_eval.accuracy else None,
                                      options.allow_low_fp32)
@@ -213,8 +223,11 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, measured.build.polygraphy)
     report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured, sensitivity, steps)
+    report["fp32"]["pytorch_agreement"] = pytorch_agreement.to_dict()
     report["model_description"] = loaded.describe()
-    report["warnings"] = [warning for warning in (fp32_warning, quantized.record.warning) if warning]
+    if measured.warning:
+        warn(measured.warning)
+    report["warnings"] = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / "report.html").write_text(render_html(report, _confusion(fp32), _confusion(int8)))

@@ -1,4 +1,4 @@
-"""`evaluate`: any ONNX model in ONNX Runtime against the PyTorch FP32 model, on the same images."""
+"""`evaluate`: any ONNX model in ONNX Runtime against the FP32 model (exported, checked against PyTorch), on the same images."""
 
 from __future__ import annotations
 
@@ -10,19 +10,22 @@ from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Measurement, against, evaluate_together
 from edgeresnet.models import ModelDescription, load_model
-from edgeresnet.runners import OnnxRuntimeRunner, TorchRunner
+from edgeresnet.export import PytorchAgreement, export_onnx_model
+from edgeresnet.runners import OnnxRuntimeRunner
 
-from .frontend import evaluation_data
+from .frontend import evaluation_data, fp32_reference
 
 
 @dataclass
 class EvaluateResult:
     measurement: Measurement
     evaluation: dict[str, Any]  # the data set, as reports describe it
+    pytorch_agreement: PytorchAgreement  # the FP32 reference against PyTorch
 
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
-        return {"fp32": m.fp32.to_dict(), "onnx": m.tested.to_dict(), "drop_pts": m.drop,
+        fp32 = {**m.fp32.to_dict(), "pytorch_agreement": self.pytorch_agreement.to_dict()}
+        return {"fp32": fp32, "onnx": m.tested.to_dict(), "drop_pts": m.drop,
                 "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": self.evaluation}
 
 
@@ -41,5 +44,6 @@ def evaluate_onnx(
     shape = runner.session.get_inputs()[0].shape
     if list(shape[1:]) != list(loaded.preprocessing.input_shape) or len(runner.session.get_outputs()[0].shape) != 2:
         raise InputError(f"{onnx_model}: takes input {shape} and is not a classifier of {list(loaded.preprocessing.input_shape)} images like model {loaded.name}")
-    fp32, tested = evaluate_together([TorchRunner(loaded.module), runner], data, "FP32 and ONNX model", progress)
-    return EvaluateResult(against(fp32, tested), data.describe())
+    fp32_runner, pytorch_agreement = fp32_reference(loaded, export_onnx_model(loaded), data)
+    fp32, tested = evaluate_together([fp32_runner, runner], data, "FP32 and ONNX model", progress)
+    return EvaluateResult(against(fp32, tested), data.describe(), pytorch_agreement)

@@ -230,7 +230,7 @@ class TvmBackend(Backend):
         try:
             emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
             return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples,
-                               reference_runners=[host], provenance=provenance)
+                               reference_runners=[host], host_twin=host, provenance=provenance)
         except MissingDependency as exc:
             not_measured.append(f"the shipped aarch64 library under emulation: {exc}")
             return TargetBuild(files, host, build_details, not_measured, provenance=provenance)
