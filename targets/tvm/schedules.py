@@ -517,7 +517,7 @@ class ElementwiseLegalizer:
       (Neoverse-N1 model): the epilogue of every convolution. Bit-identical results."""
 
     def __init__(self) -> None:
-        self.stage: dict = {}  # GlobalVar of a legalized op -> (requantize stage, the value v)
+        self.stage: dict = {}  # hash of a legalized call -> (the call, (requantize stage, the value v))
 
     def entries(self) -> dict:
         from tvm import topi
@@ -532,13 +532,14 @@ class ElementwiseLegalizer:
         from tvm import relax
 
         bound = bb.lookup_binding(expr) if isinstance(expr, relax.Var) else None
-        if isinstance(bound, relax.Call) and bound.op.same_as(tvm.ir.Op.get("relax.call_tir")):
-            return self.stage.get(bound.args[0])
-        return None
+        entry = self.stage.get(hash(bound)) if bound is not None else None
+        return entry[1] if entry is not None and entry[0].same_as(bound) else None
 
     def _record(self, call, stage):
+        # Keyed by the call itself, not its GlobalVar: the block builder shares one PrimFunc among
+        # same-shaped calls, so a GlobalVar would name the last value of that shape, not this one.
         if stage is not None:
-            self.stage[call.args[0]] = stage
+            self.stage[hash(call)] = (call, stage)
         return call
 
     def _round(self, bb, call):
@@ -579,6 +580,11 @@ class ElementwiseLegalizer:
                                   name="requantize")
 
             return bb.call_te(requantize_tail, stage[1], primfunc_name_hint="requantize")
+        if dtype == "float32" and str(value.ty.dtype) == "int8":
+            # through int32 explicitly: LLVM widens int8 -> int32 with sshll; int8 -> float directly
+            # came out as zip / shl / sshr sign extensions. The same values.
+            return bb.call_te(lambda x: te.compute(x.shape, lambda *i: x(*i).astype("int32").astype("float32"), name="dequantize"),
+                              value, primfunc_name_hint="cast")
         return bb.call_te(topi.cast, value, dtype, primfunc_name_hint="cast")
 
 
