@@ -30,7 +30,7 @@ def calibration_summary(report: dict[str, Any]) -> str:
 
 def twin_statement(shipped: dict[str, Any]) -> str:
     """Why a host build's figure is the shipped library's: their logits were compared bit for bit."""
-    return (f"the same integer program, whose logits equal {shipped['runtime']} ({shipped['arch']}) bit for bit "
+    return (f"the same integer program: its logits equal those of {shipped['runtime']} bit for bit "
             f"on all {shipped['samples']} images run there")
 
 

@@ -48,7 +48,8 @@ def layer_sensitivity(
     fallback layers does not fit the test data; on the first of them that fit the
     input budget (`sensitivity_sample`; `fp32_logits` holds at least their FP32 logits).
     Each candidate is another graph, so each gets its own ONNX Runtime session, on a
-    dynamic-batch copy so that the sample runs in one call. Returned most sensitive first.
+    dynamic-batch copy so that the sample runs in one call, with Q/DQ left unfused (the graph's
+    fake-quant arithmetic on ORT's optimized float kernels). Returned most sensitive first.
     """
     images = sensitivity_sample(images)
     fp32_logits = fp32_logits[: len(images)]
@@ -58,7 +59,7 @@ def layer_sensitivity(
     results = []
     for layer in tqdm(layers, desc="sensitivity", unit="layer", disable=None if progress else True, leave=False):
         only_this = keep_in_float(batched, [other for other in layers if other != layer])
-        logits = collect_logits(OnnxRuntimeRunner(only_this.SerializeToString(), optimize=False), images, progress=False)
+        logits = collect_logits(OnnxRuntimeRunner(only_this.SerializeToString(), fuse_qdq=False), images, progress=False)
         drift = compare(fp32_logits, logits)
         results.append(LayerSensitivity(layer, op_types[layer], drift.sqnr_db, drift.agreement))
     return sorted(results, key=lambda s: (s.sqnr_db, s.layer))

@@ -186,7 +186,7 @@ def test_arm_reports_emulated_and_host_accuracy(arm_artifacts, target):
     assert report["int8"]["runtime"].startswith("tvm") and "x86_64" in report["int8"]["runtime"]
     assert report["int8"]["samples"] == 10_000 and report["drop_pts"] <= 0.3
     shipped = report["int8"]["bit_identical_to"]
-    assert shipped["runtime"].startswith("tvm aarch64 (qemu emulation, -cpu cortex-a7") and shipped["arch"] == "aarch64"
+    assert shipped["runtime"].startswith("tvm aarch64 (qemu emulation, -cpu cortex-a7") and shipped["arch"] == "aarch64 (emulated)"
     (emulated,) = report["extra_measurements"]
     assert emulated["runtime"] == shipped["runtime"] and emulated["samples"] == shipped["samples"] == 1000
     assert report["warnings"] == []
