@@ -1,7 +1,8 @@
 """`compile`: export -> calibrate -> quantize -> target build -> validate -> report, into one artifact folder.
 
 The accuracy in the report is measured on the files that ship (for the
-targets this machine can run), against the PyTorch FP32 model on the same images.
+targets this machine can run), against the FP32 model on the same images (the exported
+model.fp32.onnx in ONNX Runtime, checked against PyTorch first).
 Everything is built in a staging folder beside the destination and renamed into
 place only when complete.
 """
