@@ -43,7 +43,7 @@ def test_ort_cpu_default_meets_the_accuracy_bar(default_ort):
     assert report["fp32"]["top1"] >= 92.0 and report["fp32"]["runtime"].startswith("onnxruntime")
     assert "FP32" in report["fp32"]["runtime"]
     agreement = report["fp32"]["pytorch_agreement"]
-    assert agreement["images"] == 8 and agreement["max_abs_diff"] <= agreement["tolerance"] <= 1e-3
+    assert agreement["images"] == 8 and agreement["max_abs_diff"] <= min(agreement["tolerance"], 1e-3)
     assert report["int8"]["runtime"].startswith("onnxruntime") and report["int8"]["arch"] == "x86_64"
     assert report["drop_pts"] <= 0.3 and report["agreement"] >= 0.99
     assert report["drop_pts"] == pytest.approx(report["fp32"]["top1"] - report["int8"]["top1"], abs=1e-6)
