@@ -33,6 +33,7 @@ import onnx
 
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions
+from edgeresnet.runners import session_options
 
 Range = tuple[np.float32, np.float32]
 
@@ -320,13 +321,8 @@ def calibrate(model: onnx.ModelProto, tensors: list[str], images, batch: int | N
     typed = {vi.name: vi for vi in itertools.chain(augmented.graph.value_info, augmented.graph.input)}
     outputs = {o.name for o in augmented.graph.output}
     augmented.graph.output.extend(typed[name] for name in tensors if name not in outputs)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    # Threads that spin after each run would take the cores from the calibrator's reductions in between;
-    # the arena would keep the largest batch's activations (every tensor is an output here) after the pass.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.enable_cpu_mem_arena = False
-    session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(augmented.SerializeToString(), session_options(optimize=False),
+                                   providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     count = -(-len(images) // batch)
     if static:  # whole batches: the first half of them

@@ -17,6 +17,7 @@ from torch import nn
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.models import DEFAULT_MODEL, LoadedModel, ModelDescription, load_model
+from edgeresnet.runners import OnnxRuntimeRunner, Runner
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -125,16 +126,11 @@ class PytorchAgreement:
         return dict(self.__dict__)
 
 
-def check_against_pytorch(model: onnx.ModelProto, loaded: LoadedModel, inputs: np.ndarray,
+def check_against_pytorch(runner: Runner, loaded: LoadedModel, inputs: np.ndarray,
                           tolerance: float = 1e-4) -> PytorchAgreement:
-    """The exported model must compute what PyTorch computes: CheckFailed when it does not."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    batch = session.get_inputs()[0].shape[0]
-    if isinstance(batch, int) and batch != len(inputs):
-        inputs = np.resize(inputs, (batch, *inputs.shape[1:]))
-    ort_logits = session.run(None, {INPUT_NAME: inputs})[0]
+    """`runner` (the exported model in ONNX Runtime) must compute what PyTorch computes on `inputs`:
+    CheckFailed when it does not."""
+    ort_logits = np.concatenate([logits for _, logits in runner.batches(inputs, batch_size=len(inputs))])
     with torch.no_grad():
         torch_logits = loaded.module(torch.from_numpy(inputs)).numpy()
     diff = float(np.abs(ort_logits - torch_logits).max())
@@ -161,7 +157,7 @@ def export(
     onnx_model = export_onnx_model(loaded, batch, dynamic_batch, opset)
     rng = np.random.default_rng(0)
     probe = rng.standard_normal((2 if dynamic_batch else batch, *loaded.preprocessing.input_shape)).astype(np.float32)
-    agreement = check_against_pytorch(onnx_model, loaded, probe, tolerance)
+    agreement = check_against_pytorch(OnnxRuntimeRunner(onnx_model.SerializeToString()), loaded, probe, tolerance)
     write_bytes_atomically(output, onnx_model.SerializeToString())
     shape = ["batch" if dynamic_batch else batch, *loaded.preprocessing.input_shape]
     return ExportResult(output, opset, shape, agreement.max_abs_diff, agreement.tolerance)

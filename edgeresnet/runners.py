@@ -98,41 +98,53 @@ class TorchRunner(Runner):
             return self.module(self._torch.from_numpy(batch)).numpy()
 
 
+def session_options(optimize: bool = True, threads: int | None = None, spinning: bool = False, fuse_qdq: bool = True):
+    """ONNX Runtime session options for every session edgeresnet runs (runners and calibration).
+
+    `optimize`: full optimization fuses Q/DQ into integer kernels (what users run); disabled, ORT executes
+    the Q/DQ graph op by op, the exact reference numerics.
+
+    `spinning`: ORT's default keeps its intra-op threads busy-waiting after each run, which pays only
+    when the same session runs back to back (latency benchmarks). Evaluation alternates runtimes
+    (FP32 and INT8 on each chunk) and calibration reduces activations between runs; there the
+    spinning threads take the cores from the next step: ResNet-18 FP32 + INT8 at 224x224 on 2 cores
+    took 66 ms/image with spinning and 36 without.
+
+    `fuse_qdq=False` (with `optimize`): ORT's graph optimizations and fast float kernels, but Q/DQ pairs
+    stay as they are (`session.disable_quant_qdq`): the exact fake-quant arithmetic of the graph, ~2x
+    faster than op by op; on the reference model and ResNet-18 the same logit SQNR to 0.01 dB.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if not fuse_qdq:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # ORT's arena keeps a run's largest activations for the session's life: a ResNet-50 FP32 session that
+    # has run 32 images at 224x224 held 0.43 GB more without this, and ran no faster. (Calibration, where
+    # every tensor is an output, would keep the largest batch's activations after the pass.)
+    options.enable_cpu_mem_arena = False
+    return options
+
+
 class OnnxRuntimeRunner(Runner):
     """An ONNX model (FP32 or Q/DQ INT8) in ONNX Runtime's CPU execution provider."""
 
     def __init__(self, model: str | Path | bytes, optimize: bool = True, threads: int | None = None, label: str = "",
                  any_batch: bool = False, spinning: bool = False, fuse_qdq: bool = True):
         """`any_batch`: run a copy of the model with a symbolic batch (`dynamic_batch_copy`), so evaluation
-        runs in batches whatever the file's own batch; the runtime label says so.
-
-        `spinning`: ORT's default keeps its intra-op threads busy-waiting after each run, which pays only
-        when the same session runs back to back (latency benchmarks). Evaluation alternates runtimes
-        (FP32 and INT8 on each chunk) and calibration reduces activations between runs; there the
-        spinning threads take the cores from the next step: ResNet-18 FP32 + INT8 at 224x224 on 2 cores
-        took 66 ms/image with spinning and 36 without.
-
-        `fuse_qdq=False` (with `optimize`): ORT's graph optimizations and fast float kernels, but Q/DQ pairs
-        stay as they are (`session.disable_quant_qdq`): the exact fake-quant arithmetic of the graph, ~2x
-        faster than op by op; on the reference model and ResNet-18 the same logit SQNR to 0.01 dB."""
+        runs in batches whatever the file's own batch; the runtime label says so. The other options are
+        `session_options`'."""
         import onnxruntime as ort
 
         self._ort = ort
-        options = ort.SessionOptions()
-        # Full optimization fuses Q/DQ into integer kernels (what users run);
-        # disabled, ORT executes the Q/DQ graph op by op, the exact reference numerics.
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        )
-        if not fuse_qdq:
-            options.add_session_config_entry("session.disable_quant_qdq", "1")
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # ORT's arena keeps a run's largest activations for the session's life: a ResNet-50 FP32 session that
-        # has run 32 images at 224x224 held 0.43 GB more without this, and ran no faster.
-        options.enable_cpu_mem_arena = False
+        options = session_options(optimize, threads, spinning, fuse_qdq)
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else str(model)
         self.batched_copy = False
