@@ -249,8 +249,9 @@ def _print_summary(report: dict) -> None:
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
 @click.option("--dynamic-batch", default=None, metavar="MIN,OPT,MAX",
               help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
-@click.option("--emulated-samples", type=int, default=1000, show_default=True,
-              help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets).")
+@click.option("--emulated-samples", type=int, default=None,
+              help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets) "
+                   "[default: 1000 at 28x28, fewer for larger inputs, at least 32].")
 @click.option("--golden-samples", type=int, default=256, show_default=True,
               help="Evaluation images shipped in golden/ with the host's FP32 and INT8 logits, for the on-device check (run.py --check).")
 @click.option("--records", type=click.Path(file_okay=False), default=None,

@@ -24,9 +24,11 @@ samples says whether the sample was large enough (`ScaleStability`).
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import onnx
@@ -85,8 +87,7 @@ class Calibrator(ABC):
 
     def observe(self, activations: dict[str, np.ndarray], first_half: bool) -> None:
         """First pass over the data."""
-        for name, values in activations.items():
-            seen = _Extremes.of(values)
+        for name, seen in _per_tensor(lambda _, values: _Extremes.of(values), activations):
             self.extremes[name] = seen.merge(self.extremes.get(name))
             if first_half:
                 self.half_extremes[name] = seen.merge(self.half_extremes.get(name))
@@ -97,6 +98,15 @@ class Calibrator(ABC):
     @abstractmethod
     def ranges(self, first_half: bool = False) -> dict[str, Range]:
         """(lowest, highest) per tensor, from all batches or from the first half only."""
+
+
+def _per_tensor(reduce: Callable[[str, np.ndarray], Any], activations: dict[str, np.ndarray]) -> list[tuple[str, Any]]:
+    """`reduce` of every tensor, (name, result) in the given order, on all cores: numpy's reductions release
+    the GIL, and the histograms of the percentile and entropy calibrators took 2/3 of a ResNet-18 calibration."""
+    names = list(activations)
+    with ThreadPoolExecutor(min(len(names), os.cpu_count() or 1) or 1) as pool:
+        results = pool.map(lambda name: reduce(name, activations[name]), names)
+        return list(zip(names, results))
 
 
 class MinMaxCalibrator(Calibrator):
@@ -120,10 +130,11 @@ class _HistogramCalibrator(Calibrator):
         ...
 
     def observe_again(self, activations: dict[str, np.ndarray], first_half: bool) -> None:
-        for name, values in activations.items():
+        def histogram(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # Summing per-batch histograms on the same edges gives exactly the histogram of all values.
-            counts, edges = np.histogram(np.abs(values), bins=self.options.num_bins,
-                                         range=self.histogram_range(self.extremes[name]))
+            return np.histogram(np.abs(values), bins=self.options.num_bins, range=self.histogram_range(self.extremes[name]))
+
+        for name, (counts, edges) in _per_tensor(histogram, activations):
             if name not in self.counts:
                 self.edges[name] = edges
                 self.counts[name] = np.zeros_like(counts)

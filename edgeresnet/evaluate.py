@@ -29,6 +29,12 @@ CALL_BYTES = 256 << 20
 ACCURACY_ROWS = 4096
 
 
+def samples_within(budget_values: int, input_shape: Sequence[int], floor: int) -> int:
+    """How many inputs of `input_shape` (no batch dimension) fit a budget of input values, at least `floor`:
+    costly measurements take all of a small model's samples and fewer as images grow."""
+    return max(floor, budget_values // int(np.prod(input_shape)))
+
+
 def _chunk_size(runners: Sequence[Runner], data: Dataset) -> int:
     batch = int(np.clip(EVAL_CHUNK_BYTES // max(1, data.image_bytes), 1, MAX_EVAL_BATCH))
     wanted = max((r.images_per_call or 0) for r in runners)

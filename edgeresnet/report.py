@@ -50,8 +50,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  stands for the shipped files: {twin_statement(int8['bit_identical_to'])}")
     lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {report['drift']['sqnr_db']:.1f} dB, on {int8['samples']} images")
     for extra in report.get("extra_measurements", []):
-        lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: top-1 {extra.get('top1', float('nan')):.2f}%, "
-                     f"drop {extra['drop_pts']:+.2f} pts, agreement {extra['agreement'] * 100:.2f}%")
+        # Unlabelled data has no top-1, and its drop is the share of changed predictions: agreement says it all.
+        scored = (f"top-1 {extra['top1']:.2f}%, drop {extra['drop_pts']:+.2f} pts, " if extra.get("top1") is not None else "")
+        lines.append(f"also measured: {extra['runtime']} on {extra['samples']} images: {scored}"
+                     f"agreement {extra['agreement'] * 100:.2f}%")
     if report["fallback_layers"]:
         lines.append(f"kept in float: {', '.join(report['fallback_layers'])}")
     if gate["max_drop"] is not None:

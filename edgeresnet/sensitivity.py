@@ -10,7 +10,7 @@ import onnx
 from tqdm import tqdm
 
 from edgeresnet.calibration import Dataset
-from edgeresnet.evaluate import collect_logits, compare
+from edgeresnet.evaluate import collect_logits, compare, samples_within
 from edgeresnet.quantize import keep_in_float, quantized_layers
 from edgeresnet.runners import OnnxRuntimeRunner, dynamic_batch_copy
 
@@ -34,8 +34,7 @@ class LayerSensitivity:
 
 def sensitivity_sample(data: Dataset | np.ndarray) -> np.ndarray:
     """The images sensitivity is measured on: the first of the calibration samples that fit the input budget."""
-    shape = data.shape if isinstance(data, Dataset) else data.shape
-    count = min(len(data), max(MIN_SENSITIVITY_SAMPLES, SENSITIVITY_INPUT_BUDGET // int(np.prod(shape[1:]))))
+    count = min(len(data), samples_within(SENSITIVITY_INPUT_BUDGET, data.shape[1:], MIN_SENSITIVITY_SAMPLES))
     return data.take(np.arange(count)) if isinstance(data, Dataset) else np.asarray(data[:count])
 
 

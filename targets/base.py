@@ -102,7 +102,7 @@ class BuildContext:
     folder: Path  # the staging folder of the artifact; write only here
     batch: int  # the static batch, or the optimal one when `dynamic_batch` is set
     dynamic_batch: DynamicBatch | None = None
-    emulated_samples: int = 1000  # evaluation images run under emulation (aarch64 artifacts)
+    emulated_samples: int | None = None  # evaluation images run under emulation (aarch64 artifacts); None: by input size
     records: Path | None = None  # tuning records, already accepted by the backend's `check_records`
 
 

@@ -203,3 +203,23 @@ def test_validate_through_the_rpc_tracker_shards_and_writes_the_device_column(tw
     assert [d["label"] for d in json.loads((out / "report.json").read_text())["devices"]][-1] == "ten images"
     missing = run_cli("validate", str(artifact), "--rpc", two_board_farm.replace("farm@", "nokey@"), timeout=300)
     assert missing.returncode == 2 and "no device under key 'nokey'" in missing.stderr
+
+
+@pytest.mark.slow
+def test_emulated_evaluation_runs_the_native_runner_with_run_py_s_logits(arm, tmp_path):
+    """Compile's emulated evaluation runs the artifact's edgeresnet-run (no Python startup under qemu:
+    ~10 s less a call); without it, run.py: the same library, the same logits bit for bit."""
+    import shutil
+
+    from edgeresnet.calibration import open_dataset
+    from edgeresnet.models import load_model
+    from edgeresnet.targets.tvm.runners import QemuRunner
+
+    images = open_dataset("fashion-mnist:test", load_model().preprocessing, limit=6, seed=11).images
+    runtime = emulation.build_runtime()
+    native_logits = QemuRunner(arm["rpi5"], runtime, "cortex-a76", 1, 2).run_all(images)
+    without_runner = tmp_path / "no-native"
+    shutil.copytree(arm["rpi5"], without_runner)
+    (without_runner / native.RUNNER).unlink()
+    python_logits = QemuRunner(without_runner, runtime, "cortex-a76", 1, 2).run_all(images)
+    assert native_logits.shape == (6, 10) and np.array_equal(native_logits, python_logits)

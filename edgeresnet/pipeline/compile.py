@@ -54,7 +54,7 @@ class CompileOptions:
     max_drop: float | None = None
     batch: int = 1
     dynamic_batch: DynamicBatch | None = None  # instead of a static batch (backends that take one)
-    emulated_samples: int = 1000
+    emulated_samples: int | None = None  # None: the backend's default for the input size
     golden_samples: int = golden.DEFAULT_SAMPLES  # golden vectors shipped for the on-device check
     records: str | None = None  # tuning records of `edgeresnet tune` (tunable backends)
     out: str | None = None
@@ -78,7 +78,7 @@ class CompileOptions:
             raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
-        if self.emulated_samples < 1:
+        if self.emulated_samples is not None and self.emulated_samples < 1:
             raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
         check_run_options(self.dynamic_batch.max if self.dynamic_batch else self.batch, self.seed)
         golden.check_samples(self.golden_samples)

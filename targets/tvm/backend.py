@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import weakref
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -167,14 +168,27 @@ class TvmBackend(Backend):
         return run_on_boards(device, folder / LIBRARY, inputs, manifest["input"]["batch"])
 
     def build(self, context: BuildContext) -> TargetBuild:
+        input_shape = [context.batch, *context.model.preprocessing.input_shape]
+        host_build = _HostBuildBeside(context.int8_model, input_shape) if context.target.arch == "aarch64" else None
+        try:
+            return self._build(context, input_shape, host_build)
+        except BaseException:
+            if host_build:
+                host_build.discard()
+            raise
+
+    def _build(self, context: BuildContext, input_shape: list[int], host_build: _HostBuildBeside | None) -> TargetBuild:
         from .module import compile_integer_module
         from .runners import QemuRunner, TvmHostRunner
 
         target, folder = context.target, context.folder
         details: CpuDetails = target.details
-        input_shape = [context.batch, *context.model.preprocessing.input_shape]
         llvm = llvm_target(target)
-        executable, stats, scheduled = compile_integer_module(context.int8_model, input_shape, llvm, context.records)
+        with ThreadPoolExecutor(1) as background:
+            # The native runner's cross-compilation (a subprocess) runs beside the TVM build.
+            runner_build = background.submit(_build_native_runner, folder, details.cross_compiler) if target.arch == "aarch64" else None
+            executable, stats, scheduled = compile_integer_module(context.int8_model, input_shape, llvm, context.records)
+            native_files = _native_runner_files(runner_build)
         cross = details.cross_compiler
         executable.export_library(str(folder / LIBRARY), **({"cc": cross} if cross else {}))
         write_bytes_atomically(folder / QDQ_MODEL, context.int8_model.SerializeToString())
@@ -207,12 +221,12 @@ class TvmBackend(Backend):
             return TargetBuild(files, runner, build_details, not_measured, provenance=provenance)
 
         # The self-contained form: TVM's aarch64 runtime and a native runner, for boards without Python.
-        try:
-            files += native.build_native_runner(folder, cross, emulation.build_runtime() / "site", emulation.TVM_VERSION)
+        if isinstance(native_files, MissingDependency):
+            not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {native_files}")
+        else:
+            files += native_files
             build_details["native_runner"] = {"runner": native.RUNNER, "files": list(native.FILES),
                                               "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION}
-        except MissingDependency as exc:
-            not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {exc}")
 
         kernels = int8_kernel_summary(folder / LIBRARY)
         build_details.update(kernels)
@@ -226,25 +240,75 @@ class TvmBackend(Backend):
                               f"in {target.name}'s {LIBRARY} use the smull + sadalp int8 kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
-        host = _host_build(context.int8_model, input_shape)
+        host = host_build.runner()
         try:
             emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
-            return TargetBuild(files, emulated, build_details, not_measured, sample_limit=context.emulated_samples,
+            samples = context.emulated_samples or emulation.default_emulated_samples(input_shape[1:])
+            return TargetBuild(files, emulated, build_details, not_measured, sample_limit=samples,
                                reference_runners=[host], host_twin=host, provenance=provenance)
         except MissingDependency as exc:
             not_measured.append(f"the shipped aarch64 library under emulation: {exc}")
             return TargetBuild(files, host, build_details, not_measured, provenance=provenance)
 
 
+def _build_native_runner(folder: Path, cross_compiler: str) -> list[str]:
+    return native.build_native_runner(folder, cross_compiler, emulation.build_runtime() / "site", emulation.TVM_VERSION)
+
+
+def _native_runner_files(build: Future | None) -> list[str] | MissingDependency | None:
+    try:
+        return build.result() if build else None
+    except MissingDependency as exc:
+        return exc
+
+
 def _host_build(int8_model, input_shape: list[int]) -> Runner:
     """The same integer module built for this host's CPU, in a folder that goes with its runner."""
+    folder = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
+    cpu = _build_host_library(int8_model.SerializeToString(), input_shape, str(folder / LIBRARY))
+    return _host_runner(folder, input_shape, cpu)
+
+
+class _HostBuildBeside:
+    """`_host_build` in a child process, beside the board's build (TVM's compiler is not thread-safe, and the
+    two builds then take the machine's two cores instead of one after the other)."""
+
+    def __init__(self, int8_model, input_shape: list[int]):
+        import multiprocessing
+
+        self.input_shape = input_shape
+        self.folder = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.cpu = self.pool.submit(_build_host_library, int8_model.SerializeToString(), input_shape, str(self.folder / LIBRARY))
+
+    def runner(self) -> Runner:
+        try:
+            cpu = self.cpu.result()
+        except BaseException:
+            self.discard()
+            raise
+        self.pool.shutdown()
+        return _host_runner(self.folder, self.input_shape, cpu)
+
+    def discard(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _build_host_library(int8_model: bytes, input_shape: list[int], library: str) -> str:
+    import onnx
+
     from .module import compile_integer_module, host_cpu
+
+    cpu = host_cpu()
+    executable, _, _ = compile_integer_module(onnx.ModelProto.FromString(int8_model), input_shape, {"kind": "llvm", "mcpu": cpu})
+    executable.export_library(library)
+    return cpu
+
+
+def _host_runner(folder: Path, input_shape: list[int], cpu: str) -> Runner:
     from .runners import TvmHostRunner
 
-    folder = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
-    cpu = host_cpu()
-    executable, _, _ = compile_integer_module(int8_model, input_shape, {"kind": "llvm", "mcpu": cpu})
-    executable.export_library(str(folder / LIBRARY))
     runner = TvmHostRunner(folder / LIBRARY, input_shape[0], os.cpu_count() or 1, f"host build of the same integer module, {cpu}")
     weakref.finalize(runner, shutil.rmtree, str(folder), True)  # its folder goes when the runner does (or at exit)
     return runner

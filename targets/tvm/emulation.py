@@ -28,6 +28,19 @@ WHEELS = (f"apache-tvm=={TVM_VERSION}", "apache-tvm-ffi==0.1.14.post1", "numpy==
 # The compiler half of the TVM wheel is not needed to run a compiled library.
 DROP_FROM_TVM = ("tvm/lib/libtvm_compiler.so", "tvm/lib/libtvm_runtime_cuda.so", "tvm/3rdparty/")
 COMPLETE_MARK = ".complete"
+# Evaluation images run under emulation unless --emulated-samples says otherwise: 1,000 of the reference
+# model's 28x28 inputs, fewer as inputs grow (ResNet-18 at 224x224 takes ~0.6 s an image under qemu here,
+# 1,000 of them ~10 minutes), never fewer than 32. Beyond being measured themselves, they decide
+# whether the host build's whole-set figure stands for the shipped library (bit-identical logits).
+EMULATED_INPUT_BUDGET = 1000 * 28 * 28
+MIN_EMULATED_SAMPLES = 32
+
+
+def default_emulated_samples(input_shape) -> int:
+    """Images run under emulation by default for inputs of `input_shape` (no batch dimension)."""
+    from edgeresnet.evaluate import samples_within
+
+    return samples_within(EMULATED_INPUT_BUDGET, input_shape, MIN_EMULATED_SAMPLES)
 
 
 def runtime_folder() -> Path:
@@ -106,6 +119,11 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def native_command(folder: Path, qemu_cpu: str, program: Path, *args: str) -> list[str]:
+    """The command that runs an aarch64 program (the artifact's edgeresnet-run) under qemu with the folder's libraries."""
+    return [qemu_binary(), "-cpu", qemu_cpu, "-L", str(folder / "sysroot"), str(program), *args]
 
 
 def python_command(folder: Path, qemu_cpu: str, script: Path, *args: str) -> tuple[list[str], dict]:

@@ -13,7 +13,7 @@ import numpy as np
 from edgeresnet.errors import CheckFailed
 from edgeresnet.runners import Runner
 
-from . import emulation
+from . import emulation, native
 
 
 class TvmHostRunner(Runner):
@@ -39,9 +39,10 @@ class TvmHostRunner(Runner):
 
 
 class QemuRunner(Runner):
-    """The shipped aarch64 library, run by the artifact's own run.py under qemu-user with the board's CPU model."""
+    """The shipped aarch64 library under qemu-user with the board's CPU model, run by the artifact's own
+    native runner (edgeresnet-run), or by its run.py where the artifact has no native runner."""
 
-    images_per_call = 4096  # each call starts qemu and a Python runtime: stream it large chunks
+    images_per_call = 4096  # each call starts qemu (and run.py a Python runtime: ~10 s): stream it large chunks
 
     def __init__(self, artifact: Path, runtime: Path, qemu_cpu: str, batch: int, threads: int):
         self.artifact, self.runtime_folder, self.qemu_cpu = artifact, runtime, qemu_cpu
@@ -66,8 +67,14 @@ class QemuRunner(Runner):
         with tempfile.TemporaryDirectory(prefix="edgeresnet-qemu-") as tmp:
             inputs, logits = Path(tmp, "inputs.npy"), Path(tmp, "logits.npy")
             np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
-            command, env = emulation.python_command(self.runtime_folder, self.qemu_cpu, self.artifact / "run.py",
-                                                    "--npy", str(inputs), "--logits-out", str(logits), "--warmup", "0", "--quiet")
+            program = self.artifact / native.RUNNER
+            if program.exists():
+                command = emulation.native_command(self.runtime_folder, self.qemu_cpu, program, "--npy", str(inputs),
+                                                   "--logits-out", str(logits), "--warmup", "0", "--threads", str(self.threads))
+                env = dict(os.environ)
+            else:
+                command, env = emulation.python_command(self.runtime_folder, self.qemu_cpu, self.artifact / "run.py", "--npy",
+                                                        str(inputs), "--logits-out", str(logits), "--warmup", "0", "--quiet")
             env["TVM_NUM_THREADS"] = str(self.threads)
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             if result.returncode != 0:
