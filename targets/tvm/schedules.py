@@ -499,6 +499,7 @@ def _uniform_value(bb, expr):
 # round-half-to-even by one float add: for |v| <= 2^22, v + 1.5 * 2^23 lands where the float's
 # spacing is 1, so the add itself rounds v to an integer, held in the low mantissa bits.
 ROUNDING_BIAS = 12582912.0
+BIAS_BITS = 0x4B400000  # the bits of ROUNDING_BIAS
 
 
 class ElementwiseLegalizer:
@@ -514,10 +515,14 @@ class ElementwiseLegalizer:
       gives the same integer (the bounds are integers), and for |v| <= 128 the float add rounds to
       nearest even exactly as round() does, leaving the integer in the low bits. One add instead
       of a round and a float-to-int conversion, each a 2-cycle single-pipe op on the Cortex-A76
-      (Neoverse-N1 model): the epilogue of every convolution. Bit-identical results."""
+      (Neoverse-N1 model): the epilogue of every convolution. Bit-identical results.
+    * `dequantize_by_bias` (sdot cores): int8 -> float32 as a widening integer add of bits(1.5 * 2^23)
+      and a float subtract of 1.5 * 2^23 instead of an scvtf, which is also 2 uops on one pipe
+      there. On the A72 model (smull cores) it came out slower (261.72 against 261.64 M cycles)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dequantize_by_bias: bool = False) -> None:
         self.stage: dict = {}  # hash of a legalized call -> (the call, (requantize stage, the value v))
+        self.dequantize_by_bias = dequantize_by_bias
 
     def entries(self) -> dict:
         from tvm import topi
@@ -580,6 +585,15 @@ class ElementwiseLegalizer:
                                   name="requantize")
 
             return bb.call_te(requantize_tail, stage[1], primfunc_name_hint="requantize")
+        if dtype == "float32" and str(value.ty.dtype) == "int8" and self.dequantize_by_bias:
+            # float(x) for an int8 x as bits(1.5 * 2^23) + x, read as a float, minus 1.5 * 2^23: exact
+            # (|x| <= 128 stays in the binade where the spacing is 1). A widening integer add (sshll,
+            # saddw) and an fsub, on either vector pipe, instead of an scvtf (2 uops on one pipe on the
+            # Cortex-A76). The bit cast also keeps TVM's simplifier from folding the float arithmetic.
+            bias = tvm.tirx.const(ROUNDING_BIAS, "float32")
+            return bb.call_te(lambda x: te.compute(
+                x.shape, lambda *i: tvm.tirx.reinterpret("float32", x(*i).astype("int32") + tvm.tirx.const(BIAS_BITS, "int32")) - bias,
+                name="dequantize"), value, primfunc_name_hint="cast")
         if dtype == "float32" and str(value.ty.dtype) == "int8":
             # through int32 explicitly: LLVM widens int8 -> int32 with sshll; int8 -> float directly
             # came out as zip / shl / sshr sign extensions. The same values.
@@ -602,7 +616,8 @@ def layout_passes(target: tvm.target.Target) -> list:
 
     return [
         relax.transform.ConvertLayout({}, layout_cb=conv_layouts),
-        relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d(target), **ElementwiseLegalizer().entries()}),
+        relax.transform.LegalizeOps({"relax.nn.conv2d": legalize_conv2d(target),
+                                     **ElementwiseLegalizer(dequantize_by_bias=dot_kind(target).name == "sdot").entries()}),
         relax.transform.DeadCodeElimination(),  # the round / clamp a requantize tail no longer reads
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),  # packs the weights once, here
