@@ -42,7 +42,8 @@ def test_arm_profiles():
 
 
 def test_each_profile_gets_its_dot_product_instruction():
-    """sdot exactly where the board has the dot-product extension; this AVX2 host gets pmaddwd."""
+    """sdot exactly where the board has the dot-product extension; an x86 host gets vpdpwssd where
+    it has VNNI on 256-bit vectors, else pmaddwd where it has AVX2."""
     import tvm
 
     from edgeresnet.targets.tvm.backend import llvm_target
@@ -53,7 +54,9 @@ def test_each_profile_gets_its_dot_product_instruction():
         rules = ConvRules.for_target(tvm.target.Target(llvm_target(profile)))
         assert (rules.dot.name == "sdot") == profile.details.dotprod, name
     host = ConvRules.for_target(tvm.target.Target(llvm_target(get_target("x86-64"))))
-    assert host.dot.name == ("pmaddwd" if "avx2" in Path("/proc/cpuinfo").read_text() else "generic")
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    vnni = "avx_vnni" in flags or {"avx512_vnni", "avx512vl"} <= flags
+    assert host.dot.name == ("vpdpwssd" if vnni else "pmaddwd" if "avx2" in flags else "generic")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,7 @@ def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     assert stats.conv == 21 and stats.dense == 1 and stats.add == 9 and stats.pool == 1
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
-    # This host has AVX2: every blocked integer convolution is tensorized into pmaddwd,
+    # On an x86 host with AVX2 every blocked integer convolution is tensorized (vpdpwssd or pmaddwd),
     # the first one too (its single image channel is zero-padded to a group of 4).
     assert scheduled.tensorized == scheduled.convolutions
 
@@ -90,12 +93,14 @@ def test_folding_the_first_convolution_is_exact(reference_qdq, host_library, tmp
     from tvm import relax
 
     from edgeresnet.targets.tvm.backend import llvm_target
-    from edgeresnet.targets.tvm.conv import folds_first_convolution
+    from edgeresnet.targets.tvm.conv import folds_first_convolution, reads_rows_flat
     from edgeresnet.targets.tvm.lowering import lower_to_integer
     from edgeresnet.targets.tvm.schedules import ScheduleStats, cpu_pipeline
 
     assert folds_first_convolution(tvm.target.Target(llvm_target(get_target("rpi4"))))
     assert not folds_first_convolution(tvm.target.Target(llvm_target(get_target("rpi5"))))
+    assert reads_rows_flat(tvm.target.Target(llvm_target(get_target("rpi5"))))
+    assert not reads_rows_flat(tvm.target.Target(llvm_target(get_target("rpi4"))))
     _, qdq, test = reference_qdq
     imported = relax.frontend.onnx.from_onnx(qdq, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
     host = tvm.target.Target({"kind": "llvm", "mcpu": host_cpu()})
@@ -106,6 +111,40 @@ def test_folding_the_first_convolution_is_exact(reference_qdq, host_library, tmp
         relax.build(mod, target=host, relax_pipeline=cpu_pipeline(host, ScheduleStats())).export_library(str(tmp_path / f"{fold}.so"))
         logits[fold] = collect_logits(TvmHostRunner(tmp_path / f"{fold}.so", 1, 2, str(fold)), images, progress=False)
     assert np.array_equal(logits[True], logits[False])
+
+
+@pytest.mark.parametrize("channels, kernel, stride, pad, width", [(3, 7, 2, 3, 20), (1, 3, 1, 1, 9), (3, 3, 2, 1, 11)])
+def test_flat_row_convolution_is_the_convolution(channels, kernel, stride, pad, width):
+    """The stem on an image's unpadded channels, each kernel row read as flat bytes 8 at a time
+    (weights regrouped, zero past the row's last tap, rows padded for the over-read): the same
+    int32 sums as a plain convolution. Built here without the sdot tensorization, on the host."""
+    import tvm
+    from tvm import te
+
+    from edgeresnet.targets.tvm.conv import SDOT, _conv_flat_rows, _group_kernel_flat
+
+    rng = np.random.default_rng(0)
+    height, outputs = width - 1, 16
+    data = rng.integers(-128, 128, (1, 1, height, width, channels), dtype=np.int8)
+    weight = rng.integers(-128, 128, (outputs // 8, 1, kernel, kernel, channels, 8), dtype=np.int8)
+    data_t = te.placeholder(data.shape, "int8", name="data")
+    weight_t = te.placeholder(weight.shape, "int8", name="weight")
+    conv = _conv_flat_rows(data_t, _group_kernel_flat(weight_t, SDOT.group), (stride, stride), (pad,) * 4, kernel, SDOT)
+    built = tvm.compile(te.create_prim_func([data_t, weight_t, conv]), target="llvm")
+    got = tvm.runtime.tensor(np.zeros([int(d) for d in conv.shape], np.int32))
+    built(tvm.runtime.tensor(data), tvm.runtime.tensor(weight), got)
+
+    image = np.pad(data[0, 0].astype(np.int64), [(pad, pad), (pad, pad), (0, 0)])  # H, W, C
+    w = weight.astype(np.int64).transpose(0, 5, 2, 3, 4, 1).reshape(outputs, kernel, kernel, channels)  # O, KH, KW, C
+    oh, ow = (height + 2 * pad - kernel) // stride + 1, (width + 2 * pad - kernel) // stride + 1
+    want = np.zeros((outputs, oh, ow), np.int64)
+    for y in range(oh):
+        for x in range(ow):
+            window = image[y * stride:y * stride + kernel, x * stride:x * stride + kernel]
+            want[:, y, x] = np.tensordot(w, window, axes=3)
+    got = got.numpy()  # [1, O/8, OH, OW, 8]
+    assert got.shape == (1, outputs // 8, oh, ow, 8)
+    assert np.array_equal(got[0].transpose(0, 3, 1, 2).reshape(outputs, oh, ow), want)
 
 
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])

@@ -15,6 +15,8 @@ instruction multiplies a whole group and adds it to a 32-bit lane:
   instruction; the weight tile of 4 output x 4 input channels is 16 contiguous bytes.
 * ``pmaddwd`` (x86 AVX2, no VNNI): groups of 2, int8 values widened to int16 once
   when the input is padded, 8 lanes per instruction.
+* ``vpdpwssd`` (x86 AVX-VNNI, or AVX512-VNNI with VL): the same int16 pairs, the
+  multiply and the accumulate in one instruction (``pmaddwd`` needs a ``vpaddd`` too).
 * ``generic`` (Armv8.0 NEON without dot product, others): groups of 4, no intrinsic;
   LLVM vectorizes the loops it can.
 """
@@ -58,6 +60,8 @@ class DotKind:
 SDOT = DotKind("sdot", group=4, lanes=4, activation_dtype="int8", intrinsic="edgeresnet_sdot_4x4_i8i8i32",
                block_intrinsic="edgeresnet_sdot_lane_8x8_i8i8i32", pixel_pair_intrinsic="edgeresnet_sdot_pixel_pair_8x8_i8i8i32")
 PMADDWD = DotKind("pmaddwd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_pmaddwd_8x2_i16i8i32")
+# int16 pairs, not vpdpbusd's unsigned x signed bytes: our activations are signed int8.
+VPDPWSSD = DotKind("vpdpwssd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_vpdpwssd_8x2_i16i8i32")
 # Armv8.0 NEON: smull multiplies one pixel's 8 input channels by one output channel's 8 weights
 # into int16 (one product per lane, so no overflow whatever the values), sadalp adds the lanes
 # pairwise into 4 int32 partial sums. 8 MACs per multiply, the A72's multiply-pipe limit; the
@@ -72,9 +76,14 @@ def dot_kind(target: tvm.target.Target) -> DotKind:
     CPU and features (not the host's; a target without a triple is this machine)."""
     from tvm.target import codegen
 
+    def has(*features: str) -> bool:
+        return all(codegen.target_has_features(feature, target) for feature in features)
+
     if is_aarch64(target):
-        return SDOT if codegen.target_has_features("dotprod", target) else SMULL
-    return PMADDWD if codegen.target_has_features("avx2", target) else GENERIC
+        return SDOT if has("dotprod") else SMULL
+    if has("avxvnni") or has("avx512vnni", "avx512vl"):
+        return VPDPWSSD
+    return PMADDWD if has("avx2") else GENERIC
 
 
 def folds_first_convolution(target: tvm.target.Target) -> bool:
@@ -85,6 +94,12 @@ def folds_first_convolution(target: tvm.target.Target) -> bool:
     4-channel group has its own instruction (sdot, pmaddwd), building the folded input costs
     more than it saves (cycle model, Cortex-A76: 10.4 M against 9.7 M cycles)."""
     return dot_kind(target).partial_sums > 1
+
+
+def reads_rows_flat(target: tvm.target.Target) -> bool:
+    """Whether a convolution on an image's few channels (1 or 3, not padded) reads each kernel row
+    as one contiguous byte string (`_conv_flat_rows`): where the by-element block intrinsic exists."""
+    return dot_kind(target).block_intrinsic is not None
 
 
 def is_aarch64(target: tvm.target.Target) -> bool:
@@ -249,12 +264,28 @@ def _pmaddwd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
             T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"), dtype="int32x8")
 
 
+@T.prim_func(s_tir=True)
+def _vpdpwssd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (8, 2), "int8", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+        T.writes(C[0:8])
+        # The 256-bit EVEX form: LLVM emits the VEX encoding of AVX-VNNI for it where that is the target's.
+        C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssd.256"), C.vload([0], "int32x8"),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"),
+            T.cast(B.vload([0, 0], "int8x16"), "int16x16"), dtype="int32x8")
+
+
 # Registered here rather than importing tvm.s_tir.tensor_intrin, whose import takes ~50 s.
 TensorIntrin.register(SDOT.intrinsic, _dot_description(4, 4, "int8"), _sdot_implementation, override=True)
 TensorIntrin.register(SDOT.block_intrinsic, _block_description(8, 2, 4), _sdot_lane_implementation, override=True)
 TensorIntrin.register(SDOT.pixel_pair_intrinsic, _pixel_pair_description, _sdot_pixel_pair_implementation, override=True)
 TensorIntrin.register(SMULL.intrinsic, _partial_sums_description, _smull_sadalp_implementation, override=True)
 TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _pmaddwd_implementation, override=True)
+TensorIntrin.register(VPDPWSSD.intrinsic, _dot_description(8, 2, "int16"), _vpdpwssd_implementation, override=True)
 
 
 def _input_block(channels: int) -> int:
@@ -288,6 +319,62 @@ def _group_kernel(kernel, group: int, pixel_pairs: bool = False):
                       lambda o, c, y, x, p, oc, j: te.if_then_else(
                           x * 2 + p < kw, kernel[o, c, y, te.min(x * 2 + p, kw - 1), j, oc], tvm.tirx.const(0, kernel.dtype)),
                       name="kernel_group")
+
+
+FLAT_STEP = 8  # bytes of a flat row one block-intrinsic step reads: two groups of 4
+
+
+def _flat_row_length(kernel_w: int, channels: int) -> int:
+    return -(-kernel_w * channels // FLAT_STEP) * FLAT_STEP
+
+
+def _group_kernel_flat(kernel, group: int):
+    """[O/8, 1, KH, KW, C, 8] -> [O/8, 1, KH, L/8, 2, 8, g]: a kernel row's KW x C weights in the
+    order of the input row's bytes (tap-major, as NCHW{C}c stores a row), zero-padded to L, a
+    multiple of 8 bytes."""
+    occ, icc, kh, kw, icb, ocb = (int(d) for d in kernel.shape)
+    length = _flat_row_length(kw, icb)
+
+    def weight(o, c, y, x, p, oc, j):
+        k = x * FLAT_STEP + p * group + j
+        return te.if_then_else(k < kw * icb, kernel[o, c, y, te.min(k // icb, kw - 1), k % icb, oc], tvm.tirx.const(0, kernel.dtype))
+
+    return te.compute((occ, icc, kh, length // FLAT_STEP, FLAT_STEP // group, ocb, group), weight, name="kernel_group")
+
+
+def _conv_flat_rows(data, kernel, strides, padding, row_taps: int, dot: DotKind):
+    """data [N, 1, H, W, C] for an image's C < 4 channels, kernel grouped by `_group_kernel_flat`
+    -> [N, O/8, OH, OW, 8] int32. A kernel row over C channels reads KW x C contiguous bytes of the
+    input row; read flat, 8 bytes at a time (the block intrinsic: one `ldr d`, two by-element
+    sdot), they take ceil(KW x C / 8) steps: 3 for ResNet's 7x7 stem on 3 channels, where padding
+    the image to 4 channels costs 4 (one step of 2 taps x 4 channels each, the 7th with a zero
+    tap). The bytes read past the row's last tap meet zero weights; the padded row is made wide
+    enough for them (and a multiple of 4 pixels, so that its copy splits evenly on 4 cores)."""
+    n, icc, height, width, icb = (int(d) for d in data.shape)
+    occ, _, kh, steps = (int(d) for d in kernel.shape[:4])
+    ocb, g = int(kernel.shape[-2]), dot.group
+    (sh, sw), (top, left, bottom, right) = (int(s) for s in strides), (int(p) for p in padding)
+    oh = (height + top + bottom - kh) // sh + 1
+    ow = (width + left + right - row_taps) // sw + 1
+    padded_w = max(width + left + right, -(-((ow - 1) * sw * icb + steps * FLAT_STEP) // icb))
+    padded_w += -padded_w % 4
+    padded_h = height + top + bottom
+
+    def pad(b, c, y, j):
+        x = j // icb - left
+        inside = tvm.tirx.all(y >= top, y < top + height, x >= 0, x < width)
+        return te.if_then_else(inside, data[b, c, y - top, x, j % icb], tvm.tirx.const(0, data.dtype))
+
+    # flat rows: byte j of a row is pixel j // C, channel j % C (the schedule splits j by C)
+    padded = te.compute((n, icc, padded_h, padded_w * icb), pad, name="data_pad_flat")
+    rc, ry = te.reduce_axis((0, icc), "rc"), te.reduce_axis((0, kh), "ry")
+    rx, rq, rj = te.reduce_axis((0, steps), "rx"), te.reduce_axis((0, FLAT_STEP // g), "rq"), te.reduce_axis((0, g), "rj")
+    return te.compute(
+        (n, occ, oh, ow, ocb),
+        lambda b, o, y, x, c: te.sum(
+            padded[b, rc, y * sh + ry, x * sw * icb + rx * FLAT_STEP + rq * g + rj].astype("int32")
+            * kernel[o, rc, ry, rx, rq, c, rj].astype("int32"), axis=[rc, ry, rx, rq, rj]),
+        name="conv2d_NCHWc_int8_flat_rows")
 
 
 def pairs_pixels(dot: DotKind, input_block: int, dilation) -> bool:
@@ -372,11 +459,17 @@ def legalize_conv2d(target: tvm.target.Target):
         data, kernel = call.args
         if str(data.ty.dtype) == "int8" and out_dtype == "int32":
             n_block = int(data.ty.shape[-1])
+            if dot.block_intrinsic and n_block < dot.group and int(data.ty.shape[1]) == 1 \
+                    and all(int(d) == 1 for d in attrs.dilation):
+                # an image's 1 or 3 channels, kept by the lowering (`reads_rows_flat`)
+                grouped = bb.emit_te(_group_kernel_flat, kernel, dot.group, primfunc_name_hint="kernel_group")
+                return bb.call_te(partial(_conv_flat_rows, row_taps=int(kernel.ty.shape[3]), dot=dot), data, grouped,
+                                  attrs.strides, attrs.padding, primfunc_name_hint="conv2d_NCHWc_int8")
             use = dot if n_block % dot.group == 0 and (dot.partial_sums == 1 or n_block == dot.group) else GENERIC
             if n_block % use.group:  # e.g. a 3-channel input block: the float-style loop on integers
                 return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, "int32",
                                   primfunc_name_hint="conv2d_NCHWc")
-            # Pixel pairs: an odd row (the 7x7 stem) gets a zero tap, read one padding column further
+            # Pixel pairs: an odd row (a 7x7 kernel on a 4-channel image) gets a zero tap, read one padding column further
             # right: the same output width, the same sums (the extra products are 0).
             pairs = pairs_pixels(use, n_block, attrs.dilation)
             grouped = bb.emit_te(_group_kernel, kernel, use.group, pairs, primfunc_name_hint="kernel_group")

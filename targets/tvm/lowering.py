@@ -131,7 +131,8 @@ def _fold_kernel_width(data, weight: np.ndarray, attrs: dict):
     return folded, np.ascontiguousarray(weight), attrs
 
 
-def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolution: bool) -> relax.Function:
+def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolution: bool,
+                  keep_image_channels: bool = False) -> relax.Function:
     dq_x, x, sx, zx = _dequantize_pattern()
     dq_w, w, sw, zw = _dequantize_pattern()
     conv = is_op("relax.nn.conv2d")(dq_x, dq_w)
@@ -152,6 +153,8 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolu
         if folded:
             data, weight, attrs = _fold_kernel_width(data, weight, attrs)
         missing = -weight.shape[1] % (BLOCK if folded else CHANNEL_GROUP)
+        if keep_image_channels and not folded and _foldable(attrs, weight) and weight.shape[1] < CHANNEL_GROUP:
+            missing = 0  # the kernel reads the rows flat (`conv.reads_rows_flat`): padding would add products
         if int(attrs["groups"]) == 1 and missing and str(attrs["data_layout"]) == "NCHW":
             # Zero channels up to a whole dot-product group (an image's 1 or 3), or a whole
             # 8-channel block once folded: exact, and the first convolution then runs on the
@@ -259,12 +262,15 @@ def _rewrite_dense(func: relax.Function, stats: LoweringStats) -> relax.Function
     return rewrite_call(pattern, rewrite, func)
 
 
-def lower_to_integer(mod: tvm.IRModule, fold_first_convolution: bool = False) -> tuple[tvm.IRModule, LoweringStats]:
+def lower_to_integer(mod: tvm.IRModule, fold_first_convolution: bool = False,
+                     keep_image_channels: bool = False) -> tuple[tvm.IRModule, LoweringStats]:
     """Rewrite every quantized chain of `main` into integer compute; count what was and was not lowered.
 
-    `fold_first_convolution`: see `_fold_kernel_width` (for targets where it pays: `conv.folds_first_convolution`)."""
+    `fold_first_convolution`: see `_fold_kernel_width` (for targets where it pays: `conv.folds_first_convolution`).
+    `keep_image_channels`: a first convolution on an image's 1 or 3 channels keeps them, not padded
+    to a dot-product group (for targets whose kernel reads its rows flat: `conv.reads_rows_flat`)."""
     stats = LoweringStats()
-    func = _rewrite_conv(mod["main"], stats, fold_first_convolution)
+    func = _rewrite_conv(mod["main"], stats, fold_first_convolution, keep_image_channels)
     for rewrite in (_rewrite_dense, _rewrite_global_pool, _rewrite_monotonic, _rewrite_add):
         func = rewrite(func, stats)
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)

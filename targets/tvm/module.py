@@ -7,7 +7,7 @@ from pathlib import Path
 import tvm
 from tvm import relax
 
-from .conv import folds_first_convolution
+from .conv import folds_first_convolution, reads_rows_flat
 from .lowering import lower_to_integer
 from .schedules import ScheduleStats, cpu_pipeline
 
@@ -21,7 +21,7 @@ def integer_module(int8_model, input_shape: list[int], target: tvm.target.Target
     from tvm.relax.frontend.onnx import from_onnx
 
     return lower_to_integer(from_onnx(int8_model, shape_dict={"input": list(input_shape)}, keep_params_in_input=False),
-                            fold_first_convolution=folds_first_convolution(target))
+                            fold_first_convolution=folds_first_convolution(target), keep_image_channels=reads_rows_flat(target))
 
 
 def compile_integer_module(int8_model, input_shape: list[int], target: dict, records: Path | None = None):

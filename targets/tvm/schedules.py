@@ -244,6 +244,17 @@ def _schedule_convolution(sch: s_tir.Schedule, conv) -> bool:
     return True
 
 
+def _split_flat_rows(sch: s_tir.Schedule, conv) -> None:
+    """The flat padded rows of `conv._conv_flat_rows`: their byte loop split into pixels x the
+    input's C channels, so that the copy is a padding copy like the others (`_parallel_rows`),
+    with no division per byte."""
+    for producer in sch.get_producers(conv):
+        block = sch.get(producer)
+        if block.name_hint == "data_pad_flat" and block.reads:
+            channels = int(block.reads[0].source.shape[-1])
+            sch.split(sch.get_loops(producer)[-1], [None, channels])
+
+
 def _register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_loop):
     """Outer loops fused and parallel; the tile's accumulators in a buffer written back per tile
     (its loop `in_tile_loop` unrolled, so LLVM keeps them in registers). Returns the write-back block."""
@@ -299,6 +310,7 @@ def _schedule_blocked_convolution(sch: s_tir.Schedule, conv, rules, stats: Sched
         return False
     epilogue = _inline_epilogue(sch, conv)
     _inline_side_inputs(sch, epilogue, conv)
+    _split_flat_rows(sch, conv)
     _parallel_producers(sch, conv)
     tile = _largest_divisor(_extent(sch, ow) or 1, rules.int8_tile if integer else rules.float_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
