@@ -42,7 +42,7 @@ def test_arm_profiles():
 
 
 def test_each_profile_gets_its_dot_product_instruction():
-    """sdot exactly where the board has the dot-product extension; an x86 host gets vpdpwssd where
+    """sdot exactly where the board has the dot-product extension; an x86 host gets vpdpbusd where
     it has VNNI on 256-bit vectors, else pmaddwd where it has AVX2."""
     import tvm
 
@@ -56,7 +56,7 @@ def test_each_profile_gets_its_dot_product_instruction():
     host = ConvRules.for_target(tvm.target.Target(llvm_target(get_target("x86-64"))))
     flags = set(Path("/proc/cpuinfo").read_text().split())
     vnni = "avx_vnni" in flags or {"avx512_vnni", "avx512vl"} <= flags
-    assert host.dot.name == ("vpdpwssd" if vnni else "pmaddwd" if "avx2" in flags else "generic")
+    assert host.dot.name == ("vpdpbusd" if vnni else "pmaddwd" if "avx2" in flags else "generic")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_every_quantized_layer_becomes_scheduled_integer_compute(host_library):
     assert stats.conv == 21 and stats.dense == 1 and stats.add == 9 and stats.pool == 1
     assert stats.float_convs_left == 0 and stats.float_dense_left == 0
     assert scheduled.share == 1.0 and scheduled.convolutions >= 10
-    # On an x86 host with AVX2 every blocked integer convolution is tensorized (vpdpwssd or pmaddwd),
+    # On an x86 host with AVX2 every blocked integer convolution is tensorized (vpdpbusd or pmaddwd),
     # the first one too (its single image channel is zero-padded to a group of 4).
     assert scheduled.tensorized == scheduled.convolutions
 
@@ -145,6 +145,34 @@ def test_flat_row_convolution_is_the_convolution(channels, kernel, stride, pad, 
     got = got.numpy()  # [1, O/8, OH, OW, 8]
     assert got.shape == (1, outputs // 8, oh, ow, 8)
     assert np.array_equal(got[0].transpose(0, 3, 1, 2).reshape(outputs, oh, ow), want)
+
+
+@pytest.mark.parametrize("block, kernel, stride, pad", [(8, 3, 1, 1), (16, 1, 2, 0), (4, 7, 2, 3)])
+def test_shifted_activations_give_the_convolution_s_sums(block, kernel, stride, pad):
+    """vpdpbusd's form: int8 activations stored +128 as uint8 (the padding too), 128 x each output
+    channel's weight sum taken back out: the same int32 sums as the signed convolution, extremes
+    included. Built without the VNNI tensorization, so it runs on any host."""
+    import tvm
+    from tvm import te
+
+    from edgeresnet.targets.tvm.conv import VPDPBUSD, _conv_nchwc, _conv_shifted, _group_kernel, _offset_products
+
+    rng = np.random.default_rng(1)
+    data = rng.choice(np.array([-128, -127, -1, 0, 1, 126, 127], np.int8), (1, 2, 9, 10, block))
+    weight = rng.choice(np.array([-128, -127, -3, 0, 5, 127], np.int8), (2, 2, kernel, kernel, block, 8))
+    data_t = te.placeholder(data.shape, "int8", name="data")
+    weight_t = te.placeholder(weight.shape, "int8", name="weight")
+    args = ((stride, stride), (pad,) * 4, (1, 1))
+    plain = _conv_nchwc(data_t, weight_t, *args, "int32")
+    grouped = _group_kernel(weight_t, VPDPBUSD.group)
+    shifted = _conv_shifted(data_t, grouped, _offset_products(grouped, VPDPBUSD.activation_offset), *args, VPDPBUSD)
+    func = te.create_prim_func([data_t, weight_t, plain, shifted])
+    assert "data_shift" in func.script() and "uint8" in func.script()
+    built = tvm.compile(func, target="llvm")
+    outputs = [tvm.runtime.tensor(np.zeros([int(d) for d in plain.shape], np.int32)) for _ in range(2)]
+    built(tvm.runtime.tensor(data), tvm.runtime.tensor(weight), *outputs)
+    want, got = (o.numpy() for o in outputs)
+    assert np.abs(want).max() > 0 and np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])

@@ -15,8 +15,12 @@ instruction multiplies a whole group and adds it to a 32-bit lane:
   instruction; the weight tile of 4 output x 4 input channels is 16 contiguous bytes.
 * ``pmaddwd`` (x86 AVX2, no VNNI): groups of 2, int8 values widened to int16 once
   when the input is padded, 8 lanes per instruction.
-* ``vpdpwssd`` (x86 AVX-VNNI, or AVX512-VNNI with VL): the same int16 pairs, the
-  multiply and the accumulate in one instruction (``pmaddwd`` needs a ``vpaddd`` too).
+* ``vpdpbusd`` (x86 AVX-VNNI, or AVX512-VNNI with VL): groups of 4 bytes, unsigned
+  activations x signed weights, 8 lanes: twice ``pmaddwd``'s products per instruction,
+  the add included. Our int8 activations are stored shifted by +128 into uint8 when the
+  input is padded (padding included, so every tap reads a shifted value), and the
+  convolution subtracts 128 x the sum of each output channel's weights, computed once at
+  compile time: exact, as oneDNN does it.
 * ``generic`` (Armv8.0 NEON without dot product, others): groups of 4, no intrinsic;
   LLVM vectorizes the loops it can.
 """
@@ -55,13 +59,16 @@ class DotKind:
     # added together in the epilogue: the widening multiply-accumulate scheme of cores without
     # a dot product (smull + sadalp), where the instruction's lanes run over input channels.
     partial_sums: int = 1
+    # Added to every int8 activation as it is stored (int8 -> uint8 for an unsigned x signed
+    # instruction); the convolution subtracts it times its weights' sum.
+    activation_offset: int = 0
 
 
 SDOT = DotKind("sdot", group=4, lanes=4, activation_dtype="int8", intrinsic="edgeresnet_sdot_4x4_i8i8i32",
                block_intrinsic="edgeresnet_sdot_lane_8x8_i8i8i32", pixel_pair_intrinsic="edgeresnet_sdot_pixel_pair_8x8_i8i8i32")
 PMADDWD = DotKind("pmaddwd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_pmaddwd_8x2_i16i8i32")
-# int16 pairs, not vpdpbusd's unsigned x signed bytes: our activations are signed int8.
-VPDPWSSD = DotKind("vpdpwssd", group=2, lanes=8, activation_dtype="int16", intrinsic="edgeresnet_vpdpwssd_8x2_i16i8i32")
+VPDPBUSD = DotKind("vpdpbusd", group=4, lanes=8, activation_dtype="uint8", intrinsic="edgeresnet_vpdpbusd_8x4_u8i8i32",
+                   activation_offset=128)
 # Armv8.0 NEON: smull multiplies one pixel's 8 input channels by one output channel's 8 weights
 # into int16 (one product per lane, so no overflow whatever the values), sadalp adds the lanes
 # pairwise into 4 int32 partial sums. 8 MACs per multiply, the A72's multiply-pipe limit; the
@@ -82,7 +89,7 @@ def dot_kind(target: tvm.target.Target) -> DotKind:
     if is_aarch64(target):
         return SDOT if has("dotprod") else SMULL
     if has("avxvnni") or has("avx512vnni", "avx512vl"):
-        return VPDPWSSD
+        return VPDPBUSD
     return PMADDWD if has("avx2") else GENERIC
 
 
@@ -265,18 +272,18 @@ def _pmaddwd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
 
 
 @T.prim_func(s_tir=True)
-def _vpdpwssd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (8, 2), "int8", offset_factor=1)
+def _vpdpbusd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
+    B = T.match_buffer(b, (8, 4), "int8", offset_factor=1)
     C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
     with T.sblock("root"):
-        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
         T.writes(C[0:8])
-        # The 256-bit EVEX form: LLVM emits the VEX encoding of AVX-VNNI for it where that is the target's.
+        # The 256-bit EVEX intrinsic: LLVM selects the VEX (AVX-VNNI) encoding where the target has that.
         C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssd.256"), C.vload([0], "int32x8"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"),
-            T.cast(B.vload([0, 0], "int8x16"), "int16x16"), dtype="int32x8")
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"), C.vload([0], "int32x8"),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 8), dtype="uint8x32"),
+            B.vload([0, 0], "int8x32"), dtype="int32x8")
 
 
 # Registered here rather than importing tvm.s_tir.tensor_intrin, whose import takes ~50 s.
@@ -285,7 +292,7 @@ TensorIntrin.register(SDOT.block_intrinsic, _block_description(8, 2, 4), _sdot_l
 TensorIntrin.register(SDOT.pixel_pair_intrinsic, _pixel_pair_description, _sdot_pixel_pair_implementation, override=True)
 TensorIntrin.register(SMULL.intrinsic, _partial_sums_description, _smull_sadalp_implementation, override=True)
 TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _pmaddwd_implementation, override=True)
-TensorIntrin.register(VPDPWSSD.intrinsic, _dot_description(8, 2, "int16"), _vpdpwssd_implementation, override=True)
+TensorIntrin.register(VPDPBUSD.intrinsic, _dot_description(8, 4, "uint8"), _vpdpbusd_implementation, override=True)
 
 
 def _input_block(channels: int) -> int:
@@ -413,7 +420,10 @@ def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKin
                 * kernel[o, rc, ry, rx, ri, c].astype(out_dtype), axis=[rc, ry, rx, ri]),
             name="conv2d_NCHWc")
     g = dot.group
-    if dot.activation_dtype != "int8":
+    if dot.activation_offset:
+        padded = te.compute(padded.shape, lambda *i: (padded(*i).astype("int32") + dot.activation_offset).astype(
+            dot.activation_dtype), name="data_shift")
+    elif dot.activation_dtype != "int8":
         padded = te.compute(padded.shape, lambda *i: padded(*i).astype(dot.activation_dtype), name="data_widen")
     if dot.partial_sums > 1:
         lanes_per_sum = g // dot.partial_sums
@@ -446,6 +456,23 @@ def _conv_nchwc(data, kernel, strides, padding, dilation, out_dtype, dot: DotKin
         name="conv2d_NCHWc_int8")
 
 
+def _offset_products(kernel, offset: int):
+    """[O/8, C/cb, KH, KW, cb/g, 8, g] grouped weights -> [O/8, 8]: what `offset` added to every
+    activation adds to each output channel's sum."""
+    occ, icc, kh, kw, steps, ocb, g = (int(d) for d in kernel.shape)
+    axes = [te.reduce_axis((0, n), name) for n, name in ((icc, "rc"), (kh, "ry"), (kw, "rx"), (steps, "rq"), (g, "rj"))]
+    return te.compute((occ, ocb), lambda o, c: te.sum(kernel[o, axes[0], axes[1], axes[2], axes[3], c, axes[4]].astype(
+        "int32") * offset, axis=axes), name="offset_products")
+
+
+def _conv_shifted(data, kernel, offset_products, strides, padding, dilation, dot: DotKind, row_taps: int = 0):
+    """`_conv_nchwc` on activations shifted by `dot.activation_offset`, the shift's products taken
+    back out: the same int32 sums."""
+    shifted = _conv_nchwc(data, kernel, strides, padding, dilation, "int32", dot, row_taps)
+    return te.compute(shifted.shape, lambda b, o, y, x, c: shifted[b, o, y, x, c] - offset_products[o, c],
+                      name="conv2d_unshift")
+
+
 def legalize_conv2d(target: tvm.target.Target):
     """LegalizeOps entry for relax.nn.conv2d: blocked layouts get the computes above, plain ones TOPI's."""
     dot = dot_kind(target)
@@ -473,7 +500,12 @@ def legalize_conv2d(target: tvm.target.Target):
             # right: the same output width, the same sums (the extra products are 0).
             pairs = pairs_pixels(use, n_block, attrs.dilation)
             grouped = bb.emit_te(_group_kernel, kernel, use.group, pairs, primfunc_name_hint="kernel_group")
-            return bb.call_te(partial(_conv_nchwc, dot=use, row_taps=int(kernel.ty.shape[3]) if pairs else 0), data, grouped,
+            row_taps = int(kernel.ty.shape[3]) if pairs else 0
+            if use.activation_offset:
+                products = bb.emit_te(_offset_products, grouped, use.activation_offset, primfunc_name_hint="offset_products")
+                return bb.call_te(partial(_conv_shifted, dot=use, row_taps=row_taps), data, grouped, products,
+                                  attrs.strides, attrs.padding, attrs.dilation, primfunc_name_hint="conv2d_NCHWc_int8")
+            return bb.call_te(partial(_conv_nchwc, dot=use, row_taps=row_taps), data, grouped,
                               attrs.strides, attrs.padding, attrs.dilation, "int32", primfunc_name_hint="conv2d_NCHWc_int8")
         return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, out_dtype,
                           primfunc_name_hint="conv2d_NCHWc")

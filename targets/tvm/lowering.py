@@ -96,7 +96,7 @@ class LoweringStats:
         return {**self.__dict__, "lowered": self.lowered}
 
 
-CHANNEL_GROUP = 4  # input channels one sdot instruction reduces (pmaddwd takes 2: 4 suits both)
+CHANNEL_GROUP = 4  # input channels one sdot or vpdpbusd instruction reduces (pmaddwd takes 2: 4 suits all)
 
 
 CONV_ATTRS = ("strides", "padding", "dilation", "groups", "data_layout", "kernel_layout", "out_layout")

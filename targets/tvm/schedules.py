@@ -7,7 +7,7 @@ naive and single-threaded. Here convolutions first move to blocked layouts
 * blocked convolutions (NCHW8c): a tile of output pixels x 8 channels accumulates in
   registers (a `local` buffer LLVM promotes), over (ic-block, kh, kw, ic); the tile loop
   is unrolled, the 8 channels are the vector (for integer kernels, the dot-product
-  intrinsic of the target: sdot, pmaddwd); (n, oc-block, oh) are fused and parallel;
+  intrinsic of the target: sdot, vpdpbusd, pmaddwd); (n, oc-block, oh) are fused and parallel;
   the epilogue (bias, requantize, residual add, relu) is inlined and runs per tile;
 * plain NCHW convolutions (shapes the blocked layout does not take): (n, oc, oh) parallel,
   the accumulation row over `ow` innermost and contiguous for LLVM's vectorizer;
