@@ -467,8 +467,11 @@ def main() -> None:
             print(f"error: unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}", file=sys.stderr)
             sys.exit(2)
     from edgeresnet.errors import EdgeResnetError
+    from edgeresnet.models import get_entry
 
     try:
+        for model in models:  # before any of the minutes of counting
+            get_entry(model)
         costs = measure(models, boards, runtimes)
     except EdgeResnetError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -48,3 +48,14 @@ def test_cycle_model_is_deterministic_and_names_kernels():
     assert "model.so:" in tvm["top_kernels"][0]["kernel"] and "conv2d" in tvm["top_kernels"][0]["kernel"]
     conv_share = sum(k["share"] for k in tvm["top_kernels"] if "model.so:" in k["kernel"] and "conv2d" in k["kernel"])
     assert conv_share > 0.5
+
+
+@pytest.mark.parametrize("option, value", [("--models", "resnet18,no-such-model"), ("--boards", "rpi9")])
+def test_a_misspelt_name_fails_at_once(option, value, tmp_path):
+    """Before any counting (minutes per model), not after the models before it: exit 2, one line, no JSON."""
+    result = subprocess.run([sys.executable, str(BENCHMARK), option, value, "--json"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "EDGERESNET_ARM_COST_CACHE": str(tmp_path / "cache")},
+                            timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: unknown ") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cache").exists()

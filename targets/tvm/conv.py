@@ -143,16 +143,24 @@ def _group_in_every_lane(pixel, group: int):
     return T.reinterpret("int8x16", tvm.tirx.Shuffle([words, words], [group] * 4))
 
 
-@T.prim_func(s_tir=True)
-def _sdot_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "int8", offset_factor=1)
-    B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
-    with T.sblock("root"):
-        T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-        T.writes(C[0:4])
-        C[T.ramp(T.int32(0), 1, 4)] = _sdot(C.vload([0], "int32x4"), B.vload([0, 0], "int8x16"),
-                                            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"), 4), dtype="int8x16"))
+def _dot_implementation(lanes: int, group: int, a_dtype: str, accumulate):
+    """`_dot_description`'s step as one instruction: `accumulate(acc, a, b)` gets the accumulator
+    vector, the activation group (32 bits) in every lane, and the weights [lanes, group] as bytes."""
+    @T.prim_func(s_tir=True)
+    def implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (group,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, group), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:group], B[0:lanes, 0:group])
+            T.writes(C[0:lanes])
+            C[T.ramp(T.int32(0), 1, lanes)] = accumulate(
+                C.vload([0], f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], f"{a_dtype}x{group}"), dtype="int32"), lanes),
+                              dtype=f"{a_dtype}x{lanes * group}"),
+                B.vload([0, 0], f"int8x{lanes * group}"))
+
+    return implementation
 
 
 def _block_description(lanes: int, groups: int, group: int):
@@ -258,41 +266,26 @@ def _smull_sadalp_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
             dtype="int32x4")
 
 
-@T.prim_func(s_tir=True)
-def _pmaddwd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (8, 2), "int8", offset_factor=1)
-    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:2], B[0:8, 0:2])
-        T.writes(C[0:8])
-        C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], "int32x8") + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), T.cast(B.vload([0, 0], "int8x16"), "int16x16"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"), 8), dtype="int16x16"), dtype="int32x8")
+def _pmaddwd(acc, a, b):
+    return acc + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), T.Cast("int16x16", b), a,
+                                         dtype="int32x8")
 
 
-@T.prim_func(s_tir=True)
-def _vpdpbusd_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (4,), "uint8", offset_factor=1)
-    B = T.match_buffer(b, (8, 4), "int8", offset_factor=1)
-    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
-    with T.sblock("root"):
-        T.reads(C[0:8], A[0:4], B[0:8, 0:4])
-        T.writes(C[0:8])
-        # The 256-bit EVEX intrinsic: LLVM selects the VEX (AVX-VNNI) encoding where the target has that.
-        C[T.ramp(T.int32(0), 1, 8)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"), C.vload([0], "int32x8"),
-            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 8), dtype="uint8x32"),
-            B.vload([0, 0], "int8x32"), dtype="int32x8")
+def _vpdpbusd(acc, a, b):
+    # The 256-bit EVEX intrinsic: LLVM selects the VEX (AVX-VNNI) encoding where the target has that.
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"), acc, a, b, dtype="int32x8")
 
 
 # Registered here rather than importing tvm.s_tir.tensor_intrin, whose import takes ~50 s.
-TensorIntrin.register(SDOT.intrinsic, _dot_description(4, 4, "int8"), _sdot_implementation, override=True)
+TensorIntrin.register(SDOT.intrinsic, _dot_description(4, 4, "int8"),
+                      _dot_implementation(4, 4, "int8", lambda acc, a, b: _sdot(acc, b, a)), override=True)
 TensorIntrin.register(SDOT.block_intrinsic, _block_description(8, 2, 4), _sdot_lane_implementation, override=True)
 TensorIntrin.register(SDOT.pixel_pair_intrinsic, _pixel_pair_description, _sdot_pixel_pair_implementation, override=True)
 TensorIntrin.register(SMULL.intrinsic, _partial_sums_description, _smull_sadalp_implementation, override=True)
-TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _pmaddwd_implementation, override=True)
-TensorIntrin.register(VPDPBUSD.intrinsic, _dot_description(8, 4, "uint8"), _vpdpbusd_implementation, override=True)
+TensorIntrin.register(PMADDWD.intrinsic, _dot_description(8, 2, "int16"), _dot_implementation(8, 2, "int16", _pmaddwd),
+                      override=True)
+TensorIntrin.register(VPDPBUSD.intrinsic, _dot_description(8, 4, "uint8"), _dot_implementation(8, 4, "uint8", _vpdpbusd),
+                      override=True)
 
 
 def _input_block(channels: int) -> int:
