@@ -25,7 +25,7 @@ from edgeresnet.targets import get_target
 from edgeresnet.targets.tvm.disassembly import int8_kernel_summary
 from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
 from edgeresnet.targets.tvm.runners import QemuRunner, TvmHostRunner
-from helpers import run_cli
+from helpers import compile_small, run_cli
 
 AARCH64_MACHINE = 183  # ELF e_machine of aarch64
 
@@ -273,6 +273,23 @@ def test_emulated_logits_match_the_host_build(arm_artifacts, tmp_path, target, c
     emulated = QemuRunner(folder, emulation.build_runtime(), core, 1, 2).run_all(images)
     assert compare(host, emulated).agreement == 1.0
     assert np.abs(host - emulated).max() < 0.05 * np.abs(host).max()
+
+
+@pytest.mark.slow
+def test_a_three_channel_stem_read_flat_matches_the_host_build(small_data, tmp_path):
+    """A 3-channel image (CIFAR-style resnet20): on rpi5 its stem keeps the image's channels and
+    reads each kernel row flat (`conv.reads_rows_flat`), tensorized into sdot; the shipped library
+    under the A76 model gives the host build's logits bit for bit."""
+    folder = tmp_path / "rpi5"
+    result = compile_small("rpi5", folder, small_data)
+    assert result.returncode == 0, result.stderr
+    executable, _, _ = compile_integer_module(onnx.load(folder / "model.int8.onnx"), [1, 3, 32, 32],
+                                              {"kind": "llvm", "mcpu": host_cpu()})
+    executable.export_library(str(tmp_path / "host.so"))
+    images = np.load(small_data["calib"])
+    host = collect_logits(TvmHostRunner(tmp_path / "host.so", 1, 2, "test"), images, progress=False)
+    emulated = QemuRunner(folder, emulation.build_runtime(), "cortex-a76", 1, 2).run_all(images)
+    assert np.abs(host).max() > 0 and np.array_equal(host, emulated)
 
 
 @pytest.mark.slow
