@@ -224,8 +224,13 @@ def test_a_held_destination_is_refused_not_raced(tmp_path):
 
 def test_two_concurrent_compiles_to_one_out(tmp_path, small_data):
     out = tmp_path / "art"
+    # The second process needs ~2 s to start and reach the lock; 64 evaluation images left the first only ~3 s
+    # of work after taking it. 2048 leave it several times that, so the second meets the lock, not the result.
+    rng = np.random.default_rng(1)
+    evaluation = tmp_path / "eval.npz"
+    np.savez(evaluation, images=rng.integers(0, 255, (2048, 32, 32, 3), dtype=np.uint8), labels=rng.integers(0, 10, 2048))
     command = [sys.executable, "-m", "edgeresnet.cli", "compile", "--target", "ort-cpu", "--model", "resnet20",
-               "--calib", str(small_data["calib"]), "--eval", str(small_data["eval"]), "--out", str(out)]
+               "--calib", str(small_data["calib"]), "--eval", str(evaluation), "--out", str(out)]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / ".art.lock").exists() and first.poll() is None and time.time() < deadline:
@@ -237,7 +242,7 @@ def test_two_concurrent_compiles_to_one_out(tmp_path, small_data):
     assert f"another edgeresnet process (pid {first.pid}) is writing it now" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
     assert run_cli("verify", str(out)).returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "art.manifest.sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "art.manifest.sha256", "eval.npz"]
 
 
 def test_sigterm_cleans_up_like_ctrl_c(tmp_path, small_data):
