@@ -110,6 +110,20 @@ def test_resnet18_10_classes_at_96_for_rpi5_carries_preprocessing_to_the_device(
     assert np.array_equal(shipped.load_image(image), ours.load_image(image))
 
 
+@pytest.mark.slow
+def test_resnet18_at_96_for_rpi4_runs_winograd_bit_exact_on_the_a72(tmp_path):
+    """A user's ResNet-18 for rpi4, random weights with real BatchNorm scales (an untrained model's
+    zero-initialised residual branches would hide its 3x3 convolutions): those at 24x24 and 12x12 run
+    as Winograd F(4x4, 3x3) (`winograd.py`), and the library under qemu -cpu cortex-a72 gives the
+    host build's logits (direct convolutions) bit for bit: the compile's own check, no warning of it."""
+    out, _ = _compile_own(tmp_path, "rpi4", "resnet18", 10, 96, "--emulated-samples", "8")
+    report = json.loads((out / "report.json").read_text())
+    assert report["target_details"]["conv_kernels_winograd_smlal"] >= 4, report["target_details"]
+    assert not [w for w in report["warnings"] if "bit-identical" in w], report["warnings"]  # (the random FP32's one stays)
+    assert report["int8"]["bit_identical_to"]["runtime"] == "tvm aarch64 (qemu emulation, -cpu cortex-a72)"
+    assert report["int8"]["bit_identical_to"]["samples"] == 8
+
+
 def test_resnet50_37_classes_at_224_exports_with_its_own_head(tmp_path):
     """The fast half of the ResNet-50 case: its head and input size reach the ONNX model."""
     from edgeresnet.export import export_onnx_model

@@ -235,9 +235,9 @@ class TvmBackend(Backend):
                               f"of the {kernels['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
         if not details.dotprod and kernels["sdot_instructions"]:
             raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels['sdot_instructions']}")
-        if not details.dotprod and kernels["conv_kernels_with_smull_sadalp"] < kernels["conv_kernels"]:
-            raise CheckFailed(f"only {kernels['conv_kernels_with_smull_sadalp']} of the {kernels['conv_kernels']} convolution kernels "
-                              f"in {target.name}'s {LIBRARY} use the smull + sadalp int8 kernel")
+        if not details.dotprod and kernels["conv_kernels_with_widening_multiply"] < kernels["conv_kernels"]:
+            raise CheckFailed(f"only {kernels['conv_kernels_with_widening_multiply']} of the {kernels['conv_kernels']} convolution "
+                              f"kernels in {target.name}'s {LIBRARY} use the smull + sadalp or Winograd smlal kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
         host = host_build.runner()

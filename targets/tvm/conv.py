@@ -23,6 +23,9 @@ instruction multiplies a whole group and adds it to a 32-bit lane:
   compile time: exact, as oneDNN does it.
 * ``generic`` (Armv8.0 NEON without dot product, others): groups of 4, no intrinsic;
   LLVM vectorizes the loops it can.
+
+On cores without a dot product (``smull``), 3x3 stride-1 convolutions on whole 4x4 output tiles
+run as Winograd F(4x4, 3x3) instead (`winograd.py`): a quarter of the products, in int16.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tvm.s_tir import TensorIntrin
 # a TVMBackendAllocWorkspace call per parallel iteration (measured: ~10% of ResNet-18's cycles).
 ACCUMULATOR_SCOPE = "global"
 BLOCK = 8  # output channels per vector block: one AVX2 register of float32/int32, two NEON registers
+PARALLEL_GRAIN = 4  # the boards' core count: a parallel loop whose iterations are a multiple of it splits evenly
 
 
 @dataclass(frozen=True)
@@ -466,8 +470,35 @@ def _conv_shifted(data, kernel, offset_products, strides, padding, dilation, dot
                       name="conv2d_unshift")
 
 
+def layout_source(bb, expr):
+    """`expr` itself, or, for a variable bound to a legalized layout transform (what ConvertLayout
+    puts on a constant operand), the transform's input; None for any other binding."""
+    from tvm import relax
+
+    if not isinstance(expr, relax.Var):
+        return expr
+    bound = bb.lookup_binding(expr)
+    if (isinstance(bound, relax.Call) and bound.op.same_as(tvm.ir.Op.get("relax.call_tir"))
+            and "layout_transform" in bound.args[0].name_hint and len(bound.args[1]) == 1):
+        return bound.args[1][0]
+    return None
+
+
+def _plain_weight(bb, kernel):
+    """The OIHW int8 weight behind a blocked convolution's kernel, as numpy, or None."""
+    source = layout_source(bb, kernel)
+    if source is kernel or not isinstance(source, tvm.ir.expr.GenericConst) or not isinstance(source.value, tvm.runtime.Tensor):
+        return None
+    value = source.value
+    return value.numpy() if len(value.shape) == 4 and str(value.dtype) == "int8" else None
+
+
 def legalize_conv2d(target: tvm.target.Target):
     """LegalizeOps entry for relax.nn.conv2d: blocked layouts get the computes above, plain ones TOPI's."""
+    from tvm import relax
+
+    from . import winograd
+
     dot = dot_kind(target)
 
     def legalize(bb, call):
@@ -485,6 +516,11 @@ def legalize_conv2d(target: tvm.target.Target):
                 grouped = bb.emit_te(_group_kernel_flat, kernel, dot.group, primfunc_name_hint="kernel_group")
                 return bb.call_te(partial(_conv_flat_rows, row_taps=int(kernel.ty.shape[3]), dot=dot), data, grouped,
                                   attrs.strides, attrs.padding, primfunc_name_hint="conv2d_NCHWc_int8")
+            if dot.partial_sums > 1:  # no dot product: the multiply pipe is the limit, Winograd takes 1/4 of the products
+                weight = _plain_weight(bb, kernel)
+                if weight is not None and winograd.applies(weight, data.ty.shape, attrs.strides, attrs.padding, attrs.dilation):
+                    return bb.call_te(winograd.conv_winograd, data, relax.const(winograd.transform_kernel(weight), "int16"),
+                                      attrs.padding, primfunc_name_hint="conv2d_NCHWc_int8")
             use = dot if n_block % dot.group == 0 and (dot.partial_sums == 1 or n_block == dot.group) else GENERIC
             if n_block % use.group:  # e.g. a 3-channel input block: the float-style loop on integers
                 return bb.call_te(_conv_nchwc, data, kernel, attrs.strides, attrs.padding, attrs.dilation, "int32",

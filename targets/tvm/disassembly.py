@@ -17,9 +17,10 @@ def objdump() -> str:
     return tool
 
 
-# The int8 multiply instructions of the two micro-kernels: sdot (dot-product cores) and the
-# smull + sadalp pair (Armv8.0 NEON).
-INT8_INSTRUCTIONS = ("sdot", "smull", "sadalp")
+# The multiply instructions of the convolution kernels: sdot (dot-product cores); on Armv8.0 NEON
+# the smull + sadalp pair (direct int8 convolutions) and smlal by element (Winograd's int16
+# products; its smlal2 counts as smlal).
+INT8_INSTRUCTIONS = ("sdot", "smull", "sadalp", "smlal")
 
 
 def instructions_by_kernel(library: Path) -> dict[str, dict[str, int]]:
@@ -36,16 +37,21 @@ def instructions_by_kernel(library: Path) -> dict[str, dict[str, int]]:
         elif kernel is not None:
             fields = line.split("\t")  # address, encoding, mnemonic, operands
             # Vector forms only: `smull x0, w1, w2` is the scalar multiply-long.
-            if len(fields) >= 4 and fields[2].strip() in INT8_INSTRUCTIONS and re.search(r"\bv\d+\.", fields[3]):
-                counts[kernel][fields[2].strip()] += 1
+            mnemonic = fields[2].strip().removesuffix("2") if len(fields) >= 4 else ""
+            if mnemonic in INT8_INSTRUCTIONS and re.search(r"\bv\d+\.", fields[3]):
+                counts[kernel][mnemonic] += 1
     return counts
 
 
 def int8_kernel_summary(library: Path) -> dict:
-    """The int8 instructions per library and per convolution kernel: sdot, and the smull + sadalp pair."""
+    """The multiply instructions per library and per convolution kernel: sdot; the smull + sadalp
+    pair; smlal (Winograd, `winograd.py`)."""
     counts = instructions_by_kernel(library)
     convolutions = {name: n for name, n in counts.items() if "conv2d" in name}
+    smull_sadalp = sum(1 for n in convolutions.values() if n["smull"] and n["sadalp"])
+    winograd = sum(1 for n in convolutions.values() if n["smlal"] and not n["sadalp"])
     return {"sdot_instructions": sum(n["sdot"] for n in counts.values()), "conv_kernels": len(convolutions),
             "conv_kernels_with_sdot": sum(1 for n in convolutions.values() if n["sdot"]),
             "smull_instructions": sum(n["smull"] for n in counts.values()),
-            "conv_kernels_with_smull_sadalp": sum(1 for n in convolutions.values() if n["smull"] and n["sadalp"])}
+            "conv_kernels_with_smull_sadalp": smull_sadalp, "conv_kernels_winograd_smlal": winograd,
+            "conv_kernels_with_widening_multiply": smull_sadalp + winograd}

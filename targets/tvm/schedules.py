@@ -9,6 +9,9 @@ naive and single-threaded. Here convolutions first move to blocked layouts
   is unrolled, the 8 channels are the vector (for integer kernels, the dot-product
   intrinsic of the target: sdot, vpdpbusd, pmaddwd); (n, oc-block, oh) are fused and parallel;
   the epilogue (bias, requantize, residual add, relu) is inlined and runs per tile;
+* Winograd convolutions (`winograd.py`, cores without a dot product): input transform,
+  products (tensorized into smlal by element) and output transform with the epilogue, each
+  one parallel pass (`_schedule_winograd`);
 * plain NCHW convolutions (shapes the blocked layout does not take): (n, oc, oh) parallel,
   the accumulation row over `ow` innermost and contiguous for LLVM's vectorizer;
 * other reductions (pooling sums, the dense layer): outer spatial loops fused and parallel;
@@ -27,11 +30,11 @@ import numpy as np
 import tvm
 from tvm import s_tir
 
-from .conv import ACCUMULATOR_SCOPE, BLOCK, DotKind, conv_layouts, dot_kind, is_aarch64, legalize_conv2d
+from .conv import (ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN, DotKind, conv_layouts, dot_kind, is_aarch64, layout_source,
+                   legalize_conv2d)
 from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2
-PARALLEL_GRAIN = 4  # the boards' core count: a parallel loop whose iterations are a multiple of it splits evenly
 
 
 @dataclass
@@ -383,6 +386,70 @@ def _schedule_partial_sums_convolution(sch: s_tir.Schedule, conv, rules, stats: 
     return True
 
 
+def _schedule_winograd(sch: s_tir.Schedule, product, rules, stats: ScheduleStats) -> bool:
+    """`winograd.conv_winograd`'s stages, each one parallel pass:
+
+    * input: (tile, input block) parallel; per tile, the 6x6 window's row transform then the
+      column transform, the 36 positions unrolled (their coefficients fold to adds and shifts),
+      the 8 channels the vector;
+    * products: (position, output block) parallel | tile group | input block | tiles of the group
+      (unrolled: their 2 x 4 accumulators each stay in registers, the 8 weight vectors are shared)
+      | 8 output x 8 input channels, tensorized (16 smlal by element);
+    * output: (image, output block, tile row) parallel | tile column | the 6x4 row transform, then
+      per output pixel the column transform, the exact recovery of y and the epilogue (unrolled,
+      the 8 channels the vector)."""
+    from . import winograd
+
+    transformed = sch.get_producers(product)[0]
+    rows = sch.get_producers(transformed)[0]
+    pad = sch.get_producers(rows)[0]
+    (output_rows,) = sch.get_consumers(product)
+    (output,) = sch.get_consumers(output_rows)
+    epilogue = _inline_epilogue(sch, output)
+    _inline_side_inputs(sch, epilogue, output)
+    if epilogue is not None:
+        sch.compute_inline(output)
+        output = epilogue
+
+    if not _parallel_rows(sch, pad):
+        _parallel_vectorize(sch, pad)
+
+    e, t, c, k = sch.get_loops(transformed)
+    sch.reorder(t, c, e, k)
+    tile_block = sch.fuse(t, c)
+    sch.parallel(tile_block)
+    sch.compute_at(rows, tile_block)
+    sch.unroll(e)
+    sch.vectorize(k)
+    for loop in sch.get_loops(rows)[1:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(rows)[-1])
+
+    e, o, t, c, rc, rk = sch.get_loops(product)
+    group = _largest_divisor(_extent(sch, t) or 1, rules.winograd_tiles)
+    t_o, t_i = sch.split(t, [None, group])
+    sch.reorder(e, o, t_o, rc, t_i, c, rk)
+    write_back = _register_tile(sch, product, (e, o), t_o, t_i)
+    sch.decompose_reduction(product, rc)
+    sch.tensorize(c, winograd.INTRINSIC)
+    _vectorize_tile_epilogue(sch, write_back)
+
+    b, o, y, x, c = sch.get_loops(output)
+    ty, iy = sch.split(y, [None, winograd.TILE])
+    tx, ix = sch.split(x, [None, winograd.TILE])
+    sch.reorder(b, o, ty, tx, iy, ix, c)
+    sch.parallel(sch.fuse(b, o, ty))
+    sch.compute_at(output_rows, tx)
+    for loop in sch.get_loops(output_rows)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(output_rows)[-1])
+    sch.unroll(iy)
+    sch.unroll(ix)
+    sch.vectorize(c)
+    stats.tensorized += 1
+    return True
+
+
 @dataclass(frozen=True)
 class ConvRules:
     """Per-target register tiles: output pixels per tile of 8 channels (x86 AVX2: 16 vector
@@ -392,6 +459,7 @@ class ConvRules:
     float_tile: int
     int8_tile: int
     partial_sums_tile: int = 2  # pixels: 2 x 8 accumulator vectors + 8 weight + 2 input registers of 32
+    winograd_tiles: int = 7  # tiles at most per register group: 7 x 2 accumulators + 8 weight + 7 input vectors of 32
 
     @classmethod
     def for_target(cls, target: tvm.target.Target) -> "ConvRules":
@@ -422,7 +490,9 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
     try:
         if convs:
             name = sch.get(convs[0]).name_hint
-            if name.endswith("_partial"):
+            if name == "conv2d_winograd_product":
+                done = _schedule_winograd(sch, convs[0], rules, stats)
+            elif name.endswith("_partial"):
                 done = _schedule_partial_sums_convolution(sch, convs[0], rules, stats)
             elif name.startswith("conv2d_NCHWc"):
                 done = _schedule_blocked_convolution(sch, convs[0], rules, stats)
@@ -489,17 +559,12 @@ def schedule_pass(stats: ScheduleStats, rules: ConvRules):
 def _uniform_value(bb, expr):
     """The one value of a constant whose elements are all equal, also behind the layout transform
     ConvertLayout puts on a per-channel constant (a permutation: the same elements), else None."""
-    from tvm import relax
-
-    if isinstance(expr, relax.Var):
-        bound = bb.lookup_binding(expr)
-        if not (isinstance(bound, relax.Call) and bound.op.same_as(tvm.ir.Op.get("relax.call_tir"))
-                and "layout_transform" in bound.args[0].name_hint and len(bound.args[1]) == 1):
-            return None
-        source = bound.args[1][0]
-        if int(np.prod([int(d) for d in source.ty.shape])) != int(np.prod([int(d) for d in expr.ty.shape])):
-            return None  # a padding layout transform adds elements
-        expr = source
+    source = layout_source(bb, expr)
+    if source is None:
+        return None
+    if int(np.prod([int(d) for d in source.ty.shape])) != int(np.prod([int(d) for d in expr.ty.shape])):
+        return None  # a padding layout transform adds elements
+    expr = source
     if not isinstance(expr, tvm.ir.expr.GenericConst) or not isinstance(expr.value, tvm.runtime.Tensor):
         return None
     values = expr.value.numpy()

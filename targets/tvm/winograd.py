@@ -1,0 +1,186 @@
+"""Winograd F(4x4, 3x3) for int8 3x3 stride-1 convolutions on cores without a dot product (`conv.SMULL`).
+
+On the Cortex-A72 every vector integer multiply runs on one pipe (F0), 8 int8 products a cycle
+at best (smull): the ceiling of a direct convolution, ours and ONNX Runtime's MLAS alike.
+Winograd's F(4x4, 3x3) (Lavin & Gray, 2015; ncnn and TVM's old ARM schedules have it in float)
+makes a 4x4 tile of outputs from a 6x6 tile of inputs with 36 products per input channel instead
+of 144. Its transformed operands need 16 bits, so the products are `smlal` by element (int16 x
+int16 -> int32, 4 a cycle): a quarter of the products at half the rate. The transforms are adds
+and shifts, which the other vector pipe (F1) takes.
+
+Exact, in integer arithmetic:
+* The kernel transform G has fractions (1/4, 1/6, 1/24); its rows scaled by D = (4, 6, 6, 24, 24, 1)
+  are integers (`KERNEL_ROWS`), so U' = D U D is integer and fits int16 (|U'| <= 49 x 128). The
+  input transform B^T is integer (`INPUT_ROWS`): |V| <= 100 x 128, int16 too.
+* The output transform takes D back out with 24 D^-1 on each side (`OUTPUT_ROWS`, integer), so it
+  gives 576 y, in int32 arithmetic that may wrap: everything is exact modulo 2^32.
+* 576 = 2^6 x 9: (576 y mod 2^32) >> 6 is 9 y mod 2^26; times the inverse of 9 modulo 2^32 it is
+  y mod 2^26, and sign-extended from bit 25 it is y whenever |y| < 2^25 (`_recover`). `applies`
+  checks that bound on the layer's weights: |y| <= 128 x sum |w| for each output channel, which
+  holds for any 3x3 layer of up to 227 input channels whatever its weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import te, topi
+from tvm.script import tirx as T
+from tvm.s_tir import TensorIntrin
+
+from .conv import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
+
+TILE = 4  # outputs per tile side
+WINDOW = TILE + 2  # inputs per tile side
+INPUT_ROWS = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                       [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])  # B^T
+KERNEL_ROWS = np.array([[1, 0, 0], [-1, -1, -1], [-1, 1, -1], [1, 2, 4], [1, -2, 4], [0, 0, 1]])  # D G
+OUTPUT_ROWS = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                        [0, 1, -1, 8, -8, 1]]) * np.array([6, 4, 4, 1, 1, 24])  # A^T (24 D^-1)
+SCALE_SHIFT, INVERSE_OF_9 = 6, 0x38E38E39  # 576 = 2^6 x 9; 9 x INVERSE_OF_9 = 1 mod 2^32
+OUTPUT_BOUND = 1 << 25  # |y| below this comes back exactly from 576 y mod 2^32
+INTRINSIC = "edgeresnet_smlal_lane_8x8_i16i16i32"
+
+
+def applies(weight: np.ndarray, data_shape, strides, padding, dilation) -> bool:
+    """Whether a convolution (int8 weight [O, C, 3, 3], NCHW{8}c input [N, C/8, H, W, 8]) runs as
+    F(4x4, 3x3): 3x3, stride 1, undilated, whole 4x4 output tiles, whole 8-channel blocks, every
+    parallel loop a multiple of the boards' 4 cores, and |y| < 2^25 for any int8 input."""
+    out_channels, channels, kh, kw = weight.shape
+    n, _, height, width, block = (int(d) for d in data_shape)
+    top, left, bottom, right = (int(p) for p in padding)
+    oh, ow = height + top + bottom - 2, width + left + right - 2
+    if (kh, kw) != (3, 3) or any(int(s) != 1 for s in strides) or any(int(d) != 1 for d in dilation):
+        return False
+    if block != BLOCK or channels % BLOCK or out_channels % BLOCK or oh <= 0 or ow <= 0 or oh % TILE or ow % TILE:
+        return False
+    tiles = n * (oh // TILE) * (ow // TILE)
+    if (tiles * channels // BLOCK) % PARALLEL_GRAIN or (n * out_channels // BLOCK * (oh // TILE)) % PARALLEL_GRAIN:
+        return False
+    largest = 128 * int(np.abs(weight.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    return largest < OUTPUT_BOUND
+
+
+def transform_kernel(weight: np.ndarray) -> np.ndarray:
+    """[O, C, 3, 3] int8 -> U' [36, O/8, C, 8] int16: for each of the 36 tile positions, a
+    [C, 8] block per 8 output channels, the 8 outputs of one input channel contiguous (one vector)."""
+    out_channels, channels = weight.shape[:2]
+    u = np.einsum("xi,ocij,yj->xyoc", KERNEL_ROWS, weight.astype(np.int64), KERNEL_ROWS)
+    assert np.abs(u).max() < 1 << 15
+    u = u.reshape(WINDOW * WINDOW, out_channels // BLOCK, BLOCK, channels).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(u.astype(np.int16))
+
+
+def _row_of(matrix: np.ndarray, row, column: int, dtype: str):
+    """matrix[row, column] for a loop variable `row`: a select chain, one constant once the
+    schedule unrolls the loop (then the zero terms fold away)."""
+    value = tvm.tirx.const(0, dtype)
+    for r in range(matrix.shape[0]):
+        if matrix[r, column]:
+            value = tvm.tirx.Select(row == r, tvm.tirx.const(int(matrix[r, column]), dtype), value)
+    return value
+
+
+def _transform(matrix: np.ndarray, row, read, dtype: str):
+    """sum over columns j of matrix[row, j] x read(j), skipping columns that are zero in every row."""
+    terms = [_row_of(matrix, row, j, dtype) * read(j) for j in range(matrix.shape[1]) if matrix[:, j].any()]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _recover(value):
+    """y from 576 y mod 2^32 (int32), for |y| < 2^25."""
+    nine_y = value >> SCALE_SHIFT
+    y_low = nine_y * tvm.tirx.const(INVERSE_OF_9, "int32")
+    spare = 32 - 26
+    return (y_low << spare) >> spare
+
+
+def conv_winograd(data, kernel, padding):
+    """data [N, C/8, H, W, 8] int8, kernel U' [36, O/8, C, 8] int16 (`transform_kernel`)
+    -> [N, O/8, OH, OW, 8] int32, the 3x3 stride-1 convolution's sums."""
+    n, blocks, height, width, block = (int(d) for d in data.shape)
+    positions, out_blocks = int(kernel.shape[0]), int(kernel.shape[1])
+    top, left, bottom, right = (int(p) for p in padding)
+    oh, ow = height + top + bottom - 2, width + left + right - 2
+    rows_of_tiles, columns_of_tiles = oh // TILE, ow // TILE
+    tiles = n * rows_of_tiles * columns_of_tiles
+    padded = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name="data_pad")
+
+    def tile_pixel(t, dy, dx):  # (image, row, column) of pixel (dy, dx) of tile t's input window
+        image, rest = t // (rows_of_tiles * columns_of_tiles), t % (rows_of_tiles * columns_of_tiles)
+        return image, rest // columns_of_tiles * TILE + dy, rest % columns_of_tiles * TILE + dx
+
+    def input_rows(t, c, xi, j, k):
+        def read(i):
+            image, y, x = tile_pixel(t, i, j)
+            return padded[image, c, y, x, k].astype("int16")
+        return _transform(INPUT_ROWS, xi, read, "int16")
+
+    rows = te.compute((tiles, blocks, WINDOW, WINDOW, block), input_rows, name="winograd_input_rows")
+    transformed = te.compute(
+        (positions, tiles, blocks, block),
+        lambda e, t, c, k: _transform(INPUT_ROWS, e % WINDOW, lambda j: rows[t, c, e // WINDOW, j, k], "int16"),
+        name="winograd_input")
+    rc, rk = te.reduce_axis((0, blocks), "rc"), te.reduce_axis((0, block), "rk")
+    products = te.compute(
+        (positions, out_blocks, tiles, BLOCK),
+        lambda e, o, t, c: te.sum(transformed[e, t, rc, rk].astype("int32") * kernel[e, o, rc * block + rk, c].astype("int32"),
+                                  axis=[rc, rk]),
+        name="conv2d_winograd_product")
+    output_rows = te.compute(
+        (out_blocks, tiles, WINDOW, TILE, BLOCK),
+        lambda o, t, xi, j, c: _transform(OUTPUT_ROWS, j, lambda nu: products[xi * WINDOW + nu, o, t, c], "int32"),
+        name="winograd_output_rows")
+
+    def output(b, o, y, x, c):
+        t = (b * rows_of_tiles + y // TILE) * columns_of_tiles + x // TILE
+        return _recover(_transform(OUTPUT_ROWS, y % TILE, lambda xi: output_rows[o, t, xi, x % TILE, c], "int32"))
+
+    return te.compute((n, out_blocks, oh, ow, BLOCK), output, name="conv2d_winograd_output")
+
+
+@T.prim_func(s_tir=True)
+def _tile_description(a: T.handle, b: T.handle, c: T.handle) -> None:
+    """8 output channels += one tile position's 8 input channels (int16) x weights [8 in, 8 out] (int16)."""
+    A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (8, 8), "int16", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+        T.writes(C[0:8])
+        for i in T.serial(0, 8):
+            for k in T.serial(0, 8):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vk, vi], "int32")
+
+
+def _smlal_lanes(accumulator, A, B, half: int):
+    """accumulator (4 output channels) + sum over k of B[k, half:half+4] x A[k]: smlal / smlal2 by
+    element (LLVM folds the lane splat into the instruction, the high half into smlal2). The input
+    vector is one `ldr q`; the operands are Python-built expressions, not TVMScript variables
+    (a named vector temporary becomes a buffer)."""
+    for k in range(8):
+        weights = tvm.tirx.Shuffle([B.vload([k, 0], "int16x8")], [half + i for i in range(4)])
+        lane = tvm.tirx.Shuffle([A.vload([0], "int16x8")], [k] * 4)
+        accumulator = accumulator + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v4i32"), weights, lane, dtype="int32x4")
+    return accumulator
+
+
+@T.prim_func(s_tir=True)
+def _smlal_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+    A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (8, 8), "int16", offset_factor=1)
+    C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
+    with T.sblock("root"):
+        T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+        T.writes(C[0:8])
+        C[T.ramp(T.int32(0), 1, 4)] = _smlal_lanes(C.vload([0], "int32x4"), A, B, 0)
+        C[T.ramp(T.int32(4), 1, 4)] = _smlal_lanes(C.vload([4], "int32x4"), A, B, 4)
+
+
+TensorIntrin.register(INTRINSIC, _tile_description, _smlal_lane_implementation, override=True)
