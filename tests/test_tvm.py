@@ -175,10 +175,12 @@ def test_shifted_activations_give_the_convolution_s_sums(block, kernel, stride, 
     assert np.abs(want).max() > 0 and np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("channels, height, width, case", [(8, 4, 8, "random"), (16, 8, 12, "extremes"), (128, 4, 4, "wrapping")])
+@pytest.mark.parametrize("channels, height, width, case", [(8, 4, 8, "random"), (16, 8, 12, "extremes"), (128, 4, 4, "wrapping"),
+                                                           (8, 7, 14, "random")])
 def test_winograd_gives_the_convolution_s_sums(channels, height, width, case):
     """F(4x4, 3x3) in integers (kernel rows scaled to integers, 576 y taken back out modulo 2^32):
-    the same int32 sums as the direct convolution. "wrapping": inputs and weights chosen so that a
+    the same int32 sums as the direct convolution, also where the last tiles are partial (7 x 14).
+    "wrapping": inputs and weights chosen so that a
     Winograd-domain sum leaves int32 (as layer 2 of ResNet-18 can), where only the modular
     recovery makes it exact. Built without the smlal tensorization, on the host."""
     import tvm

@@ -42,20 +42,25 @@ OUTPUT_BOUND = 1 << 25  # |y| below this comes back exactly from 576 y mod 2^32
 INTRINSIC = "edgeresnet_smlal_lane_8x8_i16i16i32"
 
 
+def _tiles(size: int) -> int:
+    return -(-size // TILE)
+
+
 def applies(weight: np.ndarray, data_shape, strides, padding, dilation) -> bool:
     """Whether a convolution (int8 weight [O, C, 3, 3], NCHW{8}c input [N, C/8, H, W, 8]) runs as
-    F(4x4, 3x3): 3x3, stride 1, undilated, whole 4x4 output tiles, whole 8-channel blocks, every
-    parallel loop a multiple of the boards' 4 cores, and |y| < 2^25 for any int8 input."""
+    F(4x4, 3x3): 3x3, stride 1, undilated, whole 8-channel blocks, outputs at least a tile wide (a
+    size that is not a multiple of 4 gets a last partial tile: computed whole, partly discarded),
+    every parallel loop a multiple of the boards' 4 cores, and |y| < 2^25 for any int8 input."""
     out_channels, channels, kh, kw = weight.shape
     n, _, height, width, block = (int(d) for d in data_shape)
     top, left, bottom, right = (int(p) for p in padding)
     oh, ow = height + top + bottom - 2, width + left + right - 2
     if (kh, kw) != (3, 3) or any(int(s) != 1 for s in strides) or any(int(d) != 1 for d in dilation):
         return False
-    if block != BLOCK or channels % BLOCK or out_channels % BLOCK or oh <= 0 or ow <= 0 or oh % TILE or ow % TILE:
+    if block != BLOCK or channels % BLOCK or out_channels % BLOCK or oh < TILE or ow < TILE:
         return False
-    tiles = n * (oh // TILE) * (ow // TILE)
-    if (tiles * channels // BLOCK) % PARALLEL_GRAIN or (n * out_channels // BLOCK * (oh // TILE)) % PARALLEL_GRAIN:
+    tiles = n * _tiles(oh) * _tiles(ow)
+    if (tiles * channels // BLOCK) % PARALLEL_GRAIN or (n * out_channels // BLOCK * _tiles(oh)) % PARALLEL_GRAIN:
         return False
     largest = 128 * int(np.abs(weight.astype(np.int64)).sum(axis=(1, 2, 3)).max())
     return largest < OUTPUT_BOUND
@@ -105,8 +110,10 @@ def conv_winograd(data, kernel, padding):
     positions, out_blocks = int(kernel.shape[0]), int(kernel.shape[1])
     top, left, bottom, right = (int(p) for p in padding)
     oh, ow = height + top + bottom - 2, width + left + right - 2
-    rows_of_tiles, columns_of_tiles = oh // TILE, ow // TILE
+    rows_of_tiles, columns_of_tiles = _tiles(oh), _tiles(ow)
     tiles = n * rows_of_tiles * columns_of_tiles
+    # a last partial tile reads zeros below and right of the padded input
+    bottom, right = bottom + rows_of_tiles * TILE - oh, right + columns_of_tiles * TILE - ow
     padded = topi.nn.pad(data, [0, 0, top, left, 0], [0, 0, bottom, right, 0], name="data_pad")
 
     def tile_pixel(t, dy, dx):  # (image, row, column) of pixel (dy, dx) of tile t's input window
