@@ -113,9 +113,10 @@ def test_resnet18_10_classes_at_96_for_rpi5_carries_preprocessing_to_the_device(
 @pytest.mark.slow
 def test_resnet18_at_96_for_rpi4_runs_winograd_bit_exact_on_the_a72(tmp_path):
     """A user's ResNet-18 for rpi4, random weights with real BatchNorm scales (an untrained model's
-    zero-initialised residual branches would hide its 3x3 convolutions): those at 24x24, 12x12 and 6x6 run
-    as Winograd F(4x4, 3x3) (`winograd.py`; 6x6 in partial tiles), and the library under qemu -cpu cortex-a72 gives the
-    host build's logits (direct convolutions) bit for bit: the compile's own check, no warning of it."""
+    zero-initialised residual branches would hide its 3x3 convolutions): those at 24x24, 12x12 and
+    6x6 (partial tiles) run as Winograd F(4x4, 3x3) (`winograd.py`), and the library under qemu
+    -cpu cortex-a72 gives the host build's logits (direct convolutions) bit for bit: the compile's
+    own check, no warning of it."""
     out, _ = _compile_own(tmp_path, "rpi4", "resnet18", 10, 96, "--emulated-samples", "8")
     report = json.loads((out / "report.json").read_text())
     assert report["target_details"]["conv_kernels_winograd_smlal"] >= 4, report["target_details"]

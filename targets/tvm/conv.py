@@ -24,7 +24,7 @@ instruction multiplies a whole group and adds it to a 32-bit lane:
 * ``generic`` (Armv8.0 NEON without dot product, others): groups of 4, no intrinsic;
   LLVM vectorizes the loops it can.
 
-On cores without a dot product (``smull``), 3x3 stride-1 convolutions on whole 4x4 output tiles
+On cores without a dot product (``smull``), 3x3 stride-1 convolutions (outputs at least 4x4)
 run as Winograd F(4x4, 3x3) instead (`winograd.py`): a quarter of the products, in int16.
 """
 
