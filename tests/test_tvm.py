@@ -216,6 +216,26 @@ def test_winograd_gives_the_convolution_s_sums(channels, height, width, case):
     assert np.array_equal(got.numpy()[0].transpose(0, 3, 1, 2).reshape(16, height, width), want)
 
 
+def test_winograd_takes_only_layers_it_computes_exactly_and_splits_evenly():
+    """`winograd.applies`: 3x3 stride 1 only; |y| < 2^25 for any input (128 x sum|w| per output
+    channel): ResNet-18's 512-channel layer with every weight at -128 is refused, realistic weights
+    are taken; every parallel loop a multiple of 4 (the reference model's 28x28 stage is not)."""
+    from edgeresnet.targets.tvm.winograd import applies
+
+    def conv(channels, size, weight=None, **attrs):
+        weight = np.full((channels, channels, 3, 3), -128, np.int8) if weight is None else weight
+        args = {"strides": (1, 1), "padding": (1, 1, 1, 1), "dilation": (1, 1), **attrs}
+        return applies(weight, (1, channels // 8, size, size, 8), args["strides"], args["padding"], args["dilation"])
+
+    assert conv(128, 28)  # the bound holds for any weights up to 227 input channels
+    assert not conv(512, 7)  # 128 x 4608 x 128 > 2^25
+    trained = np.random.default_rng(0).normal(0, 20, (512, 512, 3, 3)).clip(-127, 127).astype(np.int8)
+    assert conv(512, 7, trained)  # partial tiles: 7 = 4 + 3
+    assert not conv(64, 56, strides=(2, 2)) and not conv(64, 56, dilation=(2, 2))
+    assert not conv(16, 28) and conv(16, 32)  # 7 x 7 tiles x 2 channel blocks = 98 parallel iterations, 8 x 8 x 2 = 128
+    assert not conv(64, 2, padding=(0, 0, 0, 0))  # no whole tile
+
+
 @pytest.mark.parametrize("target", ["rpi4", "rpi5"])
 def test_every_kernel_splits_evenly_on_the_boards_four_cores(reference_qdq, target):
     """TVM gives each of N threads ceil(iterations / N) of a parallel loop: every loop a multiple of 4."""
