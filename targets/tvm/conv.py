@@ -38,12 +38,9 @@ from tvm import te, topi
 from tvm.script import tirx as T
 from tvm.s_tir import TensorIntrin
 
-# The per-tile accumulators: "global" scope, because TVM keeps a small constant-size allocation
-# on the stack (where LLVM promotes it to registers) only for global scope; a "local" one is
-# a TVMBackendAllocWorkspace call per parallel iteration (measured: ~10% of ResNet-18's cycles).
-ACCUMULATOR_SCOPE = "global"
-BLOCK = 8  # output channels per vector block: one AVX2 register of float32/int32, two NEON registers
-PARALLEL_GRAIN = 4  # the boards' core count: a parallel loop whose iterations are a multiple of it splits evenly
+from . import winograd
+from .blocking import ACCUMULATOR_SCOPE, BLOCK
+
 
 
 @dataclass(frozen=True)
@@ -496,8 +493,6 @@ def _plain_weight(bb, kernel):
 def legalize_conv2d(target: tvm.target.Target):
     """LegalizeOps entry for relax.nn.conv2d: blocked layouts get the computes above, plain ones TOPI's."""
     from tvm import relax
-
-    from . import winograd
 
     dot = dot_kind(target)
 

@@ -27,7 +27,7 @@ from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from edgeresnet.errors import InputError
 
-from .conv import BLOCK
+from .blocking import BLOCK
 
 
 def _value(constant) -> np.ndarray:

@@ -30,8 +30,8 @@ import numpy as np
 import tvm
 from tvm import s_tir
 
-from .conv import (ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN, DotKind, conv_layouts, dot_kind, is_aarch64, layout_source,
-                   legalize_conv2d)
+from .blocking import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
+from .conv import DotKind, conv_layouts, dot_kind, is_aarch64, layout_source, legalize_conv2d
 from .records import open_records
 
 MIN_PARALLEL_EXTENT = 2

@@ -28,7 +28,7 @@ from tvm import te, topi
 from tvm.script import tirx as T
 from tvm.s_tir import TensorIntrin
 
-from .conv import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
+from .blocking import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
 
 TILE = 4  # outputs per tile side
 WINDOW = TILE + 2  # inputs per tile side
