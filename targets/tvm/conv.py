@@ -42,7 +42,6 @@ from . import winograd
 from .blocking import ACCUMULATOR_SCOPE, BLOCK
 
 
-
 @dataclass(frozen=True)
 class DotKind:
     name: str

@@ -19,7 +19,7 @@ def objdump() -> str:
 
 # The multiply instructions of the convolution kernels: sdot (dot-product cores); on Armv8.0 NEON
 # the smull + sadalp pair (direct int8 convolutions) and smlal by element (Winograd's int16
-# products; its smlal2 counts as smlal).
+# products). The high-half forms (smull2, smlal2) count with their base instruction.
 INT8_INSTRUCTIONS = ("sdot", "smull", "sadalp", "smlal")
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import tvm
 from tvm import s_tir
 
+from . import winograd
 from .blocking import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
 from .conv import DotKind, conv_layouts, dot_kind, is_aarch64, layout_source, legalize_conv2d
 from .records import open_records
@@ -398,11 +399,8 @@ def _schedule_winograd(sch: s_tir.Schedule, product, rules, stats: ScheduleStats
     * output: (image, output block, tile row) parallel | tile column | the 6x4 row transform, then
       per output pixel the column transform, the exact recovery of y and the epilogue (unrolled,
       the 8 channels the vector)."""
-    from . import winograd
-
     transformed = sch.get_producers(product)[0]
     rows = sch.get_producers(transformed)[0]
-    pad = sch.get_producers(rows)[0]
     (output_rows,) = sch.get_consumers(product)
     (output,) = sch.get_consumers(output_rows)
     epilogue = _inline_epilogue(sch, output)
@@ -411,8 +409,7 @@ def _schedule_winograd(sch: s_tir.Schedule, product, rules, stats: ScheduleStats
         sch.compute_inline(output)
         output = epilogue
 
-    if not _parallel_rows(sch, pad):
-        _parallel_vectorize(sch, pad)
+    _parallel_producers(sch, rows)  # the padding copy, as for the direct convolutions
 
     e, t, c, k = sch.get_loops(transformed)
     sch.reorder(t, c, e, k)
