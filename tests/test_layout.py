@@ -24,7 +24,7 @@ from helpers import REPO
 PACKAGE_ROOTS = {REPO / "edgeresnet": "edgeresnet", REPO / "targets": "edgeresnet.targets",
                  REPO / "calibration": "edgeresnet.calibration"}
 TEMPLATE_FOLDER = "templates"  # device-side scripts shipped in artifacts, not modules of the package
-CORE_EXCLUDED = ("edgeresnet.pipeline", "edgeresnet.targets", "edgeresnet.cli")
+CORE_EXCLUDED = ("edgeresnet.pipeline", "edgeresnet.targets", "edgeresnet.cli", "edgeresnet.commands")
 
 
 def project_modules() -> dict[str, Path]:

@@ -1,0 +1,90 @@
+"""Commands on a built artifact or model file on this machine: `verify`, `run`, `bench`, `inspect`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgeresnet.commands.options import emit, json_option
+
+
+@click.command(name="verify")
+@click.argument("artifact", type=click.Path())
+@click.option("--digest", default=None, metavar="SHA256", help="The artifact digest compile printed (sha256 of manifest.json): anything else fails.")
+@click.option("--public-key", type=click.Path(dir_okay=False), default=None,
+              help="ed25519 public key (PEM): the artifact must carry a valid manifest.sig made with its private key.")
+@json_option
+def verify_command(artifact, digest, public_key, as_json):
+    """Check an artifact: manifest schema, digest/signature, every file's sha256, no unlisted file, the target's
+    files, and the manifest's claims against the content (report.json, device configs, ELF machine of libraries)."""
+    import edgeresnet
+
+    result = edgeresnet.verify(artifact, digest=digest, public_key=public_key)
+    emit(result, as_json, lambda r: click.echo(f"{artifact}: OK ({r.files} files, target {r.target}, "
+                                                f"digest sha256:{r.digest}, signature {r.signature})"))
+
+
+@click.command(name="run")
+@click.argument("artifact", type=click.Path())
+@click.option("--input", "input_spec", required=True, help="Images: a file folder, .npy/.npz, an IDX file, or 'fashion-mnist:test'.")
+@click.option("--limit", type=int, default=None, help="Run on at most this many inputs.")
+@click.option("--emulate", is_flag=True, help="Run an aarch64 TVM artifact under qemu-user (builds a cached runtime folder once).")
+@json_option
+def run_command(artifact, input_spec, limit, emulate, as_json):
+    """Run an artifact on this machine where it can run, after verifying it."""
+    import edgeresnet
+
+    result = edgeresnet.run_artifact(artifact, input_spec, limit=limit, emulate=emulate)
+
+    def human(r):
+        for p in r.predictions[:20]:
+            click.echo(f"{p.index}: {p.name} (class {p.klass})")
+        if len(r.predictions) > 20:
+            click.echo(f"... {len(r.predictions) - 20} more")
+        tail = f", top-1 {r.top1:.2f}%" if r.top1 is not None else ""
+        click.echo(f"{r.samples} inputs on {r.runtime}: {r.ms_per_image} ms per image{tail}")
+    emit(result, as_json, human)
+
+
+@click.command(name="bench")
+@click.argument("artifact", type=click.Path())
+@click.option("--runs", type=int, default=50, show_default=True)
+@json_option
+def bench_command(artifact, runs, as_json):
+    """Latency of an artifact on this machine (e.g. on the board), against its FP32 model in ONNX Runtime."""
+    import edgeresnet
+
+    result = edgeresnet.bench_artifact(artifact, runs=runs)
+
+    def human(r):
+        for key, timing in (("INT8", r.int8), ("FP32", r.fp32)):
+            click.echo(f"{key}: p50 {timing.p50_ms:.3f} ms, p90 {timing.p90_ms:.3f} ms  [{timing.runtime}]")
+        click.echo(f"INT8 speed-up over FP32: {r.int8_speedup:.2f}x on {r.machine}, batch {r.batch}")
+        for warning in r.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    emit(result, as_json, human)
+
+
+@click.command(name="inspect")
+@click.argument("onnx_model", type=click.Path(dir_okay=False, exists=True))
+@click.option("--trt-version", "trt_versions", multiple=True, default=("8.5", "8.6", "10.3", "11"), show_default=True,
+              help="TensorRT version whose ONNX parser rules to check (repeatable).")
+@json_option
+def inspect_command(onnx_model, trt_versions, as_json):
+    """Check a Q/DQ ONNX model against TensorRT's parser rules, without TensorRT or a GPU."""
+    import edgeresnet
+
+    results = edgeresnet.check_tensorrt(onnx_model, list(trt_versions))
+
+    def human(rs):
+        for r in rs:
+            click.echo(f"TensorRT {r['trt_version']}: {'PASS' if r['passed'] else 'FAIL'} "
+                       f"({len(r['errors'])} errors, {len(r['warnings'])} warnings)")
+            for f in r["errors"]:
+                click.echo(f"  error [{f['rule']}] {f['node']}: {f['message']}")
+            for f in r["warnings"]:
+                click.echo(f"  warning [{f['rule']}] {f['node']}: {f['message']}")
+    emit(results, as_json, human)
+    if not all(r["passed"] for r in results):
+        sys.exit(1)

@@ -1,0 +1,58 @@
+"""A device's measurement beside the host's: `report --device` (a device report file) and `validate` (boards over TVM RPC)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgeresnet.commands.options import emit, json_option
+
+
+@click.command(name="report")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--device", "device_report", required=True, type=click.Path(dir_okay=False),
+              help="device-report.json written on the board by run.py --check or edgeresnet-run --check.")
+@click.option("--label", default=None, help="How the device column is named [default: the runtime and the machine it ran on].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.json/report.html with the device columns [default: <artifact>.device beside it].")
+@json_option
+def report_command(artifact, device_report, label, out, as_json):
+    """Put a device's own measurement beside the host's: report.json and report.html with a device column.
+
+    The artifact is left as built (its manifest, digest and signature stay valid); the combined report goes
+    to its own folder. Exits 1 when the device report's verdict is a drift past its budget."""
+    from edgeresnet.pipeline.device_report import fold_device_report
+
+    result = fold_device_report(artifact, device_report, label, out)
+    emit(result, as_json, lambda r: click.echo(
+        f"{r.out}/report.json, report.html: device column '{r.label}' "
+        f"({'within budget' if r.passed else 'DRIFT: ' + '; '.join(r.column.get('reasons', []))})"))
+    if not result.passed:
+        sys.exit(1)
+
+
+@click.command(name="validate")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--rpc", required=True, metavar="KEY@HOST:PORT", help="The boards registered under KEY with the TVM RPC tracker at HOST:PORT.")
+@click.option("--eval", "eval_data", default=None, help="Data to evaluate instead of the artifact's golden vectors (labelled for top-1).")
+@click.option("--eval-samples", type=int, default=None, help="Evaluate a deterministic sample of this many images of --eval.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--min-agreement", type=float, default=99.0, show_default=True, help="Minimum top-1 agreement with the host INT8, percent.")
+@click.option("--max-extra-drop", type=float, default=0.5, show_default=True, help="Allowed drop against FP32 beyond the host's, points.")
+@click.option("--label", default=None, help="Name of the device column [default: the RPC key and board count].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.json/report.html with the device column [default: <artifact>.device beside it].")
+@json_option
+def validate_command(artifact, rpc, eval_data, eval_samples, seed, min_agreement, max_extra_drop, label, out, as_json):
+    """Evaluate a TVM artifact's library on the boards of a TVM RPC tracker (sharded across free boards) and
+    put the result beside the host measurement, as `report --device` does. Exits 1 when the boards drift past the budget."""
+    from edgeresnet.pipeline.validate import validate_artifact
+
+    result = validate_artifact(artifact, rpc, eval_data, eval_samples, seed, out, label, min_agreement, max_extra_drop)
+    emit(result, as_json, lambda r: click.echo(
+        f"{r.report['samples']} inputs on {r.report['device']['boards']} board(s) under {rpc}: agreement with the host INT8 "
+        f"{r.report['host_agreement'] * 100:.2f}%, drop {r.report['drop_pts']:+.2f} pts: {r.report['verdict']}\n"
+        f"{r.fold.out}/report.json, report.html: device column '{r.fold.label}'"))
+    if not result.passed:
+        sys.exit(1)

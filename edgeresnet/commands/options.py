@@ -1,0 +1,127 @@
+"""What the commands share: printing a result (table or JSON), and the option groups several commands take."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import click
+
+def emit(result, as_json: bool, human) -> None:
+    """Print a command's result: JSON (typed results through their `to_dict`), or `human(result)`."""
+    if as_json:
+        data = result.to_dict() if hasattr(result, "to_dict") else result
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    else:
+        human(result)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> None:
+    cells = [[str(row.get(key, "")) for key, _ in columns] for row in rows]
+    widths = [max([len(title)] + [len(c[i]) for c in cells]) for i, (_, title) in enumerate(columns)]
+    click.echo("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)).rstrip())
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+class RegistryChoice(click.Choice):
+    """A choice read from the target registry when the command line is parsed, not when it is defined,
+    so a backend registered by a plug-in is offered too; an unknown name fails with the registry's own message."""
+
+    def __init__(self, names, lookup):
+        super().__init__([])
+        self._names, self._lookup = names, lookup
+
+    @property
+    def choices(self):
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value):
+        pass
+
+    def convert(self, value, param, ctx):
+        self._lookup(value)  # an unknown name: the registry's InputError, exit 2
+        return value
+
+
+def target_choice() -> RegistryChoice:
+    from edgeresnet.targets import get_target, target_names
+
+    return RegistryChoice(target_names, get_target)
+
+
+def scheme_choice() -> RegistryChoice:
+    from edgeresnet.targets import get_quant_scheme, quant_schemes
+
+    return RegistryChoice(lambda: list(quant_schemes()), get_quant_scheme)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+description_options = [
+    click.option("--card", type=click.Path(dir_okay=False), default=None,
+                 help="Model card (JSON, or TOML by suffix): num_classes, input_size, channels, mean, std, pixel_scale, resize, "
+                      "channel_order, class_names(_file), preset; these options override it. What was used, and from where, goes into the report and manifest."),
+    click.option("--preset", default=None, help="Preprocessing preset: imagenet (224, resize 256, ImageNet mean/std), "
+                 "cifar (32, CIFAR mean/std), unit (plain [0,1] pixels) [default: the weights' metadata, else the architecture's: "
+                 "imagenet for resnet18..152, cifar for resnet20..110]."),
+    click.option("--num-classes", type=int, default=None, help="Classes of the head [default: rows of the checkpoint's fc.weight]."),
+    click.option("--input-size", default=None, metavar="N|HxW", help="Network input size [default: the preset's]."),
+    click.option("--channels", type=int, default=None, help="Input channels, 1 or 3 [default: the checkpoint's conv1.weight]."),
+    click.option("--mean", default=None, metavar="M[,M,M]", help="Per-channel mean, on pixels scaled by --pixel-scale."),
+    click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
+    click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
+    click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order of 3-channel input."),
+    click.option("--class-names", "class_names_file", type=click.Path(dir_okay=False), default=None,
+                 help="File of class names, one per line [default: the card's, else labelled class-folder names]."),
+]
+
+
+def with_description(f):
+    """Adds the model-description options; the command gets them as one `description` (None when none given)."""
+    @functools.wraps(f)
+    def wrapper(*args, card, preset, num_classes, input_size, channels, mean, std, pixel_scale, resize, channel_order,
+                class_names_file, **kwargs):
+        from edgeresnet.models import ModelDescription
+
+        given = dict(card=card, preset=preset, num_classes=num_classes, channels=channels, pixel_scale=pixel_scale,
+                     resize=resize, channel_order=channel_order, class_names_file=class_names_file,
+                     input_size=ModelDescription.parse_size(input_size) if input_size else None,
+                     mean=ModelDescription.parse_floats(mean, "--mean") if mean else None,
+                     std=ModelDescription.parse_floats(std, "--std") if std else None)
+        given = {k: v for k, v in given.items() if v is not None}
+        return f(*args, description=ModelDescription(**given) if given else None, **kwargs)
+    for option in reversed(description_options):
+        wrapper = option(wrapper)
+    return wrapper
+
+model_option = click.option("--model", default=None, help="Model name from `edgeresnet models` [default: resnet20-fmnist].")
+weights_option = click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                              help="A .pt/.pth state dict (torchvision key names) instead of the shipped weights.")
+
+
+calib_options = [
+    click.option("--calib", default=None, help="Calibration data: a folder of images, .npy/.npz, an IDX file, or 'fashion-mnist' [default: fashion-mnist:train for the reference model]."),
+    click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
+    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
+                 help="Calibration method [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
+    click.option("--percentile", type=float, default=None,
+                 help="The percentile method's clipping percentile, in [90, 100) [default: 99.999]."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),
+]
+eval_options = [
+    click.option("--eval", "eval_data", default=None, help="Evaluation data, same forms as --calib [default: fashion-mnist:test, all 10,000 images]."),
+    click.option("--eval-samples", type=int, default=None, help="Evaluate on a deterministic sample instead of all images."),
+]
+
+
+def apply_options(options):
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
