@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from edgeresnet import metrics
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.runners import Runner
@@ -82,15 +83,6 @@ def collect_logits(runner: Runner, images: Dataset | np.ndarray, desc: str = "ev
     return collect_logits_together([runner], images, desc, progress)[0]
 
 
-def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of `test` against `reference`, in dB."""
-    noise = float(np.sum((reference.astype(np.float64) - test) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    if noise == 0.0:
-        return float("inf")
-    return 10.0 * np.log10(signal / noise) if signal > 0 else float("-inf")
-
-
 @dataclass
 class Accuracy:
     top1: float  # percent
@@ -125,21 +117,19 @@ class Comparison:
 
     agreement: float  # share of inputs whose top-1 class matches the reference
     cosine: float  # mean cosine similarity of logit vectors
-    sqnr_db: float
+    sqnr_db: float | None  # None: unbounded (identical logits)
     max_abs_diff: float
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+COMPARISON_FIELDS = tuple(Comparison.__dataclass_fields__)
+
+
 def compare(reference: np.ndarray, test: np.ndarray) -> Comparison:
-    if reference.shape != test.shape:
-        raise ValueError(f"logit shapes differ: {reference.shape} vs {test.shape}")
-    agreement = float(np.mean(reference.argmax(1) == test.argmax(1)))
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(test, axis=1)
-    cosine = float(np.mean(np.sum(reference * test, axis=1) / np.maximum(norms, 1e-12)))
-    return Comparison(round(agreement, 6), round(cosine, 6), round(sqnr_db(reference, test), 3),
-                      float(np.abs(reference - test).max()))
+    figures = metrics.drift(reference, test)
+    return Comparison(**{name: figures[name] for name in COMPARISON_FIELDS})
 
 
 @dataclass
@@ -173,8 +163,8 @@ def evaluate_together(runners: Sequence[Runner], data: Dataset, desc: str = "eva
 def drop_pts(fp32: Evaluation, tested: Evaluation) -> float:
     """Top-1 points lost against FP32 on the same images; on unlabelled data, the share of changed predictions."""
     if fp32.accuracy is None or tested.accuracy is None:
-        return round((1 - compare(fp32.logits, tested.logits).agreement) * 100, 4)
-    return round(fp32.accuracy.top1 - tested.accuracy.top1, 4)
+        return metrics.changed_pts(fp32.logits, tested.logits)
+    return metrics.drop(fp32.accuracy.top1, tested.accuracy.top1)
 
 
 @dataclass

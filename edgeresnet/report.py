@@ -48,7 +48,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"INT8 top-1 {int8['top1']:.2f}%  [{int8['runtime']}, {int8['arch']}]  drop {report['drop_pts']:+.2f} pts")
     if int8.get("bit_identical_to"):
         lines.append(f"  stands for the shipped files: {twin_statement(int8['bit_identical_to'])}")
-    lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {report['drift']['sqnr_db']:.1f} dB, on {int8['samples']} images")
+    lines.append(f"top-1 agreement with FP32 {report['agreement'] * 100:.2f}%, logit SQNR {_db(report['drift']['sqnr_db'], '.1f')}, on {int8['samples']} images")
     for extra in report.get("extra_measurements", []):
         # Unlabelled data has no top-1, and its drop is the share of changed predictions: agreement says it all.
         scored = (f"top-1 {extra['top1']:.2f}%, drop {extra['drop_pts']:+.2f} pts, " if extra.get("top1") is not None else "")
@@ -62,6 +62,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"not measured: {note}")
     lines.extend(device_lines(report))
     return lines
+
+
+def _db(value: float | None, spec: str = "") -> str:
+    """An SQNR in dB; None is unbounded (identical logits)."""
+    return "unbounded (identical logits)" if value is None else f"{value:{spec}} dB"
 
 
 def _pct(value) -> str:
@@ -171,7 +176,7 @@ def _plots(report: dict[str, Any], fp32_confusion, int8_confusion) -> dict[str, 
     if sens:
         fig, ax = plt.subplots(figsize=(9, max(3, 0.22 * len(sens))))
         names = [s["layer"] for s in sens][::-1]
-        values = [min(s["sqnr_db"], 80.0) for s in sens][::-1]
+        values = [80.0 if s["sqnr_db"] is None else min(s["sqnr_db"], 80.0) for s in sens][::-1]  # None: unchanged logits
         colors = ["tab:red" if s["layer"] in report["fallback_layers"] else "tab:blue" for s in sens][::-1]
         ax.barh(range(len(names)), values, color=colors)
         ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -193,7 +198,7 @@ def render_html(report: dict[str, Any], fp32_confusion=None, int8_confusion=None
             *((("stands for the shipped files", twin_statement(report["int8"]["bit_identical_to"])),)
               if report["int8"].get("bit_identical_to") else ()),
             ("drop (points)", report["drop_pts"]), ("top-1 agreement", report["agreement"]),
-            ("logit cosine / SQNR", f"{report['drift']['cosine']} / {report['drift']['sqnr_db']} dB"),
+            ("logit cosine / SQNR", f"{report['drift']['cosine']} / {_db(report['drift']['sqnr_db'])}"),
             *((f"also measured ({m['runtime']}, {m['arch']})",
                f"top-1 {m.get('top1')} on {m['samples']} images, drop {m['drop_pts']}, agreement {m['agreement']}")
               for m in report["extra_measurements"]),

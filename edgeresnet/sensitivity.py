@@ -25,7 +25,7 @@ MIN_SENSITIVITY_SAMPLES = 32
 class LayerSensitivity:
     layer: str
     op_type: str
-    sqnr_db: float  # logits with only this layer quantized, against FP32; lower = more sensitive
+    sqnr_db: float | None  # logits with only this layer quantized, against FP32; lower = more sensitive, None: unchanged
     agreement: float
 
     def to_dict(self) -> dict:
@@ -61,7 +61,7 @@ def layer_sensitivity(
         logits = collect_logits(OnnxRuntimeRunner(only_this.SerializeToString(), fuse_qdq=False), images, progress=False)
         drift = compare(fp32_logits, logits)
         results.append(LayerSensitivity(layer, op_types[layer], drift.sqnr_db, drift.agreement))
-    return sorted(results, key=lambda s: (s.sqnr_db, s.layer))
+    return sorted(results, key=lambda s: (float("inf") if s.sqnr_db is None else s.sqnr_db, s.layer))
 
 
 @dataclass(frozen=True)

@@ -266,8 +266,10 @@ def cannot_run_here(target: Target, folder: Path, hint: str = "") -> InputError:
 
 # Shipped beside every device runner: edgeresnet's own preprocessing (so the device
 # preprocesses exactly as we calibrated and evaluated), the shared input/timing code, and
-# the on-device accuracy check against the golden vectors (run.py --check).
-DEVICE_SUPPORT_FILES = ("preprocessing.py", "device_io.py", "device_check.py")
+# the on-device accuracy check against the golden vectors (run.py --check) with edgeresnet's
+# own metrics (so the device's figures are computed as the host's).
+SHIPPED_MODULES = ("preprocessing.py", "metrics.py")
+DEVICE_SUPPORT_FILES = (*SHIPPED_MODULES, "device_io.py", "device_check.py")
 
 
 def copy_templates(folder: Path, package: str, names: tuple[str, ...]) -> None:
@@ -281,5 +283,6 @@ def copy_templates(folder: Path, package: str, names: tuple[str, ...]) -> None:
 
 
 def copy_device_support(folder: Path) -> None:
-    (folder / "preprocessing.py").write_text(resources.files("edgeresnet").joinpath("preprocessing.py").read_text())
+    for name in SHIPPED_MODULES:
+        (folder / name).write_text(resources.files("edgeresnet").joinpath(name).read_text())
     copy_templates(folder, __package__, ("device_io.py", "device_check.py"))

@@ -27,6 +27,7 @@ from edgeresnet.evaluate import collect_logits, compare as host_compare
 from edgeresnet.pipeline.golden import polygraphy_array
 from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner
+from edgeresnet.targets.base import copy_device_support
 from helpers import run_cli
 
 STANDIN = '''
@@ -185,20 +186,29 @@ def test_jetson_check_on_the_users_labelled_images(jetson_artifact, tmp_path):
 
 
 def test_device_comparison_matches_the_hosts(tmp_path):
-    """device_check.compare (numpy only, on the device) computes report.json's drift fields as edgeresnet does."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "targets" / "templates"))
+    """device_check.compare, as shipped (beside the artifact's metrics.py, numpy only), gives report.json's drift
+    fields exactly as the host computes them; identical logits give an SQNR of None (JSON null) on both."""
+    copy_device_support(tmp_path)
+    sys.path.insert(0, str(tmp_path))
+    for name in ("device_check", "metrics"):
+        sys.modules.pop(name, None)
     try:
         import device_check
     finally:
         sys.path.pop(0)
+        for name in ("device_check", "metrics"):
+            sys.modules.pop(name, None)
     rng = np.random.default_rng(0)
     reference = rng.standard_normal((200, 10)).astype(np.float32)
     test = reference + 0.3 * rng.standard_normal((200, 10)).astype(np.float32)
     ours, host = device_check.compare(reference, test), host_compare(reference, test)
+    assert Path(device_check.drift.__code__.co_filename).parent == tmp_path  # the shipped copy, not edgeresnet's
     for field, value in host.to_dict().items():
-        assert ours[field] == pytest.approx(value, rel=1e-5), field
-    assert ours["mean_abs_diff"] == pytest.approx(float(np.abs(reference - test).mean()), rel=1e-5)
-    assert device_check.compare(reference, reference)["sqnr_db"] is None  # strict JSON: no Infinity
+        assert ours[field] == value, field
+    assert ours["mean_abs_diff"] == pytest.approx(float(np.abs(reference - test).mean()), rel=1e-6)
+    assert device_check.compare(reference, reference)["sqnr_db"] is None
+    assert host_compare(reference, reference).sqnr_db is None
+    assert json.loads(json.dumps(device_check.compare(reference, reference)))["sqnr_db"] is None  # strict JSON
 
 
 def test_report_puts_the_device_column_beside_the_host_and_leaves_the_artifact_as_built(bundle, tmp_path):

@@ -154,7 +154,7 @@ def test_targets_json_shows_the_version_map():
 def test_bundle_contents_and_parser_checks(jetson_artifact):
     manifest = json.loads((jetson_artifact / "manifest.json").read_text())
     for name in ("model.onnx", "model.dla.onnx", "build_engine.sh", "build_engine.py", "layer_report.py", "run.py",
-                 "preprocessing.py", "README.md", "calibration/TRT-8502.cache", "calibration/TRT-8602.cache",
+                 "preprocessing.py", "metrics.py", "README.md", "calibration/TRT-8502.cache", "calibration/TRT-8602.cache",
                  "calibration/TRT-100300.cache", "calibration/TRT-101602.cache"):
         assert name in manifest["files"], name
     assert not any(f.startswith("calibration/TRT-11") or f == "calibration/TRT-101300.cache" for f in manifest["files"])

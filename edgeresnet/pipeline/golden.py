@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeresnet import metrics
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Evaluation, Measurement
@@ -91,17 +92,13 @@ def write_golden(staging: Path, samples: int, seed: int, evaluation: Dataset, fp
         "host_arch": host.tested.runner.get("arch", platform.machine()),
     }
     if labels is not None:
-        meta["host_top1"] = {"fp32": _top1(fp32_logits, labels), "int8": _top1(int8_logits, labels)}
+        meta["host_top1"] = {"fp32": metrics.top1(fp32_logits, labels), "int8": metrics.top1(int8_logits, labels)}
     written = [f"{FOLDER}/{name}" for name in files.values() if name]
     if polygraphy is not None:
         meta["polygraphy"] = write_polygraphy(folder, inputs, int8_logits, polygraphy)
         written += [f"{FOLDER}/{POLYGRAPHY_INPUTS}", f"{FOLDER}/{POLYGRAPHY_OUTPUTS}"]
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
     return sorted([*written, f"{FOLDER}/{META}"])
-
-
-def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(float(np.mean(logits.argmax(1) == labels) * 100), 4)
 
 
 def polygraphy_array(array: np.ndarray) -> dict[str, str]:

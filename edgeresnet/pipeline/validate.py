@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgeresnet import metrics
 from edgeresnet.artifact import read_manifest
 from edgeresnet.errors import InputError
 from edgeresnet.targets import backend_of, get_target
@@ -30,13 +31,23 @@ from .device_report import DeviceFold, fold_device_report
 
 
 def device_check_module():
-    """The device-side comparison code the artifacts ship (targets/templates/device_check.py), loaded as is."""
+    """The device-side comparison code the artifacts ship (targets/templates/device_check.py), loaded as is.
+
+    On the device it imports metrics.py from its own folder; here that is edgeresnet.metrics, the same file."""
     source = resources.files("edgeresnet.targets") / "templates" / "device_check.py"
     with resources.as_file(source) as path:
         spec = importlib.util.spec_from_file_location("edgeresnet_device_check", path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-        spec.loader.exec_module(module)
+        shadowed = sys.modules.get("metrics")
+        sys.modules["metrics"] = metrics
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            if shadowed is None:
+                del sys.modules["metrics"]
+            else:
+                sys.modules["metrics"] = shadowed
     return module
 
 

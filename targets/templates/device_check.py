@@ -1,6 +1,7 @@
 """The on-device accuracy check: run the artifact's golden inputs here and compare with the host's logits.
 
-Shipped beside run.py in every artifact (numpy only). `golden/` holds a
+Shipped beside run.py in every artifact (numpy only), with metrics.py, which
+computes every figure here as the host computes report.json's. `golden/` holds a
 deterministic sample of the evaluation set, preprocessed exactly as the runner
 feeds it (float32 NCHW), its labels when known, the FP32 reference logits
 (PyTorch) and the INT8 logits the host measured for the shipped model. The check
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from metrics import drift, drop_pts, top1  # shipped beside this file: the host's own metrics module
 
 SCHEMA = "edgeresnet.device-report/1"
 GOLDEN_SCHEMA = "edgeresnet.golden/1"
@@ -116,33 +118,11 @@ def timed_logits(infer: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, 
     return np.concatenate(outputs).astype(np.float32), latencies
 
 
-def compare(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
+def compare(reference: np.ndarray, test: np.ndarray) -> dict[str, Any]:
     """The drift of `test` from `reference`: the fields of report.json's "drift", plus the mean |delta logit|."""
-    reference, test = reference.astype(np.float64), test.astype(np.float64)
     if reference.shape != test.shape:
         raise SystemExit(f"check: logit shapes differ: reference {reference.shape}, device {test.shape}")
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(test, axis=1)
-    noise, signal = float(np.sum((reference - test) ** 2)), float(np.sum(reference ** 2))
-    sqnr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
-    delta = np.abs(reference - test)
-    return {
-        "agreement": round(float(np.mean(reference.argmax(1) == test.argmax(1))), 6),
-        "cosine": round(float(np.mean(np.sum(reference * test, axis=1) / np.maximum(norms, 1e-12))), 6),
-        "sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None,  # strict JSON: identical logits give None, not Infinity
-        "max_abs_diff": float(delta.max()),
-        "mean_abs_diff": float(delta.mean()),
-    }
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(float(np.mean(logits.argmax(1) == labels) * 100), 4)
-
-
-def drop_pts(fp32: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> float:
-    """As report.json's drop_pts: top-1 points lost on labels, else the share (in points) of changed predictions."""
-    if labels is None:
-        return round((1 - compare(fp32, test)["agreement"]) * 100, 4)
-    return round(top1(fp32, labels) - top1(test, labels), 4)
+    return drift(reference, test)
 
 
 def _cpu_model() -> str:

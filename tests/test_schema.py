@@ -1,0 +1,83 @@
+"""edgeresnet.schema: the typed report, manifest and device report, and their one mapping to and from JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeresnet import schema
+
+
+@pytest.mark.parametrize("fixture", ["ort_artifact", "jetson_artifact"])
+def test_artifact_documents_read_and_write_back_byte_for_byte(fixture, request):
+    folder = request.getfixturevalue(fixture)
+    for cls, name in ((schema.Report, schema.REPORT_FILE), (schema.Manifest, schema.MANIFEST_FILE)):
+        text = (folder / name).read_text()
+        assert schema.dumps(schema.parse(cls, text, name)) == text, name
+
+
+def test_typed_fields_of_a_report(ort_artifact, jetson_artifact):
+    report = schema.read(schema.Report, ort_artifact / schema.REPORT_FILE)
+    assert isinstance(report.drift, schema.Drift) and isinstance(report.gate, schema.Gate)
+    assert isinstance(report.target_details, schema.OnnxRuntimeDetails) and report.target_details.model_file.endswith(".onnx")
+    assert report.fp32.pytorch_agreement is not None and report.int8.pytorch_agreement is None
+    assert report.calibration.stability is not None and report.passed == report.gate.passed
+    jetson = schema.read(schema.Report, jetson_artifact / schema.REPORT_FILE)
+    assert isinstance(jetson.target_details, schema.TensorRtDetails) and jetson.target_details.parser_checks
+    manifest = schema.read(schema.Manifest, ort_artifact / schema.MANIFEST_FILE)
+    assert manifest.accuracy is not None and manifest.accuracy.drop_pts == report.drop_pts
+    assert schema.FP32_MODEL_FILE in manifest.files and manifest.input.channels == 3  # resnet20: the CIFAR preset
+
+
+def _minimal_manifest() -> dict:
+    return {"schema": schema.MANIFEST_SCHEMA, "edgeresnet_version": "0",
+            "model": {"name": "m", "arch": "resnet20", "weights_sha256": None, "weights_file": None},
+            "input": {"batch": 1, "dtype": "float32", "name": "input", "channels": 3, "input_size": [32, 32],
+                      "num_classes": 10, "sources": {}, "dynamic_batch": None},
+            "calibration": {"method": "percentile", "samples": 8, "source": "x", "sha256": None, "seed": 0,
+                            "percentile": 99.9, "stability": None, "warning": None},
+            "target": {"name": "t", "backend": "b", "quant_profile": "q", "description": "", "arch": "x86_64",
+                       "details": {}, "files": []},
+            "toolchain": {}, "tuning_records": {"kernels": 3}, "accuracy": None, "files": {}, "build": {}}
+
+
+def test_open_keys_spread_where_they_stand_and_keep_their_order():
+    data = _minimal_manifest()
+    manifest = schema.from_json(schema.Manifest, data)
+    assert manifest.calibration.options == {"percentile": 99.9}
+    assert manifest.input.preprocessing == {"channels": 3, "input_size": [32, 32]} and manifest.input.input_size == [32, 32]
+    assert manifest.provenance == {"tuning_records": {"kernels": 3}}
+    assert list(schema.to_json(manifest)) == list(data) and schema.to_json(manifest) == data
+
+
+def test_a_device_column_omits_what_the_device_did_not_measure():
+    column = schema.DeviceColumn(label="board", file="device/board.json", device={"machine": "aarch64"}, samples=4,
+                                 passed=True)
+    assert schema.to_json(column) == {"label": "board", "file": "device/board.json", "device": {"machine": "aarch64"},
+                                      "samples": 4, "passed": True}
+
+
+def test_unknown_backend_details_stay_a_mapping():
+    details = schema.from_json(schema.OtherDetails, {"engine": "x", "layers": 3})
+    assert details.values == {"engine": "x", "layers": 3} and schema.to_json(details) == {"engine": "x", "layers": 3}
+
+
+def test_wrong_schema_missing_fields_and_bad_json_are_refused(tmp_path):
+    with pytest.raises(schema.SchemaError, match="unknown schema 'edgeresnet.report/1'"):
+        schema.parse(schema.Manifest, json.dumps({"schema": schema.REPORT_SCHEMA}), "m.json")
+    broken = _minimal_manifest()
+    del broken["target"]
+    with pytest.raises(schema.SchemaError, match="m.json: .*lacks target"):
+        schema.parse(schema.Manifest, json.dumps(broken), "m.json")
+    with pytest.raises(schema.SchemaError, match="not valid JSON"):
+        schema.parse(schema.Manifest, "{", "m.json")
+    with pytest.raises(schema.SchemaError, match="a list was expected"):
+        schema.parse(schema.DeviceReport, json.dumps({"schema": schema.DEVICE_REPORT_SCHEMA, "source": "s", "samples": 1,
+                                                      "device": {}, "int8": {}, "passed": True, "reasons": "x"}), "d")
+
+
+def test_unbounded_sqnr_round_trips_as_null():
+    drift = schema.Drift(agreement=1.0, cosine=1.0, sqnr_db=None, max_abs_diff=0.0)
+    text = json.dumps(schema.to_json(drift), allow_nan=False)
+    assert schema.from_json(schema.Drift, json.loads(text)) == drift
