@@ -52,9 +52,10 @@ def main() -> None:
         click.echo(f"edgeresnet: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
-        if termination_received() is not None:  # click turns the interrupt into Abort
-            click.echo(f"edgeresnet: terminated ({signal.Signals(termination_received()).name}); nothing half-written was left", err=True)
-            sys.exit(128 + termination_received())
+        signum = termination_received()
+        if signum is not None:  # click turns the interrupt into Abort
+            click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
+            sys.exit(128 + signum)
         click.echo("edgeresnet: aborted", err=True)
         sys.exit(130)
     except EdgeResnetError as exc:

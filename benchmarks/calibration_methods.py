@@ -24,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeresnet.pipeline.compile import CompileOptions, compile_artifact
+from edgeresnet.schema import to_json
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -56,7 +57,7 @@ def main() -> None:
                 result = compile_artifact(CompileOptions(target=target, method=method, out=str(out), progress=False,
                                                          eval_samples=args.eval_samples,
                                                          percentile=args.percentile if method == "percentile" else None))
-                report = result.report
+                report = to_json(result.report)
                 scales = activation_scales(out)
                 minmax_scales = minmax_scales or scales
                 shared = sorted(set(scales) & set(minmax_scales))

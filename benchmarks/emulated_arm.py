@@ -85,8 +85,7 @@ def main() -> None:
         ort_artifact = compile_artifact(CompileOptions(target="ort-cpu", out=f"{tmp}/ort", eval_samples=200, progress=False))
         arm_artifact = compile_artifact(CompileOptions(target=profile.name, out=f"{tmp}/arm", eval_samples=200,
                                                        emulated_samples=20, progress=False))
-        shape = [1, *ort_artifact.manifest["input"]["input_size"]]
-        shape.insert(1, ort_artifact.manifest["input"]["channels"])
+        shape = [1, ort_artifact.manifest.input.channels, *ort_artifact.manifest.input.input_size]
         script = Path(tmp) / "timing.py"
         script.write_text(TIMING_SCRIPT)
         command, env = emulation.python_command(

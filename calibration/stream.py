@@ -23,6 +23,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from edgeresnet.schema import DataSummary
+
 # Decoding threads: enough to keep a model fed on a small machine without crowding out its compute.
 DECODE_WORKERS = max(2, min(4, os.cpu_count() or 1))
 DEFAULT_CHUNK = 32
@@ -252,5 +254,5 @@ class Dataset:
                 pass
         return self._sha256
 
-    def describe(self) -> dict:
-        return {"source": self.source, "samples": len(self), "sha256": self.sha256, "labelled": self.labels is not None}
+    def describe(self) -> DataSummary:
+        return DataSummary(self.source, len(self), self.sha256, self.labels is not None)

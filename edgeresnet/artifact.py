@@ -24,21 +24,19 @@ import tarfile
 import tempfile
 import zlib
 from importlib import metadata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from edgeresnet import __version__
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError, MissingDependency
 from edgeresnet.digest import sha256_file
+from edgeresnet.schema import (DIGEST_SUFFIX, MANIFEST_FILE, REPORT_FILE, SIGNATURE_FILE, DeviceConfig, Manifest, Report,
+                               SchemaError, from_json, read, to_json, write)
 
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"  # ed25519 over the exact bytes of manifest.json
-DIGEST_SUFFIX = ".manifest.sha256"
+MANIFEST = MANIFEST_FILE
+SIGNATURE = SIGNATURE_FILE
 ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
-MANIFEST_SCHEMA = "edgeresnet.manifest/1"
-REQUIRED_KEYS = ("schema", "edgeresnet_version", "model", "input", "calibration", "target", "toolchain", "accuracy", "files")
 
 
 def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
@@ -52,23 +50,19 @@ def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-def write_manifest(folder: Path, content: dict[str, Any], build_info: dict[str, Any]) -> dict[str, Any]:
-    files = sorted(
-        str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
-    )
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "edgeresnet_version": __version__,
-        **content,
-        "files": {name: sha256_file(folder / name) for name in files},
+def write_manifest(folder: Path, manifest: Manifest, build_info: dict[str, Any]) -> Manifest:
+    """Hash every file of `folder` into `manifest` and write it as manifest.json."""
+    files = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = replace(
+        manifest, files={name: sha256_file(folder / name) for name in files},
         # Not covered by any hash: differs between otherwise identical builds.
-        "build": {**build_info, "host": {"machine": platform.machine(), "python": platform.python_version()}},
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        build={**build_info, "host": {"machine": platform.machine(), "python": platform.python_version()}},
+    )
+    write(manifest, folder / MANIFEST)
     return manifest
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any]:
+def read_manifest(folder: str | Path) -> Manifest:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not an artifact folder")
@@ -76,15 +70,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckFailed(f"{folder}: no {MANIFEST}; not a complete edgeresnet artifact")
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckFailed(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise CheckFailed(f"{path}: unknown manifest schema {manifest.get('schema') if isinstance(manifest, dict) else None!r}")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise CheckFailed(f"{path}: manifest lacks {', '.join(missing)}")
-    return manifest
+        return read(Manifest, path)
+    except SchemaError as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -187,57 +175,57 @@ def elf_machine(path: Path) -> str | None:
     return ELF_MACHINES.get(code, f"machine {code}")
 
 
-def _claims_match(manifest: dict[str, Any], folder: Path) -> None:
+def _claims_match(manifest: Manifest, folder: Path) -> None:
     """What the manifest says against what the files say: report.json's figures, configs, libraries."""
-    target = manifest["target"]
-    report_path = folder / "report.json"
-    if report_path.is_file() and "report.json" in manifest["files"]:
+    target = manifest.target
+    report_path = folder / REPORT_FILE
+    if report_path.is_file() and REPORT_FILE in manifest.files:
         try:
-            report = json.loads(report_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckFailed("report.json: not valid JSON") from None
-        accuracy = manifest["accuracy"]
+            report = read(Report, report_path)
+        except SchemaError as exc:
+            raise CheckFailed(str(exc).replace(str(report_path), REPORT_FILE)) from None
+        accuracy = manifest.accuracy
         claims = {
-            "target.name": (target.get("name"), report.get("target")),
-            "model.name": (manifest["model"].get("name"), report.get("model")),
-            "accuracy.drop_pts": (accuracy.get("drop_pts"), report.get("drop_pts")),
-            "accuracy.agreement": (accuracy.get("agreement"), report.get("agreement")),
-            "accuracy.gate": (accuracy.get("gate"), report.get("gate")),
-            "accuracy.fp32_top1": (accuracy.get("fp32_top1"), (report.get("fp32") or {}).get("top1")),
-            "accuracy.int8_top1": (accuracy.get("int8_top1"), (report.get("int8") or {}).get("top1")),
-            "accuracy.eval_samples": (accuracy.get("eval_samples"), (report.get("int8") or {}).get("samples")),
+            "target.name": (target.name, report.target),
+            "model.name": (manifest.model.name, report.model),
+            "accuracy.drop_pts": (accuracy and accuracy.drop_pts, report.drop_pts),
+            "accuracy.agreement": (accuracy and accuracy.agreement, report.agreement),
+            "accuracy.gate": (accuracy and accuracy.gate, report.gate),
+            "accuracy.fp32_top1": (accuracy and accuracy.fp32_top1, report.fp32.top1),
+            "accuracy.int8_top1": (accuracy and accuracy.int8_top1, report.int8.top1),
+            "accuracy.eval_samples": (accuracy and accuracy.eval_samples, report.int8.samples),
         }
         for claim, (said, measured) in claims.items():
             if said != measured:
-                raise CheckFailed(f"manifest {claim} is {said!r}, but report.json says {measured!r}: the manifest was edited")
-    arch = target.get("arch")
-    for name in manifest["files"]:
-        if name.endswith(".so") and arch in ELF_MACHINES.values():
+                raise CheckFailed(f"manifest {claim} is {to_json(said)!r}, but report.json says {to_json(measured)!r}: the manifest was edited")
+    for name in manifest.files:
+        if name.endswith(".so") and target.arch in ELF_MACHINES.values():
             machine = elf_machine(folder / name)
-            if machine != arch:
+            if machine != target.arch:
                 raise CheckFailed(f"{name} is {'not an ELF library' if machine is None else 'built for ' + machine}, "
-                                  f"but the manifest's target {target.get('name')} is {arch}")
+                                  f"but the manifest's target {target.name} is {target.arch}")
 
 
-def check_device_config(folder: Path, manifest: dict[str, Any], name: str) -> None:
+def check_device_config(folder: Path, manifest: Manifest, name: str) -> None:
     """The config the device runner reads (target, input shape, preprocessing) against the manifest's record."""
-    if name not in manifest["files"]:
+    if name not in manifest.files:
         return
-    target = manifest["target"]
+    target = manifest.target
     try:
-        config = json.loads((folder / name).read_text())
+        config = from_json(DeviceConfig, json.loads((folder / name).read_text()), name)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckFailed(f"{name}: not valid JSON") from None
-    if config.get("target") not in (None, target.get("name")):
-        raise CheckFailed(f"manifest target.name is {target.get('name')!r}, but {name} was built for {config.get('target')!r}")
-    shipped = config.get("preprocessing")
-    if isinstance(shipped, dict):
-        wrong = sorted(k for k in shipped if manifest["input"].get(k) != shipped[k])
+    except SchemaError as exc:
+        raise CheckFailed(str(exc)) from None
+    if config.target not in (None, target.name):
+        raise CheckFailed(f"manifest target.name is {target.name!r}, but {name} was built for {config.target!r}")
+    if config.preprocessing is not None:
+        recorded = manifest.input.preprocessing
+        wrong = sorted(k for k, v in config.preprocessing.items() if recorded.get(k) != v)
         if wrong:
             raise CheckFailed(f"manifest input ({', '.join(wrong)}) differs from the preprocessing {name} ships to the device")
-    shape = config.get("input_shape")
-    if isinstance(shape, list) and list(shape[1:]) != [manifest["input"].get("channels"), *manifest["input"].get("input_size", [])]:
-        raise CheckFailed(f"manifest input {manifest['input'].get('input_size')} differs from {name}'s input shape {shape}")
+    if config.input_shape is not None and list(config.input_shape[1:]) != [manifest.input.channels, *manifest.input.input_size]:
+        raise CheckFailed(f"manifest input {manifest.input.input_size} differs from {name}'s input shape {config.input_shape}")
 
 
 def verify_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
@@ -251,7 +239,7 @@ def verify_folder(folder: Path, digest: str | None = None, public_key: str | Pat
     manifest = read_manifest(folder)
     if public_key is not None:
         check_signature(folder, public_key)
-    for name, expected in manifest["files"].items():
+    for name, expected in manifest.files.items():
         path = folder / name
         if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
             raise CheckFailed(f"manifest names a file outside the artifact: {name}")
@@ -259,19 +247,19 @@ def verify_folder(folder: Path, digest: str | None = None, public_key: str | Pat
             raise CheckFailed(f"{name}: listed in the manifest but missing")
         if sha256_file(path) != expected:
             raise CheckFailed(f"{name}: sha256 does not match the manifest (file changed after the build)")
-    listed = set(manifest["files"]) | {MANIFEST, SIGNATURE}
+    listed = set(manifest.files) | {MANIFEST, SIGNATURE}
     present = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file())
     unlisted = [name for name in present if name not in listed]
     if unlisted:
         raise CheckFailed(f"{unlisted[0]}: not listed in the manifest")
-    target = manifest["target"]["name"]
-    absent = sorted(set(manifest["target"].get("files", [])) - set(manifest["files"]))
+    target = manifest.target.name
+    absent = sorted(set(manifest.target.files) - set(manifest.files))
     if absent:
         raise CheckFailed(f"{absent[0]}: the {target} target ships it, but the artifact lacks it")
     _claims_match(manifest, folder)
     signature = (f"valid (ed25519, {Path(public_key).name})" if public_key is not None
                  else "present, not checked (pass --public-key)" if (folder / SIGNATURE).is_file() else "none")
-    return Verification(str(folder), target, len(manifest["files"]), digest=manifest_digest(folder), signature=signature)
+    return Verification(str(folder), target, len(manifest.files), digest=manifest_digest(folder), signature=signature)
 
 
 def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:

@@ -36,6 +36,7 @@ import onnx
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions
 from edgeresnet.runners import session_options
+from edgeresnet.schema import Stability, to_json
 
 Range = tuple[np.float32, np.float32]
 
@@ -387,10 +388,12 @@ class ScaleStability:
                     f"(threshold {self.threshold:.0%}); calibrate on more samples")
         return None
 
-    def to_dict(self) -> dict:
+    def summary(self) -> Stability:
         change = None if self.max_relative_change is None else round(self.max_relative_change, 6)
-        return {"first_half_samples": self.half_samples, "max_scale_change": change, "tensor": self.tensor,
-                "threshold": self.threshold, "trusted": self.trusted}
+        return Stability(self.half_samples, change, self.tensor, self.threshold, self.trusted)
+
+    def to_dict(self) -> dict:
+        return to_json(self.summary())
 
 
 def stability_threshold(method: CalibrationMethod) -> float:

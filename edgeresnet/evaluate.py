@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +18,7 @@ from edgeresnet import metrics
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.runners import Runner
+from edgeresnet.schema import Drift, RunnerResult
 
 # Images per inference call when streaming a data set: as many as fit in this many bytes of input, at
 # most MAX_EVAL_BATCH. Each call costs PyTorch a fixed overhead that is large here (Fashion-MNIST's
@@ -57,7 +58,7 @@ def collect_logits_together(runners: Sequence[Runner], data: Dataset | np.ndarra
         data = Dataset(np.asarray(data), None, "array")
     if len(data) == 0:
         return [np.zeros((0, 0), np.float32) for _ in runners]
-    outputs: list[np.ndarray | None] = [None] * len(runners)
+    outputs: list[Any] = [None] * len(runners)  # each runner's array, allocated at the first chunk
     started = time.perf_counter()
     size = _chunk_size(runners, data)
     row = 0
@@ -111,20 +112,9 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
     return Accuracy(round(top1, 4), round(top5, 4), per_class, confusion.tolist())
 
 
-@dataclass
-class Comparison:
-    """How far a runner's logits drift from the reference's on the same inputs."""
-
-    agreement: float  # share of inputs whose top-1 class matches the reference
-    cosine: float  # mean cosine similarity of logit vectors
-    sqnr_db: float | None  # None: unbounded (identical logits)
-    max_abs_diff: float
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-COMPARISON_FIELDS = tuple(Comparison.__dataclass_fields__)
+# How far a runner's logits drift from the reference's: report.json's "drift".
+Comparison = Drift
+COMPARISON_FIELDS = tuple(Drift.__dataclass_fields__)
 
 
 def compare(reference: np.ndarray, test: np.ndarray) -> Comparison:
@@ -144,6 +134,14 @@ class Evaluation:
         if self.accuracy is not None:
             d.update(self.accuracy.to_dict())
         return d
+
+    def result(self) -> RunnerResult:
+        """As the report shows it."""
+        accuracy = self.accuracy
+        return RunnerResult(runtime=self.runner["runtime"], arch=self.runner.get("arch"),
+                            bit_identical_to=self.runner.get("bit_identical_to"), samples=self.samples,
+                            top1=accuracy.top1 if accuracy else None, top5=accuracy.top5 if accuracy else None,
+                            per_class=accuracy.per_class if accuracy else None)
 
 
 def evaluate(runner: Runner, data: Dataset, desc: str = "evaluating", progress: bool = True) -> Evaluation:
@@ -176,9 +174,9 @@ class Measurement:
     drop: float
     drift: Comparison
 
-    def reference_row(self) -> dict:
+    def reference_row(self) -> RunnerResult:
         """How a runner measured beside the main one appears in the report."""
-        return {**self.tested.to_dict(), "drop_pts": self.drop, "agreement": self.drift.agreement}
+        return replace(self.tested.result(), drop_pts=self.drop, agreement=self.drift.agreement)
 
 
 def _restricted(fp32: Evaluation, data: Dataset, index: np.ndarray) -> Evaluation:

@@ -18,6 +18,7 @@ from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.models import DEFAULT_MODEL, LoadedModel, ModelDescription, load_model
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
+from edgeresnet.schema import PytorchAgreement
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -112,18 +113,6 @@ def export_onnx_model(
     if any(node.op_type == "BatchNormalization" for node in model.graph.node):
         raise CheckFailed("the exported graph still holds BatchNormalization nodes")
     return model
-
-
-@dataclass(frozen=True)
-class PytorchAgreement:
-    """ONNX Runtime on the exported model against PyTorch on the unfolded network, on the same inputs."""
-
-    images: int
-    max_abs_diff: float  # largest |logit difference|
-    tolerance: float  # the budget it was held to (scaled by the logits' size)
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def check_against_pytorch(runner: Runner, loaded: LoadedModel, inputs: np.ndarray,

@@ -85,9 +85,14 @@ class DeviceDrift(Drift):
 
 @dataclass
 class PytorchAgreement:
+    """ONNX Runtime on the exported model against PyTorch on the unfolded network, on the same inputs."""
+
     images: int
-    max_abs_diff: float
-    tolerance: float
+    max_abs_diff: float  # largest |logit difference|
+    tolerance: float  # the budget it was held to (scaled by the logits' size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self)
 
 
 @dataclass
@@ -210,6 +215,11 @@ BUILD_DETAILS: dict[str, type[BuildDetails]] = {"onnxruntime": OnnxRuntimeDetail
                                                  "tvm": TvmDetails}
 
 
+def build_details(quant_profile: str, values: dict[str, Any]) -> BuildDetails:
+    """A backend's details mapping as its typed class (OtherDetails for a backend without one)."""
+    return from_json(BUILD_DETAILS.get(quant_profile, OtherDetails), values, "target_details")
+
+
 @dataclass
 class ArtifactRef:
     """In a combined report (report --device): the artifact build it was made from."""
@@ -224,12 +234,12 @@ class DeviceColumn:
 
     label: str
     file: str  # the device report's copy, relative to the combined report's folder
-    device: dict[str, Any]
+    device: DeviceFacts
     source: str | None = _omit_none()
     samples: int | None = _omit_none()
-    int8: dict[str, Any] | None = _omit_none()
-    fp32: dict[str, Any] | None = _omit_none()
-    host_int8: dict[str, Any] | None = _omit_none()
+    int8: DeviceRun | None = _omit_none()
+    fp32: DeviceRun | None = _omit_none()
+    host_int8: DeviceRun | None = _omit_none()
     drop_pts: float | None = _omit_none()
     agreement: float | None = _omit_none()
     drift: DeviceDrift | None = _omit_none()
@@ -365,31 +375,74 @@ class Manifest:
     schema: str = MANIFEST_SCHEMA
 
 
+@dataclass
+class DeviceConfig:
+    """What `verify` holds to the manifest in a backend's device config (deploy.json, bundle.json); the rest
+    of it is the backend's own."""
+
+    target: str | None = None
+    preprocessing: dict[str, Any] | None = None
+    input_shape: list[int] | None = None
+    rest: dict[str, Any] = _spread()
+
+
 # --- device-report.json (written on the device by device_check.py; read here) ------------------------
 
 @dataclass
+class DeviceFacts:
+    """What the device is (device_check.device_facts), or the device farm a validation ran on."""
+
+    machine: str | None = _omit_none()
+    cpu_model: str | None = _omit_none()
+    cpu_count: int | None = _omit_none()
+    board: str | None = _omit_none()
+    kernel: str | None = _omit_none()
+    l4t_release: str | None = _omit_none()
+    power_mode: str | None = _omit_none()
+    python: str | None = _omit_none()
+    numpy: str | None = _omit_none()
+    rpc: str | None = _omit_none()
+    boards: int | None = _omit_none()
+    servers: list[str] | None = _omit_none()
+    runtime: dict[str, Any] = field(default_factory=dict)
+    rest: dict[str, Any] = _spread()
+
+
+@dataclass
+class DeviceRun:
+    """One runtime's figures in a device report (the device's INT8, the host's INT8, FP32)."""
+
+    runtime: str
+    arch: str | None = _omit_none()
+    samples: int = 0
+    top1: float | None = _omit_none()
+
+
+@dataclass(kw_only=True)
 class DeviceReport:
+    """Fields in the order device_check.py writes them."""
+
+    schema: str = DEVICE_REPORT_SCHEMA
     source: str
     samples: int
-    device: dict[str, Any]  # machine, cpu_model, board, kernel, power mode, runtime versions
-    int8: dict[str, Any]  # runtime, arch, samples, top1 on labels
-    passed: bool
+    device: DeviceFacts
+    int8: DeviceRun
     latency_ms: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
+    note: str | None = _omit_none()  # no host references for the inputs: accuracy only
     model: str | None = _omit_none()
     target: str | None = _omit_none()
-    fp32: dict[str, Any] | None = _omit_none()
-    host_int8: dict[str, Any] | None = _omit_none()
+    fp32: DeviceRun | None = _omit_none()
+    host_int8: DeviceRun | None = _omit_none()
     drop_pts: float | None = _omit_none()
     agreement: float | None = _omit_none()
     drift: DeviceDrift | None = _omit_none()
     host_drop_pts: float | None = _omit_none()
     host_agreement: float | None = _omit_none()
     host_drift: DeviceDrift | None = _omit_none()
-    note: str | None = _omit_none()
+    passed: bool
     reasons: list[str] = field(default_factory=list)
     verdict: str = ""
-    schema: str = DEVICE_REPORT_SCHEMA
 
 
 SCHEMAS: dict[type, str] = {Report: REPORT_SCHEMA, Manifest: MANIFEST_SCHEMA, DeviceReport: DEVICE_REPORT_SCHEMA}
@@ -462,13 +515,18 @@ def from_json(cls: type[T], data: Any, where: str = "") -> T:
     return cls(**values)
 
 
+def schema_of(data: Any) -> str | None:
+    """The schema a parsed document names, if it is an object that names one."""
+    return data.get("schema") if isinstance(data, dict) else None
+
+
 def parse(cls: type[T], text: str, source: str | Path) -> T:
     """A document of schema `SCHEMAS[cls]` from its JSON text; SchemaError names `source` when it is not one."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{source}: not valid JSON ({exc})") from None
-    schema = data.get("schema") if isinstance(data, dict) else None
+    schema = schema_of(data)
     if schema != SCHEMAS[cls]:
         raise SchemaError(f"{source}: unknown schema {schema!r} (expected {SCHEMAS[cls]})")
     try:

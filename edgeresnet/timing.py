@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,11 +20,11 @@ def run_times(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> li
     return times
 
 
-def summarize_times(times: list[float]) -> dict[str, float]:
+def summarize_times(times: list[float]) -> dict[str, Any]:
     return {"p50_ms": round(float(np.percentile(times, 50)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3),
             "runs": len(times)}
 
 
-def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict[str, float]:
+def latency(call: Callable[[], object], warmup: int = 5, runs: int = 50) -> dict[str, Any]:
     """p50/p90 milliseconds of `call`, after warm-up runs."""
     return summarize_times(run_times(call, warmup, runs))

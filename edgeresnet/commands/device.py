@@ -27,7 +27,7 @@ def report_command(artifact, device_report, label, out, as_json):
     result = fold_device_report(artifact, device_report, label, out)
     emit(result, as_json, lambda r: click.echo(
         f"{r.out}/report.json, report.html: device column '{r.label}' "
-        f"({'within budget' if r.passed else 'DRIFT: ' + '; '.join(r.column.get('reasons', []))})"))
+        f"({'within budget' if r.passed else 'DRIFT: ' + '; '.join(r.column.reasons or [])})"))
     if not result.passed:
         sys.exit(1)
 
@@ -51,8 +51,8 @@ def validate_command(artifact, rpc, eval_data, eval_samples, seed, min_agreement
 
     result = validate_artifact(artifact, rpc, eval_data, eval_samples, seed, out, label, min_agreement, max_extra_drop)
     emit(result, as_json, lambda r: click.echo(
-        f"{r.report['samples']} inputs on {r.report['device']['boards']} board(s) under {rpc}: agreement with the host INT8 "
-        f"{r.report['host_agreement'] * 100:.2f}%, drop {r.report['drop_pts']:+.2f} pts: {r.report['verdict']}\n"
+        f"{r.report.samples} inputs on {r.report.device.boards} board(s) under {rpc}: agreement with the host INT8 "
+        f"{r.report.host_agreement * 100:.2f}%, drop {r.report.drop_pts:+.2f} pts: {r.report.verdict}\n"
         f"{r.fold.out}/report.json, report.html: device column '{r.fold.label}'"))
     if not result.passed:
         sys.exit(1)

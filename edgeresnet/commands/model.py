@@ -26,9 +26,9 @@ def export(model, weights, batch, dynamic_batch, opset, output, as_json, descrip
     result = edgeresnet.export_onnx(output, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
                                     batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                     description=description)
-    emit(result.to_dict(), as_json, lambda r: click.echo(
-        f"wrote {r['path']} (opset {r['opset']}, input {r['input_shape']}); "
-        f"ONNX Runtime vs PyTorch max |logit diff| = {r['max_abs_diff']:.3g} (tolerance {r['tolerance']:.3g})"
+    emit(result, as_json, lambda r: click.echo(
+        f"wrote {r.path} (opset {r.opset}, input {r.input_shape}); "
+        f"ONNX Runtime vs PyTorch max |logit diff| = {r.max_abs_diff:.3g} (tolerance {r.tolerance:.3g})"
     ))
 
 
@@ -96,6 +96,6 @@ def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, 
     def human(r):
         m = r.measurement
         top1 = (m.fp32.accuracy.top1, m.tested.accuracy.top1) if m.tested.accuracy else (None, None)
-        click.echo(f"FP32 top-1 {top1[0]}%, {top1[1]}% for {onnx_model} [{m.tested.runner['runtime']}]; "
+        click.echo(f"FP32 top-1 {top1[0]}%, {top1[1]}% for {onnx_model} [{m.tested.result().runtime}]; "
                    f"drop {m.drop:+.2f} pts, agreement {m.drift.agreement * 100:.2f}% on {m.tested.samples} images")
     emit(result, as_json, human)

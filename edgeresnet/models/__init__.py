@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
+from edgeresnet.schema import ModelSummary
 
 from .architectures import ARCHITECTURES
 from .description import ModelDescription, read_card
@@ -112,10 +113,9 @@ class LoadedModel:
     def preprocessing(self) -> Preprocessing:
         return self.described or self.entry.preprocessing
 
-    def describe(self) -> dict[str, Any]:
+    def summary(self) -> ModelSummary:
         """For the report and the manifest: what the model takes, and where each part of that came from."""
-        return {"num_classes": self.num_classes or self.entry.num_classes, "preprocessing": self.preprocessing.to_dict(),
-                "sources": dict(self.sources)}
+        return ModelSummary(self.num_classes or self.entry.num_classes, self.preprocessing.to_dict(), dict(self.sources))
 
 
 # The smallest input whose last stage still sees one pixel: the stem and stages divide the side by this.

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edgeresnet.schema import FP32_MODEL_FILE, Manifest
 from edgeresnet.artifact import Verification, check_device_config, opened, read_manifest, verify_folder
 from edgeresnet.calibration import open_dataset
 from edgeresnet.errors import CheckFailed, InputError
@@ -47,9 +48,9 @@ def check_artifact_folder(folder: Path, digest: str | None = None, public_key: s
     # (or backend, arch, CPU) no longer matches the rest of what was recorded at build time.
     known = describe(target)
     for key in ("backend", "arch", "quant_profile"):  # identity, not wording that may improve between versions
-        value = known.get(key)
-        if key in manifest["target"] and manifest["target"][key] != value:
-            raise CheckFailed(f"manifest target.{key} is {manifest['target'][key]!r}, but target {target.name} "
+        recorded, value = getattr(manifest.target, key), known[key]
+        if recorded != value:
+            raise CheckFailed(f"manifest target.{key} is {recorded!r}, but target {target.name} "
                               f"has {value!r}: the manifest was edited or comes from another edgeresnet")
     config = backend_of(target).device_config
     if config:
@@ -58,12 +59,12 @@ def check_artifact_folder(folder: Path, digest: str | None = None, public_key: s
 
 
 @contextlib.contextmanager
-def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tuple[Path, dict[str, Any], Runner]]:
+def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tuple[Path, Manifest, Runner]]:
     """Open (unpacking a .tar.gz), verify, and yield (folder, manifest, runner for its files)."""
     with opened(artifact) as folder:
         check_artifact_folder(folder)
         manifest = read_manifest(folder)
-        target = get_target(manifest["target"]["name"])
+        target = get_target(manifest.target.name)
         try:
             runner = backend_of(target).open_artifact(target, folder, manifest, emulate)
         except (FileNotFoundError, KeyError, ValueError) as exc:
@@ -104,14 +105,14 @@ def run_artifact(artifact: str | Path, input_spec: str, limit: int | None = None
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
     with verified_runner(artifact, emulate) as (_, manifest, runner):
-        preprocessing = Preprocessing.from_dict(manifest["input"])
+        preprocessing = Preprocessing.from_dict(manifest.input.preprocessing)
         data = open_dataset(input_spec, preprocessing, limit=limit)
         started = time.perf_counter()
         logits = collect_logits(runner, data, progress=False)
         seconds = time.perf_counter() - started
     names = preprocessing.class_names
     predictions = [Prediction(i, int(p), names[p] if p < len(names) else str(p)) for i, p in enumerate(logits.argmax(1))]
-    return RunResult(str(artifact), manifest["target"]["name"], runner.runtime, len(data), predictions,
+    return RunResult(str(artifact), manifest.target.name, runner.runtime, len(data), predictions,
                      round(seconds * 1000 / len(data), 3),
                      accuracy(logits, data.labels).top1 if data.labels is not None else None)
 
@@ -147,8 +148,8 @@ def bench_artifact(artifact: str | Path, runs: int = 50) -> BenchResult:
     if not 1 <= runs <= 100_000:
         raise InputError(f"--runs must be 1..100000, not {runs}")
     with verified_runner(artifact) as (folder, manifest, runner):
-        baseline = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32")
-        shape = [manifest["input"]["batch"], *Preprocessing.from_dict(manifest["input"]).input_shape]
+        baseline = OnnxRuntimeRunner(folder / FP32_MODEL_FILE, label="FP32")
+        shape = [manifest.input.batch, *Preprocessing.from_dict(manifest.input.preprocessing).input_shape]
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         int8 = Latency(runner.runtime, **latency(lambda: runner.infer(sample), runs=runs))
         fp32 = Latency(baseline.runtime, **latency(lambda: baseline.infer(sample), runs=runs))

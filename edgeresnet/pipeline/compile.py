@@ -9,14 +9,13 @@ place only when complete.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from edgeresnet import DEFAULT_MODEL
+from edgeresnet import DEFAULT_MODEL, __version__
 from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_folder, write_digest_file, write_manifest
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
@@ -26,8 +25,12 @@ from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logit
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
-from edgeresnet.report import REPORT_SCHEMA, render_html
-from edgeresnet.sensitivity import LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
+from edgeresnet.report import render_html
+from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
+                               CalibrationSummary, Confusion, DataSummary, FallbackStepRecord, Gate, InputRecord, Manifest,
+                               ModelRecord, PytorchAgreement, Report, SensitivityRecord, TargetRecord, build_details,
+                               to_json, write)
+from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
 
@@ -95,18 +98,18 @@ class CompileOptions:
 @dataclass
 class CompileResult:
     folder: Path
-    report: dict[str, Any]
-    manifest: dict[str, Any]
+    report: Report
+    manifest: Manifest
     archive: Path | None = None
     digest: str | None = None  # sha256 of manifest.json
 
     @property
     def passed(self) -> bool:
-        return self.report["gate"]["passed"]
+        return self.report.passed
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.folder), "archive": str(self.archive) if self.archive else None,
-                "digest": f"sha256:{self.digest}" if self.digest else None, **self.report}
+                "digest": f"sha256:{self.digest}" if self.digest else None, **to_json(self.report)}
 
 
 @dataclass
@@ -189,8 +192,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         position = next(i for i, runner in enumerate(built.reference_runners) if runner is built.host_twin)
         twin = references[position]
         if not identical_on_sample(main, twin, len(evaluation), built.sample_limit, options.seed):
-            return _Measured(built, main, references, f"{twin.tested.runner['runtime']} is not bit-identical to "
-                                                      f"{main.tested.runner['runtime']} on its {main.tested.samples} images: "
+            return _Measured(built, main, references, f"{twin.tested.result().runtime} is not bit-identical to "
+                                                      f"{main.tested.result().runtime} on its {main.tested.samples} images: "
                                                       f"the headline is that sample's")
         references[position] = main
         return _Measured(built, standing_in_for(twin, main), references)
@@ -205,7 +208,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                                      options.allow_low_fp32)
     measured = measured_against(built, fp32_eval, dict(zip(whole, evaluations)))
     clock.lap("build_and_validate")
-    steps = []
+    steps: list[FallbackStep] = []
     if options.max_drop is not None and measured.drop > options.max_drop:
         log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
         last: dict[str, _Measured] = {}
@@ -219,21 +222,20 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
             measured = last["measured"]
         clock.lap("fallback")
 
-    write_bytes_atomically(staging / "model.fp32.onnx", quantized.fp32.SerializeToString())
+    write_bytes_atomically(staging / FP32_MODEL_FILE, quantized.fp32.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, measured.build.polygraphy)
-    report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured, sensitivity, steps)
-    report["fp32"]["pytorch_agreement"] = pytorch_agreement.to_dict()
-    report["model_description"] = loaded.describe()
     if measured.warning:
         warn(measured.warning)
-    report["warnings"] = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]
-    (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    warnings = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]
+    report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
+                     sensitivity, steps, pytorch_agreement, warnings)
+    write(report, staging / REPORT_FILE)
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
-    (staging / "report.html").write_text(render_html(report, _confusion(fp32), _confusion(int8)))
+    (staging / REPORT_HTML).write_text(render_html(to_json(report), _confusion(fp32), _confusion(int8)))
     clock.lap("report")
-    content = _manifest_content(options, target, backend, loaded, calibration, report, measured.build)
+    content = _manifest(options, target, backend, loaded, report, measured.build)
     manifest = write_manifest(staging, content, clock.record())
     return report, manifest
 
@@ -242,52 +244,53 @@ def _confusion(evaluation: Evaluation) -> list[list[int]] | None:
     return evaluation.accuracy.confusion if evaluation.accuracy else None
 
 
-def _report(options: CompileOptions, config: QuantizeConfig, record: CalibrationRecord, target: Target, loaded: LoadedModel, calibration: Dataset,
-            evaluation: Dataset, measured: _Measured, sensitivity: list[LayerSensitivity], steps) -> dict:
+def _report(options: CompileOptions, config: QuantizeConfig, record: CalibrationRecord, target: Target, loaded: LoadedModel,
+            calibration: Dataset, evaluation: Dataset, measured: _Measured, sensitivity: list[LayerSensitivity], steps: list[FallbackStep],
+            pytorch_agreement: PytorchAgreement, warnings: list[str]) -> Report:
     build, result = measured.build, measured.measurement
-    return {
-        "schema": REPORT_SCHEMA,
-        "model": loaded.name,
-        "target": target.name,
-        "quant_profile": config.scheme.name,
-        "method": config.method.value,
-        "samples": len(calibration),
-        "calibration": {**calibration.describe(), **record.to_dict()},  # the data, the method, its options, stability
-        "evaluation": evaluation.describe(),
-        "class_names": list(loaded.preprocessing.class_names),
-        "fp32": result.fp32.to_dict(),
-        "int8": result.tested.to_dict(),
-        "drop_pts": result.drop,
-        "agreement": result.drift.agreement,
-        "drift": result.drift.to_dict(),
-        "gate": {"max_drop": options.max_drop, "passed": options.max_drop is None or result.drop <= options.max_drop},
-        "fallback_layers": [s.layer for s in steps],
-        "fallback_steps": [s.to_dict() for s in steps],
-        "sensitivity": [s.to_dict() for s in sensitivity],
-        "target_details": build.details,
-        "extra_measurements": [m.reference_row() for m in measured.references],
-        "not_measured": build.not_measured,
-        # Kept so that `edgeresnet report --device` can render report.html again with every plot.
-        "confusion": {"fp32": _confusion(result.fp32), "int8": _confusion(result.tested)},
-    }
+    described = calibration.describe()
+    data = evaluation.describe()
+    method = record.options.to_dict()
+    return Report(
+        model=loaded.name, target=target.name, quant_profile=config.scheme.name, method=config.method.value,
+        samples=len(calibration),
+        # the data, the method, its options, stability
+        calibration=CalibrationSummary(described.source, record.samples, described.sha256, described.labelled,
+                                       method.pop("method"), method, record.stability.summary(), record.warning),
+        evaluation=DataSummary(data.source, data.samples, data.sha256, data.labelled),
+        class_names=list(loaded.preprocessing.class_names),
+        fp32=replace(result.fp32.result(), pytorch_agreement=pytorch_agreement),
+        int8=result.tested.result(),
+        drop_pts=result.drop, agreement=result.drift.agreement, drift=result.drift,
+        gate=Gate(options.max_drop, options.max_drop is None or result.drop <= options.max_drop),
+        fallback_layers=[s.layer for s in steps],
+        fallback_steps=[FallbackStepRecord(s.layer, s.drop_pts) for s in steps],
+        sensitivity=[SensitivityRecord(s.layer, s.op_type, s.sqnr_db, s.agreement) for s in sensitivity],
+        target_details=build_details(config.scheme.name, build.details),
+        extra_measurements=[m.reference_row() for m in measured.references],
+        not_measured=build.not_measured,
+        confusion=Confusion(_confusion(result.fp32), _confusion(result.tested)),
+        model_description=loaded.summary(),
+        warnings=warnings,
+    )
 
 
-def _manifest_content(options: CompileOptions, target: Target, backend: Backend, loaded: LoadedModel,
-                      calibration: Dataset, report: dict, build: TargetBuild) -> dict:
-    return {
-        "model": {"name": loaded.name, "arch": loaded.entry.arch, "weights_sha256": loaded.weights_sha256,
-                  "weights_file": loaded.weights_path.name if loaded.weights_path else None},
-        "input": {"batch": options.model_batch, "dtype": "float32", "name": "input", **loaded.preprocessing.to_dict(),
-                  "num_classes": loaded.describe()["num_classes"], "sources": loaded.sources,
-                  "dynamic_batch": options.dynamic_batch.__dict__ if options.dynamic_batch else None},
-        "calibration": {"method": report["method"], "samples": len(calibration), "source": calibration.source,
-                        "sha256": calibration.sha256, "seed": options.seed,
-                        **{k: v for k, v in report["calibration"].items() if k not in ("source", "sha256", "labelled")}},
-        "target": {**describe(target), "files": build.files},
-        "toolchain": {**package_versions(CORE_PACKAGES), **backend.toolchain(target)},
-        **build.provenance,
-        "accuracy": {k: report[k] for k in ("drop_pts", "agreement", "gate")} | {
-            "fp32_top1": report["fp32"].get("top1"), "int8_top1": report["int8"].get("top1"),
-            "int8_runtime": report["int8"]["runtime"], "eval_samples": report["int8"]["samples"],
-        },
-    }
+def _manifest(options: CompileOptions, target: Target, backend: Backend, loaded: LoadedModel, report: Report,
+              build: TargetBuild) -> Manifest:
+    calibration = report.calibration
+    accuracy = AccuracyRecord(report.drop_pts, report.agreement, report.gate, report.fp32.top1, report.int8.top1,
+                              report.int8.runtime, report.int8.samples)
+    return Manifest(
+        edgeresnet_version=__version__,
+        model=ModelRecord(loaded.name, loaded.entry.arch, loaded.weights_sha256,
+                          loaded.weights_path.name if loaded.weights_path else None),
+        input=InputRecord(options.model_batch, "float32", "input", loaded.preprocessing.to_dict(),
+                          loaded.summary().num_classes, dict(loaded.sources),
+                          options.dynamic_batch.__dict__ if options.dynamic_batch else None),
+        calibration=CalibrationRecordEntry(report.method, calibration.samples, calibration.source, calibration.sha256,
+                                           options.seed, calibration.options, calibration.stability, calibration.warning),
+        target=TargetRecord(**describe(target), files=build.files),
+        toolchain={**package_versions(CORE_PACKAGES), **backend.toolchain(target)},
+        provenance=build.provenance,
+        accuracy=accuracy,
+    )

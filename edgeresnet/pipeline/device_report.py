@@ -29,12 +29,10 @@ from edgeresnet.atomic import atomic_directory
 from edgeresnet.digest import sha256_file
 from edgeresnet.errors import InputError
 from edgeresnet.report import render_html
+from edgeresnet.schema import (DEVICE_REPORT_SCHEMA, REPORT_FILE, REPORT_HTML, ArtifactRef, DeviceColumn, DeviceReport, Report,
+                               SchemaError, from_json, read, schema_of, to_json, write)
 
-DEVICE_SCHEMA = "edgeresnet.device-report/1"
 DEVICE_DIR = "device"
-# The fields of a device report that the report's device column carries (the rest stays in device/<name>.json).
-COLUMN_FIELDS = ("source", "samples", "int8", "fp32", "host_int8", "drop_pts", "agreement", "drift", "host_drop_pts",
-                 "host_agreement", "host_drift", "latency_ms", "budget", "passed", "verdict", "reasons", "note")
 
 
 @dataclass
@@ -44,36 +42,34 @@ class DeviceFold:
     label: str
     file: str
     passed: bool
-    column: dict[str, Any]
+    column: DeviceColumn
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact, "out": self.out, "label": self.label, "file": self.file, "passed": self.passed,
-                **self.column}
+                **to_json(self.column)}
 
 
-def load_device_report(path: str | Path) -> dict[str, Any]:
+def load_device_report(path: str | Path) -> DeviceReport:
     path = Path(path)
     try:
-        report = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no such device report") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable JSON device report ({exc})") from None
-    if not isinstance(report, dict) or report.get("schema") != DEVICE_SCHEMA:
-        schema = report.get("schema") if isinstance(report, dict) else None
-        raise InputError(f"{path}: not a device report (schema {schema!r}, expected {DEVICE_SCHEMA}); "
+    if schema_of(data) != DEVICE_REPORT_SCHEMA:
+        raise InputError(f"{path}: not a device report (schema {schema_of(data)!r}, expected {DEVICE_REPORT_SCHEMA}); "
                          "run.py --check or edgeresnet-run --check writes one")
-    missing = [k for k in ("device", "int8", "samples", "passed") if k not in report]
-    if missing:
-        raise InputError(f"{path}: device report lacks {', '.join(missing)}")
-    return report
+    try:
+        return from_json(DeviceReport, data)
+    except (SchemaError, TypeError) as exc:
+        raise InputError(f"{path}: device report: {exc}") from None
 
 
-def describe_device(report: dict[str, Any]) -> str:
+def describe_device(report: DeviceReport) -> str:
     """What ran where, in one line: the runtime, and the machine it ran on."""
-    device = report["device"]
-    where = device.get("board") or device.get("cpu_model") or "unknown CPU"
-    return f"{report['int8']['runtime']} on {device.get('machine', '?')} ({where})"
+    device = report.device
+    return f"{report.int8.runtime} on {device.machine or '?'} ({device.board or device.cpu_model or 'unknown CPU'})"
 
 
 def _slug(text: str) -> str:
@@ -82,6 +78,16 @@ def _slug(text: str) -> str:
 
 def default_out(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".device")
+
+
+def _column(label: str, file: str, device: DeviceReport) -> DeviceColumn:
+    """The fields of a device report that the report's device column carries (the rest stays in device/<name>.json)."""
+    return DeviceColumn(label=label, file=file, device=device.device, source=device.source, samples=device.samples,
+                        int8=device.int8, fp32=device.fp32, host_int8=device.host_int8, drop_pts=device.drop_pts,
+                        agreement=device.agreement, drift=device.drift, host_drop_pts=device.host_drop_pts,
+                        host_agreement=device.host_agreement, host_drift=device.host_drift, latency_ms=device.latency_ms,
+                        budget=device.budget, passed=device.passed, verdict=device.verdict, reasons=device.reasons,
+                        note=device.note)
 
 
 def fold_device_report(artifact: str | Path, device_report: str | Path, label: str | None = None,
@@ -94,38 +100,36 @@ def fold_device_report(artifact: str | Path, device_report: str | Path, label: s
     destination = Path(out) if out else default_out(folder)
     manifest_sha256 = sha256_file(folder / MANIFEST)
     report = _base_report(folder, destination, manifest_sha256)
-    for key in ("model", "target"):
-        if device.get(key) is not None and device[key] != report[key]:
-            raise InputError(f"{device_report}: measured {key} {device[key]!r}, but the artifact is for {report[key]!r}")
+    for key, measured, built in (("model", device.model, report.model), ("target", device.target, report.target)):
+        if measured is not None and measured != built:
+            raise InputError(f"{device_report}: measured {key} {measured!r}, but the artifact is for {built!r}")
     label = label or describe_device(device)
     name = f"{DEVICE_DIR}/{_slug(label)}.json"
-    column = {"label": label, "file": name, "device": device["device"],
-              **{k: device[k] for k in COLUMN_FIELDS if k in device}}
-    report["devices"] = [d for d in report.get("devices", []) if d["label"] != label] + [column]
-    report["artifact"] = {"path": str(folder), "manifest_sha256": manifest_sha256}
+    column = _column(label, name, device)
+    report.devices = [d for d in report.devices or [] if d.label != label] + [column]
+    report.artifact = ArtifactRef(str(folder), manifest_sha256)
 
-    keep = [d["file"] for d in report["devices"] if d["file"] != name]
+    keep = [d.file for d in report.devices if d.file != name]
     with atomic_directory(destination, force=True) as staging:
         (staging / DEVICE_DIR).mkdir()
         for previous in keep:
             shutil.copyfile(destination / previous, staging / previous)
         shutil.copyfile(device_report, staging / name)
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        confusion = report.get("confusion") or {}
-        (staging / "report.html").write_text(render_html(report, confusion.get("fp32"), confusion.get("int8")))
-    return DeviceFold(str(folder), str(destination), label, name, bool(device["passed"]), column)
+        write(report, staging / REPORT_FILE)
+        (staging / REPORT_HTML).write_text(render_html(to_json(report), report.confusion.fp32, report.confusion.int8))
+    return DeviceFold(str(folder), str(destination), label, name, device.passed, column)
 
 
-def _base_report(artifact: Path, destination: Path, manifest_sha256: str) -> dict[str, Any]:
+def _base_report(artifact: Path, destination: Path, manifest_sha256: str) -> Report:
     """The combined report so far in `destination` (same artifact build), else the artifact's own report."""
-    existing = destination / "report.json"
+    existing = destination / REPORT_FILE
     if destination.exists():
         if not existing.is_file():
             raise InputError(f"{destination} exists and holds no report.json; choose another --out")
-        report = json.loads(existing.read_text())
-        made_from = (report.get("artifact") or {}).get("manifest_sha256")
+        report = read(Report, existing)
+        made_from = report.artifact.manifest_sha256 if report.artifact else None
         if made_from != manifest_sha256:
             raise InputError(f"{destination} was made from another build of the artifact (manifest sha256 "
                              f"{str(made_from)[:12]}..., not {manifest_sha256[:12]}...); choose another --out")
         return report
-    return json.loads((artifact / "report.json").read_text())
+    return read(Report, artifact / REPORT_FILE)

@@ -13,20 +13,22 @@ from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.export import PytorchAgreement, export_onnx_model
 from edgeresnet.runners import OnnxRuntimeRunner
 
+from edgeresnet.schema import DataSummary, to_json
+
 from .frontend import evaluation_data, fp32_reference
 
 
 @dataclass
 class EvaluateResult:
     measurement: Measurement
-    evaluation: dict[str, Any]  # the data set, as reports describe it
+    evaluation: DataSummary  # the data set, as reports describe it
     pytorch_agreement: PytorchAgreement  # the FP32 reference against PyTorch
 
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
         fp32 = {**m.fp32.to_dict(), "pytorch_agreement": self.pytorch_agreement.to_dict()}
         return {"fp32": fp32, "onnx": m.tested.to_dict(), "drop_pts": m.drop,
-                "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": self.evaluation}
+                "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": to_json(self.evaluation)}
 
 
 def evaluate_onnx(

@@ -87,9 +87,9 @@ def write_golden(staging: Path, samples: int, seed: int, evaluation: Dataset, fp
         "input": {"dtype": "float32", "layout": "NCHW", "shape": list(inputs.shape),
                   "preprocessed": "exactly as the device runners feed it (run.py --npy takes it as is)"},
         "files": files,
-        "fp32_runtime": fp32.runner["runtime"],
-        "int8_runtime": host.tested.runner["runtime"],
-        "host_arch": host.tested.runner.get("arch", platform.machine()),
+        "fp32_runtime": fp32.result().runtime,
+        "int8_runtime": host.tested.result().runtime,
+        "host_arch": host.tested.result().arch or platform.machine(),
     }
     if labels is not None:
         meta["host_top1"] = {"fp32": metrics.top1(fp32_logits, labels), "int8": metrics.top1(int8_logits, labels)}

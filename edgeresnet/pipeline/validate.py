@@ -11,7 +11,6 @@ into the combined report beside the artifact (`edgeresnet report --device`).
 from __future__ import annotations
 
 import importlib.util
-import json
 import platform
 import sys
 import tempfile
@@ -22,12 +21,17 @@ from typing import Any
 
 from edgeresnet import metrics
 from edgeresnet.artifact import read_manifest
+from edgeresnet.schema import (DEVICE_REPORT_FILE, FP32_MODEL_FILE, GOLDEN_FOLDER, DeviceReport, Manifest, from_json,
+                               to_json, write)
 from edgeresnet.errors import InputError
 from edgeresnet.targets import backend_of, get_target
 from edgeresnet.targets.base import RpcDevice
 
 from .artifacts import check_artifact_folder
 from .device_report import DeviceFold, fold_device_report
+
+
+SHIPPED_METRICS = "metrics"  # the module name device_check.py imports edgeresnet.metrics by, beside it on the device
 
 
 def device_check_module():
@@ -39,36 +43,36 @@ def device_check_module():
         spec = importlib.util.spec_from_file_location("edgeresnet_device_check", path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-        shadowed = sys.modules.get("metrics")
-        sys.modules["metrics"] = metrics
+        shadowed = sys.modules.get(SHIPPED_METRICS)
+        sys.modules[SHIPPED_METRICS] = metrics
         try:
             spec.loader.exec_module(module)
         finally:
             if shadowed is None:
-                del sys.modules["metrics"]
+                del sys.modules[SHIPPED_METRICS]
             else:
-                sys.modules["metrics"] = shadowed
+                sys.modules[SHIPPED_METRICS] = shadowed
     return module
 
 
 @dataclass
 class ValidateResult:
     fold: DeviceFold
-    report: dict[str, Any]
+    report: DeviceReport
 
     @property
     def passed(self) -> bool:
-        return bool(self.report["passed"])
+        return self.report.passed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": self.fold.out, "label": self.fold.label, **self.report}
+        return {"out": self.fold.out, "label": self.fold.label, **to_json(self.report)}
 
 
-def _golden_for(check, folder: Path, manifest: dict[str, Any], target, eval_spec: str | None, eval_samples: int | None,
+def _golden_for(check, folder: Path, manifest: Manifest, target, eval_spec: str | None, eval_samples: int | None,
                 seed: int):
     if eval_spec is None:
         try:
-            return check.load_golden(folder / "golden"), "golden vectors"
+            return check.load_golden(folder / GOLDEN_FOLDER), "golden vectors"
         except SystemExit as exc:
             raise InputError(f"{folder}: {exc}") from None
     from edgeresnet.calibration import open_dataset
@@ -76,10 +80,10 @@ def _golden_for(check, folder: Path, manifest: dict[str, Any], target, eval_spec
     from edgeresnet.preprocessing import Preprocessing
     from edgeresnet.runners import OnnxRuntimeRunner
 
-    data = open_dataset(eval_spec, Preprocessing.from_dict(manifest["input"]), limit=eval_samples, seed=seed)
-    fp32_runner = OnnxRuntimeRunner(folder / "model.fp32.onnx", label="FP32 model of the artifact")
+    data = open_dataset(eval_spec, Preprocessing.from_dict(manifest.input.preprocessing), limit=eval_samples, seed=seed)
+    fp32_runner = OnnxRuntimeRunner(folder / FP32_MODEL_FILE, label="FP32 model of the artifact")
     host = backend_of(target).host_reference(target, folder, manifest)
-    meta = {"model": manifest["model"]["name"], "target": target.name, "fp32_runtime": fp32_runner.runtime,
+    meta = {"model": manifest.model.name, "target": target.name, "fp32_runtime": fp32_runner.runtime,
             "int8_runtime": host.runtime, "host_arch": platform.machine()}
     golden = check.Golden(data.images, data.labels, collect_logits(fp32_runner, data.images, progress=False),
                           collect_logits(host, data.images, progress=False), meta)
@@ -95,7 +99,7 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
         raise InputError(f"{folder}: validate needs an artifact folder (unpack a .tar.gz first)")
     check_artifact_folder(folder)
     manifest = read_manifest(folder)
-    target = get_target(manifest["target"]["name"])
+    target = get_target(manifest.target.name)
     backend = backend_of(target)
     backend.check_device_farm(target)
     check = device_check_module()
@@ -106,10 +110,11 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
              "runtime": {"tvm": "the RPC server's own runtime", "library": "model.so", "target": target.name}}
     runtime = f"{backend.name} RPC on {remote.boards} board(s) under {device}"
     budget = check.Budget(min_agreement / 100.0, max_extra_drop)
-    report = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
-                                 remote.latencies_ms, manifest["input"]["batch"])
+    measured = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
+                                   remote.latencies_ms, manifest.input.batch)
+    report = from_json(DeviceReport, measured, DEVICE_REPORT_FILE)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-validate-") as tmp:
-        path = Path(tmp) / "device-report.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = Path(tmp) / DEVICE_REPORT_FILE
+        write(report, path)
         fold = fold_device_report(folder, path, label or f"{runtime} ({target.name})", out)
     return ValidateResult(fold, report)

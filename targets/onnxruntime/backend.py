@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeresnet.schema import Manifest
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 
@@ -58,7 +59,7 @@ class OnnxRuntimeBackend(Backend):
             details={"model_file": MODEL_FILE},
         )
 
-    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False):
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False):
         from edgeresnet.runners import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(folder / MODEL_FILE, label="Q/DQ INT8")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeresnet.schema import Manifest
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
@@ -255,5 +256,5 @@ class TensorRTBackend(Backend):
                                      context.dynamic_batch is not None)
         return TargetBuild(files=files, runner=runner, details=details, not_measured=not_measured, polygraphy=polygraphy)
 
-    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False) -> Runner:
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False) -> Runner:
         raise cannot_run_here(target, folder, " (build and run its engine on the Jetson: see its README.md)")

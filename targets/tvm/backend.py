@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeresnet.schema import Manifest
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed, MissingDependency
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
@@ -139,10 +140,10 @@ class TvmBackend(Backend):
 
         return tune_kernels(request, llvm_target(request.target))
 
-    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False):
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False):
         from .runners import QemuRunner, TvmHostRunner
 
-        batch = manifest["input"]["batch"]
+        batch = manifest.input.batch
         if target.arch == platform.machine():
             return TvmHostRunner(folder / LIBRARY, batch, os.cpu_count() or 1, f"{target.name} artifact")
         if target.arch == "aarch64" and emulate:
@@ -150,22 +151,22 @@ class TvmBackend(Backend):
         hint = " (pass --emulate to run it under qemu)" if target.arch == "aarch64" else ""
         raise cannot_run_here(target, folder, hint)
 
-    def host_reference(self, target: Target, folder: Path, manifest: dict[str, Any]) -> Runner:
+    def host_reference(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         if target.arch == platform.machine():
             return self.open_artifact(target, folder, manifest)
         import onnx
 
-        shape = [manifest["input"]["batch"], manifest["input"]["channels"], *manifest["input"]["input_size"]]
+        shape = [manifest.input.batch, manifest.input.channels, *manifest.input.input_size]
         return _host_build(onnx.load(folder / QDQ_MODEL), shape)
 
     def check_device_farm(self, target: Target) -> None:
         """Any TVM artifact runs in a TVM RPC server's runtime: nothing to refuse."""
 
-    def run_on_device_farm(self, target: Target, folder: Path, manifest: dict[str, Any], device: RpcDevice,
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, device: RpcDevice,
                            inputs: np.ndarray) -> RemoteRun:
         from .remote import run_on_boards
 
-        return run_on_boards(device, folder / LIBRARY, inputs, manifest["input"]["batch"])
+        return run_on_boards(device, folder / LIBRARY, inputs, manifest.input.batch)
 
     def build(self, context: BuildContext) -> TargetBuild:
         input_shape = [context.batch, *context.model.preprocessing.input_shape]
