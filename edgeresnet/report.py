@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-REPORT_SCHEMA = "edgeresnet.report/1"
-
 
 def calibration_summary(report: dict[str, Any]) -> str:
     """'percentile (percentile 99.999, num_bins 2048), 512 samples; scales moved <= 7.2% from the first 256'."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeresnet.schema import Manifest
+from edgeresnet.schema import FP32_MODEL_FILE, Manifest  # the FP32 model: the FP16 baseline engine's source
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.errors import CheckFailed
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
@@ -36,7 +36,6 @@ from .versions import (JETPACK_TENSORRT, ORIN_JETPACKS, THOR_JETPACKS, XAVIER_JE
 
 MODEL_FILE = "model.onnx"
 DLA_MODEL_FILE = "model.dla.onnx"  # the Q/DQ-free model the DLA calibration caches describe
-FP32_MODEL_FILE = "model.fp32.onnx"  # written by the pipeline beside every artifact; the FP16 baseline engine
 BUNDLE_CONFIG = "bundle.json"  # what build_engine and run.py read
 BUNDLE_FILES = ("build_engine.sh", "build_engine.py", "layer_report.py", "run.py", "README.md")  # from templates/
 NOT_MEASURED = "TensorRT numerics not measured: no TensorRT here. INT8 accuracy is the same Q/DQ file run in ONNX Runtime"
