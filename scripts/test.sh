@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/common.sh
 
-# Headless Chromium opens report.html in the tests.
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "installing chromium (report.html is checked in a headless browser)"
+# The tests read report.html in Debian's Chromium, driven through ChromeDriver (Selenium, from
+# the test extras); no browser is downloaded.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (report.html is checked in a headless browser)"
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 venv_pip install -q -e ".[test,tune,sign]"

@@ -8,13 +8,13 @@ import click
 
 from edgeresnet.commands.options import (apply_options, calib_options, emit, eval_options, json_option, model_option, table,
                                         target_choice, weights_option, with_description)
-from edgeresnet.schema import Report, to_json
+from edgeresnet.schema import Report
 
 
 def _print_summary(report: Report) -> None:
     from edgeresnet.report import summary_lines
 
-    for line in summary_lines(to_json(report)):
+    for line in summary_lines(report):
         click.echo(line)
 
 

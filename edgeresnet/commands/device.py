@@ -1,4 +1,4 @@
-"""A device's measurement beside the host's: `report --device` (a device report file) and `validate` (boards over TVM RPC)."""
+"""A device's measurement beside the host's, from boards over TVM RPC: `validate` (`report --device` takes a device report file)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,6 @@ import sys
 import click
 
 from edgeresnet.commands.options import emit, json_option
-
-
-@click.command(name="report")
-@click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--device", "device_report", required=True, type=click.Path(dir_okay=False),
-              help="device-report.json written on the board by run.py --check or edgeresnet-run --check.")
-@click.option("--label", default=None, help="How the device column is named [default: the runtime and the machine it ran on].")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for report.json/report.html with the device columns [default: <artifact>.device beside it].")
-@json_option
-def report_command(artifact, device_report, label, out, as_json):
-    """Put a device's own measurement beside the host's: report.json and report.html with a device column.
-
-    The artifact is left as built (its manifest, digest and signature stay valid); the combined report goes
-    to its own folder. Exits 1 when the device report's verdict is a drift past its budget."""
-    from edgeresnet.pipeline.device_report import fold_device_report
-
-    result = fold_device_report(artifact, device_report, label, out)
-    emit(result, as_json, lambda r: click.echo(
-        f"{r.out}/report.json, report.html: device column '{r.label}' "
-        f"({'within budget' if r.passed else 'DRIFT: ' + '; '.join(r.column.reasons or [])})"))
-    if not result.passed:
-        sys.exit(1)
 
 
 @click.command(name="validate")

@@ -233,7 +233,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                      sensitivity, steps, pytorch_agreement, warnings)
     write(report, staging / REPORT_FILE)
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
-    (staging / REPORT_HTML).write_text(render_html(to_json(report), _confusion(fp32), _confusion(int8)))
+    (staging / REPORT_HTML).write_text(render_html(report, _confusion(fp32), _confusion(int8), folder=staging))
     clock.lap("report")
     content = _manifest(options, target, backend, loaded, report, measured.build)
     manifest = write_manifest(staging, content, clock.record())

@@ -116,7 +116,7 @@ def fold_device_report(artifact: str | Path, device_report: str | Path, label: s
             shutil.copyfile(destination / previous, staging / previous)
         shutil.copyfile(device_report, staging / name)
         write(report, staging / REPORT_FILE)
-        (staging / REPORT_HTML).write_text(render_html(to_json(report), report.confusion.fp32, report.confusion.int8))
+        (staging / REPORT_HTML).write_text(render_html(report, report.confusion.fp32, report.confusion.int8, folder=folder))
     return DeviceFold(str(folder), str(destination), label, name, device.passed, column)
 
 
