@@ -102,9 +102,27 @@ class Verification:
     ok: bool = True
     digest: str = ""  # sha256 of manifest.json
     signature: str = "none"  # "none", "present, not checked (...)" or "valid (ed25519, KEY)"
+    device_outputs: str = ""  # the device folder beside the artifact, when device commands wrote one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DEVICE_FOLDER_SUFFIX = ".device"  # device_io.DEVICE_FOLDER_SUFFIX, where the device commands write
+
+
+def device_output_folder(folder: Path) -> Path:
+    """`<artifact>.device`: engines, build records, timing caches and device reports written on the device."""
+    return folder.with_name(folder.name + DEVICE_FOLDER_SUFFIX)
+
+
+def describe_device_outputs(folder: Path) -> str:
+    """What the device commands wrote beside the artifact; not part of it, so not verified."""
+    outputs = device_output_folder(folder)
+    if not outputs.is_dir():
+        return ""
+    count = sum(1 for p in outputs.rglob("*") if p.is_file())
+    return f"{outputs}: {count} device-written files (engines, build records, device reports), not part of the artifact"
 
 
 def manifest_digest(folder: str | Path) -> str:
@@ -259,7 +277,8 @@ def verify_folder(folder: Path, digest: str | None = None, public_key: str | Pat
     _claims_match(manifest, folder)
     signature = (f"valid (ed25519, {Path(public_key).name})" if public_key is not None
                  else "present, not checked (pass --public-key)" if (folder / SIGNATURE).is_file() else "none")
-    return Verification(str(folder), target, len(manifest.files), digest=manifest_digest(folder), signature=signature)
+    return Verification(str(folder), target, len(manifest.files), digest=manifest_digest(folder), signature=signature,
+                        device_outputs=describe_device_outputs(folder))
 
 
 def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:

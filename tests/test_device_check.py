@@ -42,7 +42,7 @@ import run
 
 class OnnxRuntimeEngine:
     """Stands in for run.Engine: ONNX Runtime on the bundle's Q/DQ model (graph optimizations off, as on the host)."""
-    def __init__(self, dla_core=None):
+    def __init__(self, dla_core=None, device_dir=None):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
@@ -133,7 +133,7 @@ def test_jetson_check_with_a_standin_engine_passes_and_reports(jetson_artifact, 
     result = run_bundle(jetson_artifact, tmp_path, "--check")
     assert result.returncode == 0, result.stderr
     assert "verdict: PASS" in result.stdout
-    report = json.loads((tmp_path / "device-report.json").read_text())
+    report = json.loads((jetson_artifact.with_name(jetson_artifact.name + ".device") / "device-report.json").read_text())
     assert report["schema"] == "edgeresnet.device-report/1" and report["passed"] is True
     assert report["samples"] == 64 and report["target"] == "jetson-orin-nx"
     assert report["host_agreement"] == 1.0 and report["host_drift"]["max_abs_diff"] < 1e-5

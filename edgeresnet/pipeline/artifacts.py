@@ -32,7 +32,8 @@ def verify(artifact: str | Path, digest: str | None = None, public_key: str | Pa
     against the content, and that the target is one edgeresnet knows, described as the manifest says."""
     with opened(artifact) as folder:
         result = check_artifact_folder(folder, digest, public_key)
-    return Verification(str(artifact), result.target, result.files, digest=result.digest, signature=result.signature)
+    return Verification(str(artifact), result.target, result.files, digest=result.digest, signature=result.signature,
+                        device_outputs=result.device_outputs)
 
 
 def check_artifact_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:

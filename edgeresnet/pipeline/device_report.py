@@ -18,19 +18,20 @@ another build of the artifact is refused.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeresnet.artifact import MANIFEST, verify_folder
+from edgeresnet.artifact import MANIFEST, device_output_folder, verify_folder
 from edgeresnet.atomic import atomic_directory
 from edgeresnet.digest import sha256_file
 from edgeresnet.errors import InputError
 from edgeresnet.report import render_html
-from edgeresnet.schema import (DEVICE_REPORT_SCHEMA, REPORT_FILE, REPORT_HTML, ArtifactRef, DeviceColumn, DeviceReport, Report,
-                               SchemaError, from_json, read, schema_of, to_json, write)
+from edgeresnet.schema import (DEVICE_REPORT_FILE, DEVICE_REPORT_SCHEMA, REPORT_FILE, REPORT_HTML, ArtifactRef, DeviceColumn,
+                               DeviceReport, Report, SchemaError, from_json, read, schema_of, to_json, write)
 
 DEVICE_DIR = "device"
 
@@ -77,7 +78,11 @@ def _slug(text: str) -> str:
 
 
 def default_out(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".device")
+    return device_output_folder(artifact)
+
+
+# What the device commands write into the device folder; folding a report keeps them.
+DEVICE_WRITTEN = ("engines", DEVICE_REPORT_FILE)
 
 
 def _column(label: str, file: str, device: DeviceReport) -> DeviceColumn:
@@ -115,6 +120,11 @@ def fold_device_report(artifact: str | Path, device_report: str | Path, label: s
         for previous in keep:
             shutil.copyfile(destination / previous, staging / previous)
         shutil.copyfile(device_report, staging / name)
+        for entry in DEVICE_WRITTEN:
+            if (destination / entry).is_dir():
+                shutil.copytree(destination / entry, staging / entry, copy_function=os.link)
+            elif (destination / entry).is_file():
+                os.link(destination / entry, staging / entry)
         write(report, staging / REPORT_FILE)
         (staging / REPORT_HTML).write_text(render_html(report, report.confusion.fp32, report.confusion.int8, folder=folder))
     return DeviceFold(str(folder), str(destination), label, name, device.passed, column)
@@ -124,6 +134,8 @@ def _base_report(artifact: Path, destination: Path, manifest_sha256: str) -> Rep
     """The combined report so far in `destination` (same artifact build), else the artifact's own report."""
     existing = destination / REPORT_FILE
     if destination.exists():
+        if not existing.is_file() and any((destination / entry).exists() for entry in DEVICE_WRITTEN):
+            return read(Report, artifact / REPORT_FILE)  # the device folder, before its first fold
         if not existing.is_file():
             raise InputError(f"{destination} exists and holds no report.json; choose another --out")
         report = read(Report, existing)

@@ -60,7 +60,8 @@ def add_check_arguments(parser, golden_default: Path) -> None:
                        help="run golden/ (or a labelled --images folder) and compare with the host's logits; "
                             f"writes {REPORT_FILE}, exits 1 past the budget")
     group.add_argument("--golden", default=str(golden_default), help="golden vectors folder [default: the artifact's golden/]")
-    group.add_argument("--report", default=REPORT_FILE, help=f"where to write the device report [default: ./{REPORT_FILE}]")
+    group.add_argument("--report", default=None,
+                       help=f"where to write the device report [default: {REPORT_FILE} in the device folder, see --device-dir]")
     group.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT * 100,
                        help="minimum top-1 agreement with the host INT8 logits, percent [default: 99]")
     group.add_argument("--max-extra-drop", type=float, default=DEFAULT_MAX_EXTRA_DROP,
@@ -255,6 +256,7 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(report, indent=2) + "\n")
     partial.replace(path)

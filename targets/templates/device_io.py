@@ -1,11 +1,17 @@
-"""Inputs, the timed loop and the printout that every edgeresnet device runner shares.
+"""Inputs, the timed loop, the printout and the device folder that every edgeresnet device runner shares.
 
 Shipped beside run.py in each artifact; needs numpy (and Pillow for images).
+
+What a device command writes (engines and their build records, timing caches,
+device-report.json) goes to the device folder: `<artifact>.device` beside the
+artifact, or where --device-dir says, never into the artifact, whose manifest
+lists exactly what was shipped (`edgeresnet verify` refuses any other file).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +21,30 @@ from device_check import timed_logits
 from preprocessing import Preprocessing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+DEVICE_FOLDER_SUFFIX = ".device"
+EXIT_USAGE = 2
+
+
+def device_folder(artifact: Path, chosen: str | Path | None = None) -> Path:
+    """Where device outputs go: `chosen`, else `<artifact>.device` beside the artifact; never inside the artifact."""
+    folder = Path(chosen) if chosen else artifact.with_name(artifact.name + DEVICE_FOLDER_SUFFIX)
+    resolved, home = folder.resolve(), artifact.resolve()
+    if resolved == home or home in resolved.parents:
+        sys.stderr.write(f"--device-dir {folder} is inside the artifact {artifact}: device outputs never mix with "
+                         "the shipped files; choose a folder outside it\n")
+        raise SystemExit(EXIT_USAGE)
+    return folder
+
+
+def add_device_dir_argument(parser) -> None:
+    parser.add_argument("--device-dir", default=None,
+                        help="where engines, build records, timing caches and device-report.json go "
+                             f"[default: <artifact>{DEVICE_FOLDER_SUFFIX} beside the artifact]")
+
+
+def report_destination(args, artifact: Path, report_file: str) -> Path:
+    """--report as given, else the device folder's `report_file`."""
+    return Path(args.report) if args.report else device_folder(artifact, args.device_dir) / report_file
 
 
 def add_input_arguments(parser, required: bool = True) -> None:

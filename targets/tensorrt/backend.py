@@ -14,8 +14,8 @@ import hashlib
 import importlib.util
 import json
 import shlex
-import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, PolygraphyNames, Target, TargetBuild, TargetDetails,
                     cannot_run_here, copy_device_support, copy_templates)
-from .versions import (JETPACK_TENSORRT, ORIN_JETPACKS, THOR_JETPACKS, XAVIER_JETPACKS, dla_takes_calibration_cache,
-                       float_layer_precision, tensorrt_line, tensorrt_versions)
+from .versions import (AGX_ORIN_JETPACKS, CALIBRATION_CACHE, DLA_CORES_BY_PART, ORIN_JETPACKS, THOR_JETPACKS,
+                       XAVIER_JETPACKS, describe_dla_lines, dla_lines, dla_route, float_layer_precision, tensorrt_line,
+                       tensorrt_versions)
 
 MODEL_FILE = "model.onnx"
 DLA_MODEL_FILE = "model.dla.onnx"  # the Q/DQ-free model the DLA calibration caches describe
@@ -64,21 +65,25 @@ TENSORRT_SCHEME = QuantScheme(
 class JetsonDetails(TargetDetails):
     module: str
     compute_capability: str
-    dla_cores: int
+    dla_cores: int  # the most any variant of the module has; the device scripts ask the module itself
     cpu: str
-    jetpack_tensorrt: dict[str, str]  # JetPack -> the TensorRT it ships (sources: versions.SOURCES)
+    jetpack_tensorrt: dict[str, tuple[str, ...]]  # JetPack -> the TensorRT lines it offers (sources: versions.SOURCES)
+    dla_cores_by_part: dict[str, int]  # module part number -> DLA cores, where variants differ
+    dla_lines: dict[str, str]  # TensorRT line -> DLA route, where this bundle offers DLA on the module
 
     @property
     def trt_versions(self) -> list[str]:
         return tensorrt_versions(self.jetpack_tensorrt)
 
 
-def _jetson(name: str, module: str, cc: str, dla: int, cpu: str, jetpacks: tuple[str, ...], aliases=()) -> Target:
+def _jetson(name: str, module: str, cc: str, dla: int, cpu: str, jetpacks: dict[str, tuple[str, ...]], aliases=()) -> Target:
+    lines = {d.line: d.route for d in dla_lines(module)}
+    cores = f", DLA on TensorRT {describe_dla_lines(module)}" if lines else ", no DLA in this bundle"
     return Target(
         name=name, backend=TensorRTBackend.name, arch="aarch64", aliases=aliases,
-        description=f"{module} GPU (sm_{cc.replace('.', '')}{f', {dla} DLA cores' if dla else ', no DLA'}) via TensorRT, engine built on the device",
-        details=JetsonDetails(module=module, compute_capability=cc, dla_cores=dla, cpu=cpu,
-                              jetpack_tensorrt={jp: JETPACK_TENSORRT[jp] for jp in jetpacks}),
+        description=f"{module} GPU (sm_{cc.replace('.', '')}{cores}) via TensorRT, engine built on the device",
+        details=JetsonDetails(module=module, compute_capability=cc, dla_cores=dla, cpu=cpu, jetpack_tensorrt=dict(jetpacks),
+                              dla_cores_by_part=dict(DLA_CORES_BY_PART.get(module, {})), dla_lines=lines),
     )
 
 
@@ -98,7 +103,7 @@ def _bundle_config(context: BuildContext, model_sha256: str, dla: dict | None, b
         "dynamic_shapes": context.dynamic_batch.shapes(context.model.preprocessing.input_shape) if context.dynamic_batch else None,
         "trt_versions": target.details.trt_versions,
         "fp32_model_file": FP32_MODEL_FILE,
-        "dla": dla,  # None on modules without DLA cores
+        "dla": dla,  # None where this bundle offers no DLA on the module
         "residual_blocks": blocks,  # what a GPU build must fuse into one INT8 Conv+Add+ReLU layer each
         "preprocessing": context.model.preprocessing.to_dict(),
     }
@@ -115,6 +120,10 @@ def _shell_config(config: dict) -> str:
     if dla:
         values["DLA_MODEL_FILE"] = dla["model_file"]
         values["DLA_FP16_LAYERS"] = ",".join(f"{name}:fp16" for name in dla["fp16_layers"])
+        values["DLA_INT8_LAYERS"] = ",".join(f"{name}:int8" for name in dla["int8_layers"])
+        values["DLA_LINES"] = " ".join(f"{line}:{route}" for line, route in dla["lines"].items())
+        values["DLA_LINES_TEXT"] = dla["lines_text"]
+        values["DLA_CORES_BY_PART"] = " ".join(f"{part}:{n}" for part, n in dla["cores_by_part"].items())
         # One cache per TensorRT release line; the script re-stamps its header with the device's exact version.
         values.update({f"DLA_CACHE_{line.replace('.', '_')}": path for line, path in dla["calibration_caches"].items()})
     dynamic = config.get("dynamic_shapes")
@@ -125,34 +134,43 @@ def _shell_config(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_dla_recipe(folder: Path, int8_model, trt_versions: list[str], fallback: list[str]) -> tuple[dict, list[str], dict]:
-    """The Q/DQ-free model and one calibration cache per TensorRT line that runs implicit INT8 on DLA (8.5-10.x)."""
+def _write_dla_recipe(folder: Path, int8_model, details: JetsonDetails, fallback: list[str]) -> tuple[dict, list[str], dict]:
+    """What DLA needs on each TensorRT line that has it on this module (versions.DLA_LINES): for the
+    calibration-cache route the Q/DQ-free model and one cache per line; the strongly typed route
+    (TensorRT 11.4.1, AGX Orin) builds the Q/DQ model.onnx itself."""
     from .calibration_cache import cache_version_tag, write_calibration_cache
-    from .dla import dla_scales, qdq_free_model, tensors_without_scale
+    from .dla import dla_scales, int8_layers, qdq_free_model, tensors_without_scale
 
     free = qdq_free_model(int8_model)
-    write_bytes_atomically(folder / DLA_MODEL_FILE, free.SerializeToString())
     scales = dla_scales(int8_model, free)
-    (folder / "calibration").mkdir(exist_ok=True)
     caches: dict[str, str] = {}
-    for version in trt_versions:
-        if not dla_takes_calibration_cache(version):
-            continue  # TensorRT 11 removed calibrators; its DLA (11.4.1+) is strongly typed
-        name = f"calibration/TRT-{cache_version_tag(version)}.cache"
-        (folder / name).write_text(write_calibration_cache(scales, version))
-        caches[tensorrt_line(version)] = name
-    recipe = {"model_file": DLA_MODEL_FILE, "calibration_caches": caches, "fp16_layers": fallback}
-    details = {"model_file": DLA_MODEL_FILE, "calibration_caches": sorted(caches.values()), "tensor_scales": len(scales),
-               "tensors_without_scale": tensors_without_scale(free, scales),
-               "refused_on": [v for v in trt_versions if not dla_takes_calibration_cache(v)]}
-    return recipe, [DLA_MODEL_FILE, *sorted(caches.values())], details
+    for version in details.trt_versions:
+        if dla_route(details.module, version) == CALIBRATION_CACHE:
+            caches[tensorrt_line(version)] = f"calibration/TRT-{cache_version_tag(version)}.cache"
+    files = []
+    if caches:
+        write_bytes_atomically(folder / DLA_MODEL_FILE, free.SerializeToString())
+        (folder / "calibration").mkdir(exist_ok=True)
+        for version in details.trt_versions:
+            name = caches.get(tensorrt_line(version))
+            if name is not None and not (folder / name).exists():
+                (folder / name).write_text(write_calibration_cache(scales, version))
+        files = [DLA_MODEL_FILE, *sorted(caches.values())]
+    recipe = {"model_file": DLA_MODEL_FILE if caches else None, "calibration_caches": caches, "fp16_layers": fallback,
+              "int8_layers": int8_layers(free, scales) if caches else [], "lines": dict(details.dla_lines),
+              "lines_text": describe_dla_lines(details.module), "cores_by_part": dict(details.dla_cores_by_part)}
+    report = {"model_file": recipe["model_file"], "calibration_caches": sorted(caches.values()), "lines": recipe["lines"],
+              "tensor_scales": len(scales), "tensors_without_scale": tensors_without_scale(free, scales),
+              "int8_layers": len(recipe["int8_layers"]),
+              "refused_on": [v for v in details.trt_versions if dla_route(details.module, v) is None]}
+    return recipe, files, report
 
 
-def _float_layer_precisions(layers: list[str], trt_versions: list[str], has_dla: bool) -> dict:
+def _float_layer_precisions(layers: list[str], trt_versions: list[str], module: str) -> dict:
     """What each layer kept in float computes in, per TensorRT version and device, against what the host measured."""
     per_version = {v: float_layer_precision(v) for v in trt_versions}
-    if has_dla:
-        per_version.update({f"{v} (DLA)": float_layer_precision(v, dla=True) for v in trt_versions if dla_takes_calibration_cache(v)})
+    per_version.update({f"{v} (DLA)": float_layer_precision(v, route) for v in trt_versions
+                        if (route := dla_route(module, v)) is not None})
     return {
         "layers": {layer: per_version for layer in layers},
         "host_measured": "FP16: ONNX Runtime runs the same FP16-typed layers of model.onnx (FP16 weights, inputs and "
@@ -169,7 +187,9 @@ class BundleEngineRunner(Runner):
         spec = importlib.util.spec_from_file_location("edgeresnet_bundle_run", folder / "run.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        self.engine = module.load_engine()
+        # The engine is host-specific: it goes to a temporary device folder, never beside the artifact being built.
+        self.device_folder = tempfile.TemporaryDirectory(prefix="edgeresnet-engine-")
+        self.engine = module.load_engine(device_dir=self.device_folder.name)
         self.static_batch = json.loads((folder / BUNDLE_CONFIG).read_text())["input_shape"][0]
 
     @property
@@ -201,7 +221,7 @@ class TensorRTBackend(Backend):
         return [
             _jetson("jetson-orin-nano", "Jetson Orin Nano", "8.7", 0, "Cortex-A78AE", ORIN_JETPACKS),
             _jetson("jetson-orin-nx", "Jetson Orin NX", "8.7", 2, "Cortex-A78AE", ORIN_JETPACKS, aliases=("jetson",)),
-            _jetson("jetson-agx-orin", "Jetson AGX Orin", "8.7", 2, "Cortex-A78AE", ORIN_JETPACKS),
+            _jetson("jetson-agx-orin", "Jetson AGX Orin", "8.7", 2, "Cortex-A78AE", AGX_ORIN_JETPACKS),
             _jetson("jetson-xavier-nx", "Jetson Xavier NX", "7.2", 2, "Carmel (Armv8.2)", XAVIER_JETPACKS),
             _jetson("jetson-agx-xavier", "Jetson AGX Xavier", "7.2", 2, "Carmel (Armv8.2)", XAVIER_JETPACKS),
             # Facts and sources: versions.SOURCES["thor"] and ["7.1"].
@@ -227,8 +247,8 @@ class TensorRTBackend(Backend):
                               f"({len(report.errors)} errors); not shipping it")
         write_bytes_atomically(folder / MODEL_FILE, model_bytes)
         dla, dla_files, dla_details = None, [], None
-        if context.target.details.dla_cores:
-            dla, dla_files, dla_details = _write_dla_recipe(folder, context.int8_model, trt_versions, fallback)
+        if context.target.details.dla_lines:
+            dla, dla_files, dla_details = _write_dla_recipe(folder, context.int8_model, context.target.details, fallback)
         config = _bundle_config(context, hashlib.sha256(model_bytes).hexdigest(), dla, residual_blocks(context.int8_model))
         (folder / BUNDLE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (folder / "bundle.env").write_text(_shell_config(config))
@@ -241,14 +261,12 @@ class TensorRTBackend(Backend):
             runner = OnnxRuntimeRunner(folder / MODEL_FILE, optimize=False, label="Q/DQ numerics of the TensorRT model",
                                        any_batch=True)
             not_measured.insert(0, NOT_MEASURED)
-        else:
-            shutil.rmtree(folder / "engines", ignore_errors=True)  # device-specific: never shipped
         details = {
             "parser_checks": {v: r.to_dict() for v, r in checks.items()},
             "trt_versions": trt_versions,
             "activation_scales": len(activation_scales(context.int8_model)),
             "dla": dla_details,
-            "float_layers": _float_layer_precisions(fallback, trt_versions, bool(context.target.details.dla_cores)),
+            "float_layers": _float_layer_precisions(fallback, trt_versions, context.target.details.module),
         }
         graph = context.int8_model.graph
         polygraphy = PolygraphyNames(MODEL_FILE, graph.input[0].name, graph.output[0].name, context.batch,

@@ -18,11 +18,15 @@ Scales the Q/DQ model does not carry are inferred with the translator's rules:
      mean never leaves its input's range, but the input's range is wider than
      the mean's, so a pool-output scale given to the input would saturate it
      (the tensorrt scheme puts a Q/DQ on the pool input, so this rarely fires);
-  4. a Conv whose only consumer is a residual Add takes the Add output's scale:
-     TensorRT fuses Conv+Add(+ReLU) into one layer writing one INT8 output, so
-     the Conv's own scale matters only if the fusion fails, and then the block's
-     range is the right order of magnitude (the translator writes a placeholder
-     1.0 there with --add_unary_ew_scales_for_dla).
+  4. a Conv whose only consumer is a two-input residual Add, with no scale after
+     rules 1-3, gets the unary scale 1.0 (the translator's
+     --add_unary_ew_scales_for_dla): from DLA SW 3.13 on, the DLA compiler reads
+     1.0 there as "no scale", fuses Conv+Add and scales the Conv's accumulator by
+     the weight scales only, as the Q/DQ graph computes it; without the unary
+     scale TensorRT may run both layers in FP16 on DLA (the translator's README,
+     "Why is --add_unary_ew_scales_for_dla needed?"). This is why the bundle
+     offers DLA only from DLA SW 3.13 (JetPack 6.0) on: an older DLA would read
+     1.0 as a real scale and clip.
 The rules repeat until nothing changes. The network outputs (the logits) get no
 scale, as in the Q/DQ model where the last Gemm's output stays float: DLA or the
 GPU computes that layer's output in FP16.
@@ -40,6 +44,8 @@ RANGE_PRESERVING = frozenset({"Relu", "MaxPool", "Flatten", "Reshape", "Pad", "T
 AVERAGING = frozenset({"GlobalAveragePool", "AveragePool"})
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 WEIGHTED = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+UNARY_SCALE = 1.0  # "no scale" to the DLA compiler between a Conv and the residual Add it feeds (DLA SW >= 3.13)
+PINNED_INT8_OPS = ("Conv", "Gemm", "MatMul", "Add")
 
 
 def qdq_free_model(int8_model: onnx.ModelProto) -> onnx.ModelProto:
@@ -88,21 +94,33 @@ def dla_scales(int8_model: onnx.ModelProto, free_model: onnx.ModelProto) -> dict
                 changed = True
         return changed
 
-    def conv_into_residual_add() -> bool:
-        changed = False
+    def unary_scale_into_residual_add() -> None:
         for node in nodes:
             if node.op_type != "Conv" or node.output[0] in scales:
                 continue
             users = consumers.get(node.output[0], [])
-            if len(users) == 1 and users[0].op_type == "Add" and users[0].output[0] in scales:
-                scales[node.output[0]] = scales[users[0].output[0]]
-                changed = True
-        return changed
+            if len(users) == 1 and users[0].op_type == "Add" and len(users[0].input) == 2:
+                other = next(i for i in users[0].input if i != node.output[0])
+                if other not in unary:
+                    scales[node.output[0]] = UNARY_SCALE
+                    unary.add(node.output[0])
 
-    while propagate(RANGE_PRESERVING) or propagate(AVERAGING, backward=False) or conv_into_residual_add():
+    unary: set[str] = set()
+    while propagate(RANGE_PRESERVING) or propagate(AVERAGING, backward=False):
         pass
+    unary_scale_into_residual_add()
     known = set(activation_tensors(free_model))
     return {name: scales[name] for name in sorted(scales) if name in known}
+
+
+def int8_layers(free_model: onnx.ModelProto, scales: dict[str, float]) -> list[str]:
+    """Compute layers whose every activation input and output has a scale: what DLA must run in INT8.
+
+    The translator's README pins them with --precisionConstraints=obey and --layerPrecisions, since
+    implicit INT8 otherwise lets the builder pick a faster FP16 kernel for any of them."""
+    inits = {i.name for i in free_model.graph.initializer}
+    return [n.name for n in free_model.graph.node if n.op_type in PINNED_INT8_OPS
+            and all(t in scales for t in (*n.input, *n.output) if t and t not in inits)]
 
 
 def tensors_without_scale(free_model: onnx.ModelProto, scales: dict[str, float]) -> list[str]:

@@ -5,11 +5,17 @@
 
 Reads the JSON that `trtexec --exportLayerInfo` (with --profilingVerbosity=detailed)
 or IEngineInspector.get_engine_information(LayerInformationFormat.JSON) writes:
-{"Layers": [{"Name", "LayerType", "Inputs": [{"Format/Datatype": ...}], "Outputs": [...]}, ...]}.
-A layer whose LayerType is "DLA" is a subgraph running on the DLA; all others run on
-the GPU. For GPU builds it checks that each residual block of bundle.json became one
-INT8 layer holding its Conv and Add (TensorRT names a fused layer "conv + add + relu")
-and warns when one did not. Standard library only.
+{"Layers": [{"Name", "LayerType", "Inputs": [{"Format/Datatype": ...}], "Outputs": [...]}, ...]},
+or, without detailed profiling, {"Layers": ["name", ...]} (NVIDIA/TensorRT#4020).
+A layer whose LayerType is "DLA" is a subgraph running on the DLA (in a DLA build a
+names-only "{ForeignNode[...]}" is one too); "<tensor> to nvm", "<tensor> from nvm"
+and "<tensor> copy finish" move tensors into and out of DLA memory (layer names in
+NVIDIA/TensorRT#3143) and count as bookkeeping with the reformats. All other layers
+run on the GPU. A layer's precision is its output's Format/Datatype, or its weights'
+type where dynamic shapes leave the format "N/A". For GPU builds it checks that each
+residual block of bundle.json became one INT8 layer holding its Conv and Add
+(TensorRT names a fused layer "conv + add + relu") and warns when one did not.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BOOKKEEPING = ("Reformat", "NoOp", "Shuffle", "Constant")
+DLA_MEMORY_SUFFIXES = (" to nvm", " from nvm", " copy finish")  # DLA engines move tensors to and from DLA memory
 
 
 def precision_of(tensor: dict) -> str:
@@ -35,34 +42,50 @@ def precision_of(tensor: dict) -> str:
 
 
 def layer_precision(layer: dict) -> str:
-    """A layer's compute precision, read from its output tensor (its input for an INT8->float boundary is a reformat)."""
+    """A layer's compute precision: its output tensor's format (its input for an INT8->float boundary is a
+    reformat), else its weights' type (dynamic shapes leave the format "N/A due to dynamic shapes")."""
     outputs = layer.get("Outputs") or layer.get("Inputs") or [{}]
-    return precision_of(outputs[0])
+    precision = precision_of(outputs[0])
+    if precision == "unknown" and isinstance(layer.get("Weights"), dict):
+        precision = precision_of({"Format/Datatype": layer["Weights"].get("Type", "")})
+    return precision
+
+
+def _kind(layer: dict, dla: bool) -> str:
+    """'DLA', 'GPU' or 'bookkeeping'; names-only information is classified by the names TensorRT gives."""
+    name = str(layer.get("Name", ""))
+    kind = layer.get("LayerType")
+    if kind in BOOKKEEPING or name.endswith(DLA_MEMORY_SUFFIXES) or name.startswith("Reformatting CopyNode"):
+        return "bookkeeping"
+    if kind == "DLA" or (kind is None and dla and name.startswith("{ForeignNode[")):
+        return "DLA"
+    return "GPU"
 
 
 def summarize(info: dict, residual_blocks: list[dict], dla: bool) -> dict:
-    layers = info.get("Layers", [])
-    if layers and isinstance(layers[0], str):
-        return {"detailed": False, "warnings": ["layer information has names only: build with --profilingVerbosity=detailed"]}
-    summary = {"detailed": True, "layers": 0, "dla": 0, "gpu": 0, "bookkeeping": 0,
+    layers = [layer if isinstance(layer, dict) else {"Name": str(layer)} for layer in info.get("Layers", [])]
+    detailed = all("LayerType" in layer for layer in layers)
+    summary = {"detailed": detailed, "layers": 0, "dla": 0, "gpu": 0, "bookkeeping": 0,
                "precision": {"DLA": {}, "GPU": {}}, "warnings": [], "fused_residual_blocks": 0}
+    if not detailed:
+        summary["warnings"].append("layer information has names only (no precision): build with --profilingVerbosity=detailed")
     for layer in layers:
-        kind = layer.get("LayerType", "")
-        if kind in BOOKKEEPING:
+        kind = _kind(layer, dla)
+        if kind == "bookkeeping":
             summary["bookkeeping"] += 1
             continue
-        device = "DLA" if kind == "DLA" else "GPU"
         summary["layers"] += 1
-        summary[device.lower()] += 1
-        precision = layer_precision(layer)
-        summary["precision"][device][precision] = summary["precision"][device].get(precision, 0) + 1
+        summary[kind.lower()] += 1
+        if detailed:
+            precision = layer_precision(layer)
+            summary["precision"][kind][precision] = summary["precision"][kind].get(precision, 0) + 1
     if dla and summary["dla"] == 0:
         summary["warnings"].append("no layer runs on the DLA: every layer fell back to the GPU")
     if not dla:
         for block in residual_blocks:
             fused = next((layer for layer in layers
                           if {block["conv"], block["add"]} <= set(part.strip() for part in str(layer.get("Name", "")).split(" + "))), None)
-            if fused is not None and layer_precision(fused) == "INT8":
+            if fused is not None and (not detailed or layer_precision(fused) == "INT8"):
                 summary["fused_residual_blocks"] += 1
             elif fused is not None:
                 summary["warnings"].append(f"residual block {block['add']}: Conv+Add fused but outputs {layer_precision(fused)}, not INT8")
@@ -72,8 +95,6 @@ def summarize(info: dict, residual_blocks: list[dict], dla: bool) -> dict:
 
 
 def describe(summary: dict) -> str:
-    if not summary.get("detailed"):
-        return "\n".join(f"warning: {w}" for w in summary["warnings"])
     parts = [f"{summary['layers']} layers: {summary['dla']} on DLA, {summary['gpu']} on GPU "
              f"(+{summary['bookkeeping']} reformat/no-op)"]
     for device in ("DLA", "GPU"):
@@ -81,7 +102,8 @@ def describe(summary: dict) -> str:
         if counts:
             parts.append(f"{device} precision: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if summary["fused_residual_blocks"]:
-        parts.append(f"{summary['fused_residual_blocks']} residual blocks fused into one INT8 Conv+Add+ReLU layer each")
+        precision = "INT8 " if summary["detailed"] else ""
+        parts.append(f"{summary['fused_residual_blocks']} residual blocks fused into one {precision}Conv+Add+ReLU layer each")
     parts += [f"warning: {w}" for w in summary["warnings"]]
     return "\n".join(parts)
 

@@ -5,14 +5,18 @@
 // runtime/libtvm_ffi.so, found through the $ORIGIN/runtime rpath) and the C/C++ runtime of the board.
 //
 //   ./edgeresnet-run --npy inputs.npy [--threads N] [--warmup 3] [--logits-out logits.npy]
-//   ./edgeresnet-run --check [--golden DIR] [--report device-report.json] [--min-agreement 99] [--max-extra-drop 0.5]
+//   ./edgeresnet-run --check [--golden DIR] [--report FILE] [--min-agreement 99] [--max-extra-drop 0.5]
 //
 // --npy takes preprocessed float32 [N, C, H, W] (little-endian, C order: what numpy writes); it prints
 // top-1 per input and the latency percentiles. --check runs golden/ and compares with the host's FP32
 // and INT8 logits exactly as device_check.py does (same fields, same budget, same device-report.json
-// schema). Exit codes: 0 ok / within budget, 1 drifted past the budget, 2 bad input, 4 internal error.
+// schema). The report goes to the device folder, <artifact>.device/device-report.json beside the artifact
+// (--report names another file): the artifact stays exactly as shipped, so `edgeresnet verify` passes.
+// Exit codes: 0 ok / within budget, 1 drifted past the budget, 2 bad input, 4 internal error.
 
 #include <dlpack/dlpack.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/extra/json.h>
@@ -23,6 +27,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -398,7 +403,7 @@ Json device_facts(const std::string& target, int threads) {
 // ---------------------------------------------------------------- command line
 
 struct Options {
-  std::string artifact, npy, golden, report = "device-report.json", logits_out;
+  std::string artifact, npy, golden, report, logits_out;
   bool check = false;
   int threads = 0, warmup = 3;
   double min_agreement = 99.0, max_extra_drop = 0.5;
@@ -407,7 +412,8 @@ struct Options {
 const char* kUsage =
     "usage: edgeresnet-run --npy FILE [--threads N] [--warmup N] [--logits-out FILE]\n"
     "       edgeresnet-run --check [--golden DIR] [--report FILE] [--min-agreement PCT] [--max-extra-drop PTS]\n"
-    "       (--artifact DIR: the artifact folder, default the one holding this program)\n";
+    "       (--artifact DIR: the artifact folder, default the one holding this program;\n"
+    "        --report FILE: default <artifact>.device/device-report.json beside the artifact)\n";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -445,6 +451,13 @@ Options parse(int argc, char** argv) {
     if (o.artifact.empty()) o.artifact = ".";
   }
   if (o.golden.empty()) o.golden = o.artifact + "/golden";
+  if (o.check && o.report.empty()) {
+    char resolved[PATH_MAX];
+    std::string home = realpath(o.artifact.c_str(), resolved) ? std::string(resolved) : o.artifact;
+    std::string device = home + ".device";
+    if (mkdir(device.c_str(), 0777) != 0 && errno != EEXIST) throw InputError(device + ": cannot be created");
+    o.report = device + "/device-report.json";
+  }
   return o;
 }
 
