@@ -66,7 +66,10 @@ class _Cuda:
                              "/usr/local/cuda/targets/aarch64-linux/lib); is CUDA (JetPack) installed?\n")
             raise SystemExit(EXIT_MISSING)
         self.stream = ctypes.c_void_p()
-        self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
+        status = self.lib.cudaStreamCreate(ctypes.byref(self.stream))
+        if status != 0:  # e.g. 35, cudaErrorInsufficientDriver: a CUDA runtime without a GPU and driver under it
+            sys.stderr.write(f"run.py: CUDA has no usable GPU here (cudaStreamCreate failed with CUDA error {status})\n")
+            raise SystemExit(EXIT_MISSING)
         self.lib.cudaEventElapsedTime.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_void_p]
 
     def event(self) -> ctypes.c_void_p:
