@@ -124,7 +124,8 @@ def main() -> None:
     try:
         summary = report(args.layers_json, args.dla)
     except (OSError, ValueError) as exc:
-        sys.exit(f"layer_report.py: cannot read {args.layers_json}: {exc}")
+        sys.stderr.write(f"layer_report.py: cannot read {args.layers_json}: {exc}\n")
+        sys.exit(2)
     print(json.dumps(summary, indent=2) if args.json else describe(summary))
 
 
