@@ -82,3 +82,24 @@ def test_device_dir_inside_the_bundle_is_refused(bundle, tmp_path):
     result = run_python(bundle, tmp_path, "run.py", "--check", "--device-dir", str(bundle / "out"), cuda=libcudart(tmp_path))
     assert result.returncode == 2 and "inside the artifact" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (bundle / "out").exists() and verify(bundle).returncode == 0
+
+
+def test_report_folds_into_the_device_folder_and_keeps_what_the_device_wrote(bundle, tmp_path):
+    """The documented flow on one machine: build, check, fold the report into <bundle>.device, check again."""
+    from helpers import run_cli
+
+    cuda = libcudart(tmp_path)
+    assert run_python(bundle, tmp_path, "build_engine.py", "--dla", "0").returncode == 0
+    assert run_python(bundle, tmp_path, "run.py", "--check", "--dla", "0", cuda=cuda).returncode == 0
+    device = bundle.with_name("bundle.device")
+    engine_files = sorted(p.name for p in (device / "engines").iterdir())
+    folded = run_cli("report", str(bundle), "--device", str(device / "device-report.json"), "--label", "orin-nx dla0")
+    assert folded.returncode == 0, folded.stderr
+    assert sorted(p.name for p in (device / "engines").iterdir()) == engine_files
+    assert (device / "device-report.json").is_file() and (device / "report.html").is_file()
+    (column,) = json.loads((device / "report.json").read_text())["devices"]
+    assert column["device"]["runtime"]["dla_core"] == 0 and column["label"] == "orin-nx dla0"
+    assert run_python(bundle, tmp_path, "run.py", "--check", "--dla", "0", cuda=cuda).returncode == 0
+    again = run_cli("report", str(bundle), "--device", str(device / "device-report.json"), "--label", "orin-nx dla0")
+    assert again.returncode == 0, again.stderr
+    assert verify(bundle).returncode == 0
