@@ -66,22 +66,13 @@ def test_each_parser_rule_names_the_node(kwargs, rule, node):
     assert any(f.rule == rule and f.node == node for f in report.errors), [str(f) for f in report.errors]
 
 
-def test_trt85_wants_explicit_dq_zero_points():
+@pytest.mark.parametrize("node,rule", [("act_dq", "dq-zero-point-input"), ("act_q", "q-zero-point-input")])
+def test_trt85_wants_explicit_zero_points(node, rule):
     model = _qdq_conv_model()
-    dq = next(n for n in model.graph.node if n.name == "act_dq")
-    del dq.input[2]
+    del next(n for n in model.graph.node if n.name == node).input[2]
     assert check_model(model, "8.6").passed
     report = check_model(model, "8.5")
-    assert [f.rule for f in report.errors] == ["dq-zero-point-input"] and report.errors[0].node == "act_dq"
-
-
-def test_trt85_wants_explicit_q_zero_points():
-    model = _qdq_conv_model()
-    q = next(n for n in model.graph.node if n.name == "act_q")
-    del q.input[2]
-    assert check_model(model, "8.6").passed
-    report = check_model(model, "8.5")
-    assert [f.rule for f in report.errors] == ["q-zero-point-input"] and report.errors[0].node == "act_q"
+    assert [f.rule for f in report.errors] == [rule] and report.errors[0].node == node
 
 
 def test_opset_ceiling_per_version():
