@@ -174,3 +174,18 @@ def test_scripts_and_the_standin_use_only_documented_tensorrt_names(jetson_artif
         sys.modules.pop("tensorrt", None)  # no other test may find the stand-in as if TensorRT were installed
     absent = [f"{a}.{b}" if b else a for a, b in used if not hasattr(standin, a) or (b and not hasattr(getattr(standin, a), b))]
     assert not absent, f"the stand-in lacks {absent}"
+
+
+def test_strongly_typed_dla_on_agx_orin_with_tensorrt_11(tmp_path, small_data):
+    from helpers import compile_small
+
+    agx = tmp_path / "agx"
+    assert compile_small("jetson-agx-orin", agx, small_data).returncode == 0
+    result = run_python(agx, tmp_path, "build_engine.py", "--dla", "0", version="11.4.1")
+    assert result.returncode == 0, result.stderr
+    (built,) = builds(tmp_path)
+    assert built["model"] == str(agx / "model.onnx") and built["device"] == "DLA" and built["dla_core"] == 0
+    assert built["flags"] == ["GPU_FALLBACK"] and built["calibration_header"] is None and built["pinned"] == {}
+    record = json.loads(next(agx.with_name("agx.device").glob("engines/*_dla0.build.json")).read_text())
+    assert record["route"] == "strongly-typed" and record["precision"] == "strongly typed (explicit Q/DQ)"
+    assert verify(agx).returncode == 0
