@@ -143,18 +143,14 @@ def _write_dla_recipe(folder: Path, int8_model, details: JetsonDetails, fallback
 
     free = qdq_free_model(int8_model)
     scales = dla_scales(int8_model, free)
-    caches: dict[str, str] = {}
-    for version in details.trt_versions:
-        if dla_route(details.module, version) == CALIBRATION_CACHE:
-            caches[tensorrt_line(version)] = f"calibration/TRT-{cache_version_tag(version)}.cache"
+    versions = {tensorrt_line(v): v for v in details.trt_versions if dla_route(details.module, v) == CALIBRATION_CACHE}
+    caches = {line: f"calibration/TRT-{cache_version_tag(version)}.cache" for line, version in versions.items()}
     files = []
     if caches:
         write_bytes_atomically(folder / DLA_MODEL_FILE, free.SerializeToString())
         (folder / "calibration").mkdir(exist_ok=True)
-        for version in details.trt_versions:
-            name = caches.get(tensorrt_line(version))
-            if name is not None and not (folder / name).exists():
-                (folder / name).write_text(write_calibration_cache(scales, version))
+        for line, version in versions.items():
+            (folder / caches[line]).write_text(write_calibration_cache(scales, version))
         files = [DLA_MODEL_FILE, *sorted(caches.values())]
     recipe = {"model_file": DLA_MODEL_FILE if caches else None, "calibration_caches": caches, "fp16_layers": fallback,
               "int8_layers": int8_layers(free, scales) if caches else [], "lines": dict(details.dla_lines),
