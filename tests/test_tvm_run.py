@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeresnet.targets.base import copy_device_support
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,9 +22,7 @@ def artifact(tmp_path):
     folder = tmp_path / "resnet20-rpi5"
     folder.mkdir()
     shutil.copy(REPO / "targets" / "tvm" / "templates" / "run.py", folder)
-    for name in ("device_io.py", "device_check.py"):
-        shutil.copy(REPO / "targets" / "templates" / name, folder)
-    shutil.copy(REPO / "edgeresnet" / "preprocessing.py", folder)
+    copy_device_support(folder)
     (folder / "deploy.json").write_text(json.dumps({"threads": 2, "library": "model.so", "target": "rpi5"}))
     return folder
 
