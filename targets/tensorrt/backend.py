@@ -16,7 +16,7 @@ import json
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ def _jetson(name: str, module: str, cc: str, dla: int, cpu: str, jetpacks: dict[
 # --- the bundle ---------------------------------------------------------------
 
 
-def _bundle_config(context: BuildContext, model_sha256: str, dla: dict | None, blocks: list[dict[str, str]]) -> dict:
+def _bundle_config(context: BuildContext, model_sha256: str, dla: DlaRecipe | None, blocks: list[dict[str, str]]) -> dict:
     target = context.target
     return {
         "target": target.name,
@@ -103,29 +103,21 @@ def _bundle_config(context: BuildContext, model_sha256: str, dla: dict | None, b
         "dynamic_shapes": context.dynamic_batch.shapes(context.model.preprocessing.input_shape) if context.dynamic_batch else None,
         "trt_versions": target.details.trt_versions,
         "fp32_model_file": FP32_MODEL_FILE,
-        "dla": dla,  # None where this bundle offers no DLA on the module
+        "dla": asdict(dla) if dla else None,  # None where this bundle offers no DLA on the module
         "residual_blocks": blocks,  # what a GPU build must fuse into one INT8 Conv+Add+ReLU layer each
         "preprocessing": context.model.preprocessing.to_dict(),
     }
 
 
-def _shell_config(config: dict) -> str:
+def _shell_config(config: dict, dla: DlaRecipe | None) -> str:
     shape = "x".join(str(d) for d in config["input_shape"])
     values = {
         "TARGET": config["target"], "MODULE": config["module"], "DLA_CORES": config["dla_cores"],
         "MODEL_FILE": config["model_file"], "MODEL_SHA256": config["model_sha256"], "INPUT_NAME": config["input_name"],
         "INPUT_SHAPE": shape, "FP32_MODEL_FILE": config["fp32_model_file"],
     }
-    dla = config.get("dla")
-    if dla:
-        values["DLA_MODEL_FILE"] = dla["model_file"]
-        values["DLA_FP16_LAYERS"] = ",".join(f"{name}:fp16" for name in dla["fp16_layers"])
-        values["DLA_INT8_LAYERS"] = ",".join(f"{name}:int8" for name in dla["int8_layers"])
-        values["DLA_LINES"] = " ".join(f"{line}:{route}" for line, route in dla["lines"].items())
-        values["DLA_LINES_TEXT"] = dla["lines_text"]
-        values["DLA_CORES_BY_PART"] = " ".join(f"{part}:{n}" for part, n in dla["cores_by_part"].items())
-        # One cache per TensorRT release line; the script re-stamps its header with the device's exact version.
-        values.update({f"DLA_CACHE_{line.replace('.', '_')}": path for line, path in dla["calibration_caches"].items()})
+    if dla is not None:
+        values.update(dla.shell_values())
     dynamic = config.get("dynamic_shapes")
     if dynamic:
         values.update({f"{k.upper()}_SHAPE": "x".join(map(str, dynamic[k])) for k in ("min", "opt", "max")})
@@ -134,7 +126,32 @@ def _shell_config(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_dla_recipe(folder: Path, int8_model, details: JetsonDetails, fallback: list[str]) -> tuple[dict, list[str], dict]:
+@dataclass(frozen=True)
+class DlaRecipe:
+    """bundle.json's "dla": how the device scripts reach DLA on this module (and bundle.env's DLA settings)."""
+    model_file: str | None  # the Q/DQ-free model of the calibration-cache route
+    calibration_caches: dict[str, str]  # TensorRT line -> its cache
+    fp16_layers: list[str]  # kept in float: pinned to FP16
+    int8_layers: list[str]  # every scale known: pinned to INT8 (the qdq-translator's obey)
+    lines: dict[str, str]  # TensorRT line -> route, where DLA runs on the module
+    lines_text: str  # the lines as the refusals name them
+    cores_by_part: dict[str, int]  # module part number -> DLA cores
+
+    def shell_values(self) -> dict[str, str]:
+        values = {
+            "DLA_MODEL_FILE": self.model_file or "",
+            "DLA_FP16_LAYERS": ",".join(f"{name}:fp16" for name in self.fp16_layers),
+            "DLA_INT8_LAYERS": ",".join(f"{name}:int8" for name in self.int8_layers),
+            "DLA_LINES": " ".join(f"{line}:{route}" for line, route in self.lines.items()),
+            "DLA_LINES_TEXT": self.lines_text,
+            "DLA_CORES_BY_PART": " ".join(f"{part}:{n}" for part, n in self.cores_by_part.items()),
+        }
+        # One cache per TensorRT release line; the script re-stamps its header with the device's exact version.
+        values.update({f"DLA_CACHE_{line.replace('.', '_')}": path for line, path in self.calibration_caches.items()})
+        return values
+
+
+def _write_dla_recipe(folder: Path, int8_model, details: JetsonDetails, fallback: list[str]) -> tuple[DlaRecipe, list[str], dict]:
     """What DLA needs on each TensorRT line that has it on this module (versions.DLA_LINES): for the
     calibration-cache route the Q/DQ-free model and one cache per line; the strongly typed route
     (TensorRT 11.4.1, AGX Orin) builds the Q/DQ model.onnx itself."""
@@ -152,12 +169,12 @@ def _write_dla_recipe(folder: Path, int8_model, details: JetsonDetails, fallback
         for line, version in versions.items():
             (folder / caches[line]).write_text(write_calibration_cache(scales, version))
         files = [DLA_MODEL_FILE, *sorted(caches.values())]
-    recipe = {"model_file": DLA_MODEL_FILE if caches else None, "calibration_caches": caches, "fp16_layers": fallback,
-              "int8_layers": int8_layers(free, scales) if caches else [], "lines": dict(details.dla_lines),
-              "lines_text": describe_dla_lines(details.module), "cores_by_part": dict(details.dla_cores_by_part)}
-    report = {"model_file": recipe["model_file"], "calibration_caches": sorted(caches.values()), "lines": recipe["lines"],
+    recipe = DlaRecipe(model_file=DLA_MODEL_FILE if caches else None, calibration_caches=caches, fp16_layers=fallback,
+                       int8_layers=int8_layers(free, scales) if caches else [], lines=dict(details.dla_lines),
+                       lines_text=describe_dla_lines(details.module), cores_by_part=dict(details.dla_cores_by_part))
+    report = {"model_file": recipe.model_file, "calibration_caches": sorted(caches.values()), "lines": recipe.lines,
               "tensor_scales": len(scales), "tensors_without_scale": tensors_without_scale(free, scales),
-              "int8_layers": len(recipe["int8_layers"]),
+              "int8_layers": len(recipe.int8_layers),
               "refused_on": [v for v in details.trt_versions if dla_route(details.module, v) is None]}
     return recipe, files, report
 
@@ -247,7 +264,7 @@ class TensorRTBackend(Backend):
             dla, dla_files, dla_details = _write_dla_recipe(folder, context.int8_model, context.target.details, fallback)
         config = _bundle_config(context, hashlib.sha256(model_bytes).hexdigest(), dla, residual_blocks(context.int8_model))
         (folder / BUNDLE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (folder / "bundle.env").write_text(_shell_config(config))
+        (folder / "bundle.env").write_text(_shell_config(config, dla))
         copy_templates(folder, __package__, BUNDLE_FILES)
         copy_device_support(folder)
         files = [MODEL_FILE, BUNDLE_CONFIG, "bundle.env", *BUNDLE_FILES, *DEVICE_SUPPORT_FILES, *dla_files]
