@@ -48,11 +48,20 @@ GUEST_SCRIPT = SUPPORT / "one_inference.py"
 CACHE_ENV = "EDGERESNET_ARM_COST_CACHE"
 LLVM_PACKAGES = ("llvm-19", "libllvm19")
 MCA_ITERATIONS = 100
-REPEATS = (1, 3)  # inferences per run; one inference = difference / (3 - 1)
 TOP_KERNELS = 10
 NOT_MEASURED = ("XNNPACK (ExecuTorch 1.5.1 / LiteRT 2.3.0 aarch64 wheels): not run; ExecuTorch's Python "
                 "bindings import torch, so the emulated runtime would need an aarch64 torch as well, and "
                 "LiteRT needs a .tflite export path (litert-torch or onnx2tf + tensorflow) this project lacks")
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One data-cache level: size, ways, and whether all cores share it (else one per core)."""
+    size_kb: int
+    ways: int
+    shared: bool
+    latency: int  # load-to-use cycles of a load this level serves
+    source: str
 
 
 @dataclass(frozen=True)
@@ -62,13 +71,63 @@ class Board:
     mca_attr: str
     clock_ghz: float
     clock_note: str
+    cores: int
+    caches: tuple[Cache, ...]  # L1D first
+    dram_ns: float  # load-to-use of a load DRAM serves
+    dram_source: str
+    line: int = 64  # bytes; 64 on every core here (each core's TRM)
+
+    def plugin_arguments(self) -> list[str]:
+        levels = [f"l1={self.caches[0].size_kb * 1024}:{self.caches[0].ways}"]
+        levels += [f"l{n}={c.size_kb * 1024}:{c.ways}:{'shared' if c.shared else 'private'}"
+                   for n, c in enumerate(self.caches[1:], start=2)]
+        return [f"cores={self.cores}", f"line={self.line}", *levels]
+
+    def stall_cycles(self) -> tuple[float, float, float]:
+        """Cycles one load served by L2, L3 and DRAM costs beyond an L1 hit (which llvm-mca already
+        counts), before overlap; a board without L3 serves its L2 misses from DRAM."""
+        l1 = self.caches[0].latency
+        dram = self.dram_ns * self.clock_ghz
+        l2 = self.caches[1].latency - l1
+        l3 = (self.caches[2].latency - l1) if len(self.caches) > 2 else 0.0
+        return l2, l3, dram - l1
 
 
+# What the core hides, the same rule on every board (a stated assumption, not a measurement):
+# a load miss that continues a stream the plugin's prefetcher model has learnt (see
+# block_counter.c) costs nothing; any other load miss stalls for the serving level's latency
+# beyond L1's, of which out-of-order execution and overlapping misses hide HIDDEN_FRACTION;
+# stores cost nothing (store buffer). Bandwidth limits, TLB misses and instruction fetch are not modelled.
+HIDDEN_FRACTION = 0.5
+
+A72_TRM = "Arm Cortex-A72 MPCore TRM (100095), L1 data memory system / L2 memory system"
+A76_TRM = "Arm Cortex-A76 Core TRM (100798), L1 memory system / L2 memory system"
+A78_TRM = "Arm Cortex-A78AE Core TRM (101779), L1 and L2 memory systems"
 BOARDS = {
-    "rpi5": Board("rpi5", "neoverse-n1", "+dotprod", 2.4, "Raspberry Pi 5, Cortex-A76 at 2.4 GHz"),
-    "rpi4": Board("rpi4", "cortex-a72", "", 1.8, "Raspberry Pi 4, Cortex-A72 at 1.8 GHz"),
+    "rpi5": Board("rpi5", "neoverse-n1", "+dotprod", 2.4, "Raspberry Pi 5, Cortex-A76 at 2.4 GHz", 4, (
+        Cache(64, 4, False, 4, f"{A76_TRM}: 64 KB, 4-way, 64-byte lines; 4-cycle load-to-use: Arm Cortex-A76 "
+                               "Software Optimization Guide, load latencies"),
+        Cache(512, 8, False, 9, "Raspberry Pi 5 product brief / raspberrypi.com documentation (BCM2712): 512 KB "
+                                "private L2 per core; 8-way: " + A76_TRM + "; 9-cycle load-to-use: WikiChip, Cortex-A76"),
+        Cache(2048, 16, True, 31, "Raspberry Pi documentation (BCM2712): 2 MB shared L3; 16-way: Arm DynamIQ Shared "
+                                  "Unit TRM (100453); load-to-use 26-31 cycles, the upper taken: WikiChip, Cortex-A76")),
+        110.0, "assumed (no public Pi 5 figure checked): LPDDR4X load-to-use ~110 ns"),
+    "rpi4": Board("rpi4", "cortex-a72", "", 1.8, "Raspberry Pi 4, Cortex-A72 at 1.8 GHz", 4, (
+        Cache(32, 2, False, 4, f"{A72_TRM}: 32 KB, 2-way, 64-byte lines; 4-cycle load-to-use: Arm Cortex-A72 "
+                               "Software Optimization Guide, load latencies"),
+        Cache(1024, 16, True, 21, "Raspberry Pi documentation (BCM2711): 1 MB L2 shared by the four cores; 16-way: "
+                                  + A72_TRM + "; 21 cycles: assumed (7-cpu.com's Cortex-A72 figure, not re-checked)")),
+        120.0, "assumed (no public Pi 4 figure checked): LPDDR4 load-to-use ~120 ns"),
     # LLVM has no Cortex-A78 model; Neoverse-N1 is the A76's server twin, the closest one.
-    "jetson-orin-cpu": Board("jetson-orin-cpu", "neoverse-n1", "+dotprod", 2.2, "Jetson AGX Orin, Cortex-A78AE at 2.2 GHz"),
+    # Six cores as the jetson-orin-cpu target declares (Orin Nano / NX 6-core); one 2 MB L3 shared
+    # by all of them, where the silicon has one per 4-core cluster.
+    "jetson-orin-cpu": Board("jetson-orin-cpu", "neoverse-n1", "+dotprod", 2.2, "Jetson AGX Orin, Cortex-A78AE at 2.2 GHz", 6, (
+        Cache(64, 4, False, 4, f"{A78_TRM}: 64 KB, 4-way, 64-byte lines; 4 cycles as the A76 (assumed)"),
+        Cache(256, 8, False, 9, "NVIDIA Jetson AGX Orin Series Technical Brief: 256 KB L2 per core; 8-way: "
+                                f"{A78_TRM}; 9 cycles as the A76 (assumed)"),
+        Cache(2048, 16, True, 31, "NVIDIA Jetson AGX Orin Series Technical Brief: 2 MB L3 per CPU cluster; 16-way: "
+                                  "Arm DynamIQ Shared Unit TRM; 31 cycles as the A76's DSU (assumed)")),
+        120.0, "assumed (no public Orin figure checked): LPDDR5 load-to-use ~120 ns"),
 }
 RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32")
 MODELS = ("resnet18", "resnet50", "resnet20-fmnist")
@@ -209,21 +268,35 @@ def read_maps(text: str) -> list[Mapping]:
 
 
 BlockKey = tuple[str, int, str]  # (library path or "", offset in the file or address, instruction bytes hex)
+LOADS = ("l2", "l3", "dram")  # the level that served a load L1 missed
 
 
-def count_blocks(plugin: Path, runtime_folder: Path, ort_site: Path, qemu_cpu: str, kind: str, model: Path,
-                 shape: list[int], repeats: int, scratch: Path) -> dict[BlockKey, int]:
+@dataclass
+class Count:
+    """What one guest thread did in one parallel region inside one block."""
+    thread: int
+    region: int
+    block: BlockKey
+    executions: int
+    served: tuple[int, int, int]  # loads served by L2, L3, DRAM (not prefetched)
+    prefetched: tuple[int, int, int]  # the same, arriving through a prefetched stream
+
+
+def count_inference(plugin: Path, runtime_folder: Path, ort_site: Path, board: Board, qemu_cpu: str, kind: str,
+                    model: Path, shape: list[int], threads: int, scratch: Path) -> list[Count]:
     from edgeresnet.targets.tvm.emulation import qemu_binary
 
-    counts_file, maps_file = scratch / f"blocks-{repeats}.txt", scratch / f"maps-{repeats}.txt"
+    counts_file, maps_file = scratch / "counts.txt", scratch / "maps.txt"
     sysroot = runtime_folder / "sysroot"
-    # Everything the guest sees is fixed: one extra variable moves counts by ~0.4%.
+    # Everything the guest sees is fixed: one extra variable moves counts by ~0.4%. Idle TVM
+    # workers sleep instead of spinning: spinning is not work (left out below) and slows qemu.
     env = {"PYTHONPATH": f"{ort_site}:{runtime_folder / 'site'}", "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1",
-           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TVM_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1", "LC_ALL": "C"}
-    command = [qemu_binary(), "-cpu", qemu_cpu, "-L", str(sysroot), "-plugin", f"{plugin},out={counts_file}",
+           "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TVM_NUM_THREADS": str(threads),
+           "TVM_THREAD_POOL_SPIN_COUNT": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "LC_ALL": "C"}
+    plugin_arguments = ",".join([str(plugin), f"out={counts_file}", *board.plugin_arguments()])
+    command = [qemu_binary(), "-cpu", qemu_cpu, "-L", str(sysroot), "-plugin", plugin_arguments,
                str(sysroot / "usr/bin/python3.11"), str(GUEST_SCRIPT), "tvm" if kind == "tvm-int8" else "onnxruntime",
-               str(model), json.dumps(shape), str(repeats), str(maps_file)]
+               str(model), json.dumps(shape), str(threads), str(maps_file)]
     if shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "--addr-no-randomize", *command]
     result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True)
@@ -232,27 +305,25 @@ def count_blocks(plugin: Path, runtime_folder: Path, ort_site: Path, qemu_cpu: s
         raise RuntimeError(f"{kind} under qemu -cpu {qemu_cpu} failed ({result.returncode}): {' | '.join(tail)}")
     mappings = read_maps(maps_file.read_text())
     starts = [m.start for m in mappings]
-    counts: dict[BlockKey, int] = defaultdict(int)
+    blocks: dict[str, BlockKey] = {}
+    counts = []
     with counts_file.open() as lines:
         for line in lines:
-            address, executions, code = line.split()
-            vaddr = int(address, 16)
-            i = bisect.bisect_right(starts, vaddr) - 1
-            if i >= 0 and vaddr < mappings[i].end and mappings[i].path.startswith("/"):
-                m = mappings[i]
-                counts[(m.path, vaddr - m.start + m.offset, code)] += int(executions)
+            fields = line.split()
+            if fields[0] == "B":
+                vaddr, code = int(fields[2], 16), fields[3]
+                i = bisect.bisect_right(starts, vaddr) - 1
+                if i >= 0 and vaddr < mappings[i].end and mappings[i].path.startswith("/"):
+                    m = mappings[i]
+                    blocks[fields[1]] = (m.path, vaddr - m.start + m.offset, code)
+                else:
+                    blocks[fields[1]] = ("", vaddr, code)
             else:
-                counts[("", vaddr, code)] += int(executions)
+                n = [int(v) for v in fields[4:]]
+                counts.append(Count(int(fields[1]), int(fields[2]), blocks[fields[3]], n[0], tuple(n[1:4]), tuple(n[4:7])))
     counts_file.unlink()
     maps_file.unlink()
     return counts
-
-
-def one_inference(runs: dict[int, dict[BlockKey, int]]) -> dict[BlockKey, float]:
-    few, many = REPEATS
-    keys = set(runs[few]) | set(runs[many])
-    diff = {key: (runs[many].get(key, 0) - runs[few].get(key, 0)) / (many - few) for key in keys}
-    return {key: value for key, value in diff.items() if value}
 
 
 # --- weighting: llvm-mca cycles per block -------------------------------------------------------
@@ -375,14 +446,37 @@ class Symbols:
 
 # --- the whole measurement ----------------------------------------------------------------------
 
+# Waiting is not work: code a thread runs while it waits for others is left out of every count.
+# Recognised by symbol: the C library's blocking and yielding calls, TVM's thread-pool queue and
+# join, and any function that executes a spin-wait hint (yield, wfe, isb: how ONNX Runtime's
+# stripped thread pool and other spin loops pause).
+WAIT_SYMBOLS = re.compile(r"futex|sched_yield|pthread_cond_(timed)?wait|lll_lock_wait|nanosleep|__pthread_clockjoin"
+                          r"|SpscTaskQueue|WaitForJobs|ThreadPool::RunWorker|ParallelLauncher::WaitForJobs")
+SPIN_HINTS = {"yield", "wfe", "isb"}
+
+
 @dataclass
 class Cost:
+    """One inference of one model by one runtime on one board with `threads` threads.
+
+    compute_cycles + memory_cycles = cycles, the estimated wall cycles: the work before the first
+    parallel region, then per region its slowest thread's (compute and memory split as that
+    thread's). instructions and the misses are all threads' work together."""
     model: str
     board: str
     runtime: str
+    threads: int
+    version: str
     instructions: int
+    compute_cycles: int
+    memory_cycles: int
     cycles: int
     estimated_ms: float
+    work_cycles_all_threads: int
+    parallel_regions: int
+    wait_instructions_excluded: int
+    load_misses: dict[str, int]  # loads that missed L1, L2, L3 (the last one: served by DRAM)
+    prefetched_share: float  # of the loads that missed L1, those a prefetched stream served
     ratio_vs_ort_int8: float | None = None
     ratio_vs_ort_fp32: float | None = None
     top_kernels: list[dict] = field(default_factory=list)
@@ -395,7 +489,75 @@ def top_instructions(mix: Counter, count: int = 4) -> str:
     return ", ".join(f"{name} {n / total:.0%}" for name, n in ranked) if total > 0 else ""
 
 
-def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[Cost]:
+def misses_by_level(board: Board, served: list[int]) -> dict[str, int]:
+    """Loads served by L2, L3, DRAM -> loads that missed L1, L2 (and L3 where the board has one)."""
+    l2, l3, dram = served
+    misses = {"l1": l2 + l3 + dram, "l2": l3 + dram}
+    if len(board.caches) > 2:
+        misses["l3"] = dram
+    return misses
+
+
+def runtime_version(runtime: str) -> str:
+    from edgeresnet.targets.tvm.emulation import TVM_VERSION
+    from emulated_arm import ORT_AARCH64
+
+    return f"apache-tvm {TVM_VERSION}" if runtime == "tvm-int8" else ORT_AARCH64.replace("==", " ")
+
+
+def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[Count], symbols: "Symbols",
+            cycles_of: dict[str, float], assembly: dict[str, str]) -> Cost:
+    per_load = [cycles * (1 - HIDDEN_FRACTION) for cycles in board.stall_cycles()]
+    names = {c.block: symbols.name(c.block[0], c.block[1]) for c in counts}
+    words = {code: [assembly[code[i:i + 8]].split()[0] for i in range(0, len(code), 8)] for code in {c.block[2] for c in counts}}
+    spinning = {names[c.block] for c in counts if SPIN_HINTS & set(words[c.block[2]])}
+    waiting = {name for name in set(names.values()) if name in spinning or WAIT_SYMBOLS.search(name)}
+    # per (region, thread): [compute, memory]; a fixed order so that float sums repeat exactly
+    work: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0, 0])  # cycles, l2, l3, dram, prefetched
+    mixes: dict[str, Counter] = defaultdict(Counter)
+    instructions = waited = 0
+    served, prefetched = [0, 0, 0], 0
+    for c in sorted(counts, key=lambda c: (c.region, c.thread, c.block)):
+        length = len(c.block[2]) // 8
+        name = names[c.block]
+        if name in waiting:
+            waited += c.executions * length
+            continue
+        instructions += c.executions * length
+        compute = c.executions * cycles_of[c.block[2]]
+        memory = sum(n * cycles for n, cycles in zip(c.served, per_load))
+        slot = work[(c.region, c.thread)]
+        slot[0] += compute
+        slot[1] += memory
+        kernel = kernels[name]
+        kernel[0] += compute + memory
+        for level in range(3):
+            kernel[1 + level] += c.served[level] + c.prefetched[level]
+            served[level] += c.served[level] + c.prefetched[level]
+        kernel[4] += sum(c.prefetched)
+        prefetched += sum(c.prefetched)
+        for mnemonic in words[c.block[2]]:
+            mixes[name][mnemonic] += c.executions
+    compute = memory = 0.0
+    regions = sorted({region for region, _ in work})
+    for region in regions:
+        slowest = max((sum(w), thread) for (r, thread), w in work.items() if r == region)
+        compute += work[(region, slowest[1])][0]
+        memory += work[(region, slowest[1])][1]
+    total = compute + memory
+    all_threads = sum(sum(w) for w in work.values())
+    top = sorted(kernels.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_KERNELS]
+    return Cost(model, board.name, runtime, threads, runtime_version(runtime), round(instructions), round(compute),
+                round(memory), round(total), round(total / (board.clock_ghz * 1e6), 2), round(all_threads),
+                max(len(regions) - 1, 0), waited, misses_by_level(board, served),
+                round(prefetched / max(sum(served), 1), 4),
+                top_kernels=[{"kernel": k, "cycles": round(v[0]), "share": round(v[0] / max(all_threads, 1), 4),
+                              "load_misses": misses_by_level(board, [int(x) for x in v[1:4]]),
+                              "top_instructions": top_instructions(mixes[k])} for k, v in top])
+
+
+def measure(models: list[str], boards: list[str], runtimes: list[str], thread_counts: list[int] | None) -> list[Cost]:
     from edgeresnet.targets import get_target
     from edgeresnet.targets.tvm.emulation import build_runtime
     from emulated_arm import ort_aarch64_site
@@ -412,40 +574,27 @@ def measure(models: list[str], boards: list[str], runtimes: list[str]) -> list[C
         files = prepare_model(model_name, boards, runtimes, work)
         for board_name in boards:
             board, target = BOARDS[board_name], get_target(board_name)
-            per_block: dict[str, dict[BlockKey, float]] = {}
+            counted: dict[tuple[str, int], list[Count]] = {}
             for runtime in runtimes:
                 model_file = {"tvm-int8": files.tvm_int8.get(board_name), "ort-int8": files.ort_int8,
                               "ort-fp32": files.ort_fp32}[runtime]
-                log(f"{model_name} / {board_name} / {runtime}: counting under qemu -cpu {target.details.qemu_cpu}")
-                # A fixed folder, not a random temporary one: the guest's argv (and so its stack
-                # addresses) must be the same from one invocation to the next.
-                scratch = work / model_name / board_name / runtime
-                scratch.mkdir(parents=True, exist_ok=True)
-                runs = {k: count_blocks(plugin, runtime_folder, ort_site, target.details.qemu_cpu, runtime,
-                                        model_file, files.shape, k, scratch) for k in REPEATS}
-                per_block[runtime] = one_inference(runs)
-            unique = sorted({key[2] for blocks in per_block.values() for key in blocks})
+                for threads in thread_counts or [target.details.threads]:
+                    log(f"{model_name} / {board_name} / {runtime} / {threads} thread(s): counting under qemu "
+                        f"-cpu {target.details.qemu_cpu}")
+                    # A fixed folder, not a random temporary one: the guest's argv (and so its stack
+                    # addresses) must be the same from one invocation to the next.
+                    scratch = work / model_name / board_name / runtime / str(threads)
+                    scratch.mkdir(parents=True, exist_ok=True)
+                    counted[(runtime, threads)] = count_inference(plugin, runtime_folder, ort_site, board,
+                                                                  target.details.qemu_cpu, runtime, model_file,
+                                                                  files.shape, threads, scratch)
+            unique = sorted({c.block[2] for counts in counted.values() for c in counts})
             log(f"{model_name} / {board_name}: llvm-mca ({board.mca_cpu}) on {len(unique)} blocks")
             cycles_of, assembly = block_cycles(llvm, board, unique)
-            for runtime, blocks in per_block.items():
-                kernels: dict[str, float] = defaultdict(float)
-                mixes: dict[str, Counter] = defaultdict(Counter)
-                instructions = cycles = 0.0
-                for (path, offset, code), executions in sorted(blocks.items()):  # a fixed order: float sums repeat
-                    instructions += executions * len(code) / 8
-                    cost = executions * cycles_of[code]
-                    cycles += cost
-                    kernel = symbols.name(path, offset)
-                    kernels[kernel] += cost
-                    for word in range(0, len(code), 8):
-                        mixes[kernel][assembly[code[word:word + 8]].split()[0]] += executions
-                top = sorted(kernels.items(), key=lambda item: (-item[1], item[0]))[:TOP_KERNELS]
-                costs.append(Cost(model_name, board_name, runtime, round(instructions), round(cycles),
-                                  round(cycles / (board.clock_ghz * 1e6), 2),
-                                  top_kernels=[{"kernel": k, "cycles": round(c), "share": round(c / cycles, 4),
-                                                "top_instructions": top_instructions(mixes[k])} for k, c in top]))
+            for (runtime, threads), counts in counted.items():
+                costs.append(cost_of(model_name, board, runtime, threads, counts, symbols, cycles_of, assembly))
     for cost in costs:
-        peers = {c.runtime: c.cycles for c in costs if (c.model, c.board) == (cost.model, cost.board)}
+        peers = {c.runtime: c.cycles for c in costs if (c.model, c.board, c.threads) == (cost.model, cost.board, cost.threads)}
         if peers.get("ort-int8"):
             cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
         if peers.get("ort-fp32"):
@@ -458,6 +607,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--boards", default="rpi5,rpi4")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: the board's cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
@@ -466,31 +616,45 @@ def main() -> None:
         if unknown:
             print(f"error: unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}", file=sys.stderr)
             sys.exit(2)
+    thread_counts = None
+    if args.threads is not None:
+        try:
+            thread_counts = [int(v) for v in args.threads.split(",")]
+        except ValueError:
+            thread_counts = [0]
+        if min(thread_counts) < 1:
+            print(f"error: --threads wants positive whole numbers, got {args.threads!r}", file=sys.stderr)
+            sys.exit(2)
     from edgeresnet.errors import EdgeResnetError
     from edgeresnet.models import get_entry
 
     try:
         for model in models:  # before any of the minutes of counting
             get_entry(model)
-        costs = measure(models, boards, runtimes)
+        costs = measure(models, boards, runtimes, thread_counts)
     except EdgeResnetError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     if args.json:
         print(json.dumps({"costs": [asdict(c) for c in costs], "mca_iterations": MCA_ITERATIONS,
+                          "hidden_fraction": HIDDEN_FRACTION,
                           "boards": {b: asdict(BOARDS[b]) for b in boards}, "not_measured": [NOT_MEASURED],
-                          "note": "cycles of llvm-mca's core model, caches ignored: ranks runtimes, not a board latency"},
-                         indent=2))
+                          "note": "cycles = llvm-mca's core model + a simulated data-cache hierarchy; wall cycles "
+                                  "over threads as serial work + per parallel region its slowest thread: ranks "
+                                  "runtimes, not a board latency"}, indent=2))
         return
-    print("one inference, batch 1, one thread; cycles = llvm-mca model of the core (caches, memory and branch "
-          "misses ignored); ms = cycles at the board's clock, an estimate, not a measurement")
+    print("one inference, batch 1; cycles = llvm-mca model of the core + simulated data caches (branch misses, "
+          "bandwidth and TLBs ignored); over threads: serial + slowest thread per parallel region; "
+          "ms = cycles at the board's clock, an estimate, not a measurement")
     for c in costs:
         ratios = "  ".join(f"x {name} {value:.2f}" for name, value in (("ORT INT8", c.ratio_vs_ort_int8),
                                                                       ("ORT FP32", c.ratio_vs_ort_fp32)) if value)
-        print(f"\n{c.model:16s} {c.board:16s} {c.runtime:9s} {c.instructions / 1e6:10.1f} M instr  "
-              f"{c.cycles / 1e6:10.1f} M cycles  ~{c.estimated_ms:8.2f} ms  {ratios}")
+        print(f"\n{c.model:16s} {c.board:16s} {c.runtime:9s} {c.threads}T {c.instructions / 1e6:9.1f} M instr  "
+              f"{c.compute_cycles / 1e6:8.1f} + {c.memory_cycles / 1e6:7.1f} = {c.cycles / 1e6:8.1f} M cycles  "
+              f"~{c.estimated_ms:8.2f} ms  {ratios}")
         for k in c.top_kernels:
-            print(f"    {k['share'] * 100:5.1f}%  {k['cycles'] / 1e6:9.2f} M  {k['kernel']}  [{k['top_instructions']}]")
+            print(f"    {k['share'] * 100:5.1f}%  {k['cycles'] / 1e6:9.2f} M  {k['kernel']}  [{k['top_instructions']}]  "
+                  f"misses {k['load_misses']}")
     print(f"\nnot measured: {NOT_MEASURED}")
 
 

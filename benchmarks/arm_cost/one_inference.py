@@ -1,10 +1,15 @@
-"""Runs under qemu-aarch64: one warm-up and K inferences of one runtime, then saves the guest's memory map.
+"""Runs under qemu-aarch64: one warm-up and one counted inference of one runtime, then saves the guest's memory map.
 
-    python one_inference.py {tvm|onnxruntime} MODEL_FILE SHAPE_JSON K MAPS_OUT
+    python one_inference.py {tvm|onnxruntime} MODEL_FILE SHAPE_JSON THREADS MAPS_OUT
 
-Single-threaded and with a fixed input, so the block counts of two runs differ only by the K inferences.
+The counting plugin (block_counter.c) is told what to count by lseek calls on a negative file
+descriptor, which no program makes and which fail at once (EBADF): the warm-up inference runs
+with the cache simulation on, the counted one with counting on too. For TVM the entry of its
+parallel-launch function (TVMBackendParallelLaunch) is passed on, so that each launch starts a
+parallel region; ONNX Runtime exports no such entry, so its inference is one region.
 """
 
+import ctypes
 import json
 import os
 import sys
@@ -15,7 +20,18 @@ os.urandom = lambda size: b"\x5a" * size
 
 import numpy as np  # noqa: E402
 
-runtime, model, shape, repeats, maps_out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+WARM_MARK, BEGIN_MARK, END_MARK = 0x41524D434F535433, 0x41524D434F535431, 0x41524D434F535432
+
+
+def tell_plugin(descriptor: int, value: int) -> None:
+    try:
+        os.lseek(descriptor, value, os.SEEK_SET)
+    except OSError:
+        pass
+
+
+runtime, model, shape, threads, maps_out = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]),
+                                            sys.argv[5])
 x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 if runtime == "tvm":
@@ -24,6 +40,9 @@ if runtime == "tvm":
 
     main = VirtualMachine(tvm.runtime.load_module(model), tvm.runtime.cpu())["main"]
     tensor = tvm.runtime.tensor(x, tvm.runtime.cpu())
+    library = os.path.join(os.path.dirname(tvm.runtime.__file__), "..", "lib", "libtvm_runtime.so")
+    launch = ctypes.cast(ctypes.CDLL(os.path.realpath(library)).TVMBackendParallelLaunch, ctypes.c_void_p).value
+    tell_plugin(-2, launch)
 
     def infer():
         main(tensor)
@@ -31,17 +50,22 @@ else:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Waiting workers block instead of spinning: spinning is not work (the count leaves it out
+    # anyway) and only slows the emulation.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: x}
 
     def infer():
         session.run(None, feed)
 
+tell_plugin(-1, WARM_MARK)
 infer()
-for _ in range(repeats):
-    infer()
+tell_plugin(-1, BEGIN_MARK)
+infer()
+tell_plugin(-1, END_MARK)
 with open("/proc/self/maps") as maps, open(maps_out, "w") as out:
     out.write(maps.read())
