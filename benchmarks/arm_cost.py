@@ -557,7 +557,8 @@ def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[C
                               "top_instructions": top_instructions(mixes[k])} for k, v in top])
 
 
-def measure(models: list[str], boards: list[str], runtimes: list[str], thread_counts: list[int] | None) -> list[Cost]:
+def measure(models: list[str], boards: list[str], runtimes: list[str], thread_counts: list[int] | None):
+    """Yields the costs of each model and board as soon as they are counted."""
     from edgeresnet.targets import get_target
     from edgeresnet.targets.tvm.emulation import build_runtime
     from emulated_arm import ort_aarch64_site
@@ -569,7 +570,6 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
     ort_site = ort_aarch64_site(runtime_folder.parent)
     symbols = Symbols(llvm)
     work = cache / "work"
-    costs = []
     for model_name in models:
         files = prepare_model(model_name, boards, runtimes, work)
         for board_name in boards:
@@ -591,15 +591,29 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
             unique = sorted({c.block[2] for counts in counted.values() for c in counts})
             log(f"{model_name} / {board_name}: llvm-mca ({board.mca_cpu}) on {len(unique)} blocks")
             cycles_of, assembly = block_cycles(llvm, board, unique)
-            for (runtime, threads), counts in counted.items():
-                costs.append(cost_of(model_name, board, runtime, threads, counts, symbols, cycles_of, assembly))
-    for cost in costs:
-        peers = {c.runtime: c.cycles for c in costs if (c.model, c.board, c.threads) == (cost.model, cost.board, cost.threads)}
-        if peers.get("ort-int8"):
-            cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
-        if peers.get("ort-fp32"):
-            cost.ratio_vs_ort_fp32 = round(cost.cycles / peers["ort-fp32"], 3)
-    return costs
+            group = [cost_of(model_name, board, runtime, threads, counts, symbols, cycles_of, assembly)
+                     for (runtime, threads), counts in counted.items()]
+            for cost in group:
+                peers = {c.runtime: c.cycles for c in group if c.threads == cost.threads}
+                if peers.get("ort-int8"):
+                    cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
+                if peers.get("ort-fp32"):
+                    cost.ratio_vs_ort_fp32 = round(cost.cycles / peers["ort-fp32"], 3)
+            yield from group
+
+
+def merge_results(path: Path, costs: list[Cost]) -> None:
+    """Adds rows to the results file, replacing any row of the same model, board, runtime and threads."""
+    key = ("model", "board", "runtime", "threads")
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    fresh = [asdict(c) for c in costs]
+    taken = {tuple(r[k] for k in key) for r in fresh}
+    rows = [r for r in rows if tuple(r[k] for k in key) not in taken] + fresh
+    rows.sort(key=lambda r: (r["model"], r["board"], r["threads"], r["runtime"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(rows, indent=1) + "\n")
+    os.replace(staging, path)
 
 
 def main() -> None:
@@ -609,6 +623,9 @@ def main() -> None:
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: the board's cores)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also merge the rows into this JSON file (e.g. benchmarks/results/arm_cost.json) as each "
+                             "model and board is counted")
     args = parser.parse_args()
     models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
     for value, allowed, what in ((boards, BOARDS, "board"), (runtimes, RUNTIMES, "runtime")):
@@ -631,7 +648,11 @@ def main() -> None:
     try:
         for model in models:  # before any of the minutes of counting
             get_entry(model)
-        costs = measure(models, boards, runtimes, thread_counts)
+        costs = []
+        for cost in measure(models, boards, runtimes, thread_counts):
+            costs.append(cost)
+            if args.results:
+                merge_results(args.results, [cost])
     except EdgeResnetError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)

@@ -18,9 +18,9 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "arm_cost.py"
 
 
-def run_benchmark() -> dict[str, dict]:
+def run_benchmark(runtimes: str = "tvm-int8,ort-int8", threads: int = 1) -> dict[str, dict]:
     result = subprocess.run([sys.executable, str(BENCHMARK), "--models", "resnet20-fmnist", "--boards", "rpi5",
-                             "--runtimes", "tvm-int8,ort-int8", "--json"], capture_output=True, text=True)
+                             "--runtimes", runtimes, "--threads", str(threads), "--json"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return {cost["runtime"]: cost for cost in json.loads(result.stdout)["costs"]}
 
@@ -30,16 +30,20 @@ def test_cycle_model_is_deterministic_and_names_kernels():
     first, second = run_benchmark(), run_benchmark()
     assert set(first) == {"tvm-int8", "ort-int8"}
     for runtime in first:
-        assert (first[runtime]["instructions"], first[runtime]["cycles"]) == \
-            (second[runtime]["instructions"], second[runtime]["cycles"]), runtime
-        assert first[runtime]["top_kernels"] == second[runtime]["top_kernels"]
+        # One thread: the same instructions, cache misses and cycles, to the unit.
+        assert first[runtime] == second[runtime], runtime
 
     tvm, ort = first["tvm-int8"], first["ort-int8"]
     for cost in (tvm, ort):
-        assert cost["instructions"] > 0 and cost["cycles"] > 0
+        assert cost["instructions"] > 0 and cost["cycles"] > 0 and cost["threads"] == 1
+        assert cost["cycles"] == cost["compute_cycles"] + cost["memory_cycles"] and cost["memory_cycles"] > 0
+        assert cost["work_cycles_all_threads"] == cost["cycles"] and cost["wait_instructions_excluded"] == 0
+        misses = cost["load_misses"]
+        assert misses["l1"] >= misses["l2"] >= misses["l3"] and misses["l1"] > 0
         # An out-of-order core model retires several instructions per cycle, never hundreds per cycle.
         assert 0.05 < cost["instructions"] / cost["cycles"] < 8
         assert cost["estimated_ms"] == pytest.approx(cost["cycles"] / 2.4e6, abs=0.01)  # Pi 5 clock
+        assert cost["version"].startswith("apache-tvm " if cost["runtime"] == "tvm-int8" else "onnxruntime ")
         shares = [k["share"] for k in cost["top_kernels"]]
         assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.0001
     assert ort["ratio_vs_ort_int8"] == 1.0
@@ -50,12 +54,30 @@ def test_cycle_model_is_deterministic_and_names_kernels():
     assert conv_share > 0.5
 
 
-@pytest.mark.parametrize("option, value", [("--models", "resnet18,no-such-model"), ("--boards", "rpi9")])
+@pytest.mark.slow
+def test_four_threads_split_the_work_and_their_spread_is_bounded():
+    """TVM's library on 4 threads: the wall estimate is below the one-thread work, waiting is left out,
+    and two runs differ only as the threads' interleaving in the shared L3 differs. Measured here
+    (reference model, rpi5): SPREAD_NOTE."""
+    single = run_benchmark("tvm-int8", 1)["tvm-int8"]
+    first, second = run_benchmark("tvm-int8", 4)["tvm-int8"], run_benchmark("tvm-int8", 4)["tvm-int8"]
+    for cost in (first, second):
+        assert cost["threads"] == 4 and cost["parallel_regions"] > 10
+        assert cost["cycles"] < 0.75 * single["cycles"]
+        # The work itself is the same (TVM splits each loop into the same tasks); only waiting grows.
+        assert cost["work_cycles_all_threads"] == pytest.approx(single["work_cycles_all_threads"], rel=0.05)
+    spread = abs(first["cycles"] - second["cycles"]) / min(first["cycles"], second["cycles"])
+    assert spread < 0.02, spread
+    assert abs(first["instructions"] - second["instructions"]) / first["instructions"] < 0.01
+
+
+@pytest.mark.parametrize("option, value", [("--models", "resnet18,no-such-model"), ("--boards", "rpi9"),
+                                           ("--threads", "1,zero")])
 def test_a_misspelt_name_fails_at_once(option, value, tmp_path):
     """Before any counting (minutes per model), not after the models before it: exit 2, one line, no JSON."""
     result = subprocess.run([sys.executable, str(BENCHMARK), option, value, "--json"], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "EDGERESNET_ARM_COST_CACHE": str(tmp_path / "cache")},
                             timeout=120)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: unknown ") and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cache").exists()
