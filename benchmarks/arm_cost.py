@@ -461,7 +461,9 @@ class Cost:
 
     compute_cycles + memory_cycles = cycles, the estimated wall cycles: the work before the first
     parallel region, then per region its slowest thread's (compute and memory split as that
-    thread's). instructions and the misses are all threads' work together."""
+    thread's). A runtime without a known launch entry (ONNX Runtime) is one region, so its cycles
+    are its slowest thread's whole work, a lower bound; slowest_thread_cycles gives that bound for
+    every runtime, to compare like with like. instructions and the misses are all threads' work."""
     model: str
     board: str
     runtime: str
@@ -473,7 +475,8 @@ class Cost:
     cycles: int
     estimated_ms: float
     work_cycles_all_threads: int
-    parallel_regions: int
+    slowest_thread_cycles: int  # one thread's work over the whole inference: a lower bound of `cycles`
+    parallel_regions: int  # 0: the runtime names no launch entry, so `cycles` = slowest_thread_cycles
     wait_instructions_excluded: int
     load_misses: dict[str, int]  # loads that missed L1, L2, L3 (the last one: served by DRAM)
     prefetched_share: float  # of the loads that missed L1, those a prefetched stream served
@@ -547,9 +550,13 @@ def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[C
         memory += work[(region, slowest[1])][1]
     total = compute + memory
     all_threads = sum(sum(w) for w in work.values())
+    per_thread: dict[int, float] = defaultdict(float)
+    for (region, thread), w in sorted(work.items()):
+        per_thread[thread] += sum(w)
     top = sorted(kernels.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_KERNELS]
     return Cost(model, board.name, runtime, threads, runtime_version(runtime), round(instructions), round(compute),
                 round(memory), round(total), round(total / (board.clock_ghz * 1e6), 2), round(all_threads),
+                round(max(per_thread.values(), default=0.0)),
                 max(len(regions) - 1, 0), waited, misses_by_level(board, served),
                 round(prefetched / max(sum(served), 1), 4),
                 top_kernels=[{"kernel": k, "cycles": round(v[0]), "share": round(v[0] / max(all_threads, 1), 4),

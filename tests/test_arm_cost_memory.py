@@ -68,6 +68,7 @@ def test_wall_cycles_are_serial_work_plus_each_regions_slowest_thread_and_waitin
     assert result.compute_cycles == 100 + 80 + 90  # serial, then the slowest thread of each region
     assert result.memory_cycles == 0 and result.cycles == result.compute_cycles
     assert result.work_cycles_all_threads == 100 + 50 + 80 + 70 + 90 + 40
+    assert result.slowest_thread_cycles == 100 + 50 + 90  # the launching thread: serial work and its shares
     assert result.wait_instructions_excluded == 10_000 * 1 + 5_000 * 2
     assert result.instructions == 100 + (50 + 80 + 70 + 90 + 40) * 2
     assert result.parallel_regions == 2
