@@ -1,28 +1,38 @@
-"""ARM speed without a board: a deterministic cycle model of one inference per runtime, model and board.
+"""ARM speed without a board: a deterministic cycle model of one inference per runtime, model, board and thread count.
 
     python benchmarks/arm_cost.py [--models resnet18,resnet50,resnet20-fmnist] [--boards rpi5,rpi4]
-                                  [--runtimes tvm-int8,ort-int8,ort-fp32] [--json]
+                                  [--runtimes tvm-int8,ort-int8,ort-fp32] [--threads 1,4] [--json]
+                                  [--results benchmarks/results/arm_cost.json]
 
 Wall time under qemu misleads (TCG runs scalar code fast and NEON integer code slowly), so
 this counts and weights instead. Each runtime runs under `qemu-aarch64 -cpu <board's core>`
-in a fixed environment (`env -i`, no address randomization, one thread) with a TCG plugin
-(benchmarks/arm_cost/block_counter.c, built once) that counts the executions of every
-translated block. One inference is isolated as the per-block difference between a run
-with 3 inferences and one with 1 (both after the same warm-up), halved. Every executed
-block is weighted by llvm-mca's cycles per iteration on the board's core (LLVM 19,
-unpacked from Debian's packages once): Neoverse-N1 + dotprod for the Cortex-A76/A78
-boards, Cortex-A72 for the Pi 4. Blocks are named by the symbol of the loaded library
-they belong to (the guest's /proc/self/maps, then the library's symbol table).
+in a fixed environment (`env -i`, no address randomization) with a TCG plugin
+(benchmarks/arm_cost/block_counter.c, built once) that counts, per guest thread and per
+parallel region, the executions of every translated block of one marked inference (after a
+warm-up one), and runs every load and store through a simulated data-cache hierarchy of the
+board (the BOARDS table: sizes, ways, sharing, latencies, each with its source). Cycles:
+  compute: every executed block weighted by llvm-mca's cycles per iteration on the board's core
+           (LLVM 19, unpacked from Debian's packages once): Neoverse-N1 + dotprod for the
+           Cortex-A76/A78 boards, Cortex-A72 for the Pi 4 (loads at L1 latency);
+  memory:  each load L1 missed, by the level that served it, at that level's latency beyond
+           L1's, less what the core hides (HIDDEN_FRACTION; prefetched streams are free);
+  threads: the work before the first parallel region, then per region its slowest thread
+           (regions start at each call of TVM's TVMBackendParallelLaunch; ONNX Runtime names no
+           such entry, so its inference is one region: a lower bound); code a thread runs while
+           waiting (WAIT_SYMBOLS, spin-hint functions) is left out.
+Blocks are named by the symbol of the loaded library they belong to (the guest's
+/proc/self/maps, then the library's symbol table).
 
-What the figures are: instructions executed and cycles of an out-of-order model of the
-core that ignores caches, memory bandwidth and branch mispredictions; the single-thread
-milliseconds are those cycles at the board's clock, an estimate that ranks runtimes and
-kernels, not a board latency. The same command twice gives the same counts.
+What the figures are: estimates that rank runtimes and kernels, not board latencies;
+branch mispredictions, memory bandwidth, TLBs and instruction fetch are not modelled, and
+the milliseconds are the cycles at the board's clock. One thread: the same command twice
+gives the same counts. Several threads: the work is the same, the shared caches see the
+threads interleaved as the host schedules them (tests/test_arm_cost.py bounds the spread).
 
 Runtimes: `tvm-int8` (our library for the board, the `tvm` quantization scheme),
 `ort-int8` (ONNX Runtime's aarch64 build on the model quantized with the `onnxruntime`
-scheme), `ort-fp32` (ONNX Runtime on the FP32 model). XNNPACK (ExecuTorch, LiteRT) is
-not measured: see the module's NOT_MEASURED.
+scheme), `ort-fp32` (ONNX Runtime on the FP32 model). ncnn and XNNPACK are not measured:
+see NOT_MEASURED.
 """
 
 from __future__ import annotations
@@ -51,7 +61,8 @@ MCA_ITERATIONS = 100
 TOP_KERNELS = 10
 NOT_MEASURED = ("XNNPACK (ExecuTorch 1.5.1 / LiteRT 2.3.0 aarch64 wheels): not run; ExecuTorch's Python "
                 "bindings import torch, so the emulated runtime would need an aarch64 torch as well, and "
-                "LiteRT needs a .tflite export path (litert-torch or onnx2tf + tensorflow) this project lacks")
+                "LiteRT needs a .tflite export path (litert-torch or onnx2tf + tensorflow) this project lacks. "
+                "ncnn INT8: not run; the aarch64 ncnn wheel has no ncnn2table / ncnn2int8 (docs/benchmarks.md)")
 
 
 @dataclass(frozen=True)
