@@ -634,6 +634,20 @@ def merge_results(path: Path, costs: list[Cost]) -> None:
     os.replace(staging, path)
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The results file as the table docs/benchmarks.md shows: one line per model, board, threads and runtime."""
+    lines = ["| model | board | threads | runtime | compute M | memory M | cycles M (~ms) | L1 / L2 / L3 load misses (k) "
+             "| x ORT INT8 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        misses = " / ".join(f"{r['load_misses'][level] / 1e3:.0f}" for level in ("l1", "l2", "l3") if level in r["load_misses"])
+        bound = " (bound)" if r["threads"] > 1 and not r["parallel_regions"] else ""
+        ratio = f"{r['ratio_vs_ort_int8']:.2f}" if r.get("ratio_vs_ort_int8") else ""
+        lines.append(f"| {r['model']} | {r['board']} | {r['threads']} | {r['runtime']} | {r['compute_cycles'] / 1e6:.2f} "
+                     f"| {r['memory_cycles'] / 1e6:.2f} | {r['cycles'] / 1e6:.2f}{bound} (~{r['estimated_ms']:.1f}) "
+                     f"| {misses} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -641,10 +655,18 @@ def main() -> None:
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: the board's cores)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--table", type=Path, default=None, help="print a results file as a markdown table and exit")
     parser.add_argument("--results", type=Path, default=None,
                         help="also merge the rows into this JSON file (e.g. benchmarks/results/arm_cost.json) as each "
                              "model and board is counted")
     args = parser.parse_args()
+    if args.table is not None:
+        try:
+            print(markdown_table(json.loads(args.table.read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"error: {args.table} is not a results file: {error}", file=sys.stderr)
+            sys.exit(2)
+        return
     models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
     for value, allowed, what in ((boards, BOARDS, "board"), (runtimes, RUNTIMES, "runtime")):
         unknown = [v for v in value if v not in allowed]

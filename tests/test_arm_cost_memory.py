@@ -143,3 +143,18 @@ def test_the_plugin_prefetches_a_stream_and_misses_on_random_reads(tmp_path):
     dram, _, _ = plugin_counts(tmp_path, "random")
     # 20,000 reads at random in 8 MB (4x the L3): most come from DRAM, no stream to prefetch.
     assert dram > 0.6 * 20000
+
+
+def test_the_results_table_shows_every_row_and_marks_lower_bounds(tmp_path):
+    rows = [cost([Count(t, 0, SERIAL, 1000 * (t + 1), (5, 0, 1), (0, 0, 0)) for t in range(4)]),
+            cost([Count(0, 0, SERIAL, 800, (0, 0, 0), (0, 0, 0))])]
+    rows[1].runtime, rows[1].threads, rows[1].ratio_vs_ort_int8 = "ort-int8", 4, 1.0
+    path = tmp_path / "arm_cost.json"
+    arm_cost.merge_results(path, rows[:1])
+    arm_cost.merge_results(path, rows)  # the same key again: replaced, not doubled
+    table = arm_cost.markdown_table(__import__("json").loads(path.read_text())).splitlines()
+    assert len(table) == 2 + 2
+    ort = next(line for line in table if "ort-int8" in line)
+    assert "(bound)" in ort and "| 1.00 |" in ort  # one region over 4 threads: a lower bound
+    tvm = next(line for line in table if "tvm-int8" in line)
+    assert "(bound)" in tvm  # FakeSymbols' counts have no region either
