@@ -58,7 +58,9 @@ def test_cycle_model_is_deterministic_and_names_kernels():
 def test_four_threads_split_the_work_and_their_spread_is_bounded():
     """TVM's library on 4 threads: the wall estimate is below the one-thread work, waiting is left out,
     and two runs differ only as the threads' interleaving in the shared L3 differs. Measured here
-    (reference model, rpi5): SPREAD_NOTE."""
+    (reference model, rpi5, two runs): 745,789 and 745,822 cycles, a spread of 0.004%; instructions
+    3,220,330 and 3,220,316. (ONNX Runtime, one region whose slowest thread depends on how its pool
+    hands out blocks: 973,794 and 882,847 cycles, 10%; not asserted here.)"""
     single = run_benchmark("tvm-int8", 1)["tvm-int8"]
     first, second = run_benchmark("tvm-int8", 4)["tvm-int8"], run_benchmark("tvm-int8", 4)["tvm-int8"]
     for cost in (first, second):
@@ -67,7 +69,7 @@ def test_four_threads_split_the_work_and_their_spread_is_bounded():
         # The work itself is the same (TVM splits each loop into the same tasks); only waiting grows.
         assert cost["work_cycles_all_threads"] == pytest.approx(single["work_cycles_all_threads"], rel=0.05)
     spread = abs(first["cycles"] - second["cycles"]) / min(first["cycles"], second["cycles"])
-    assert spread < 0.02, spread
+    assert spread < 0.005, spread
     assert abs(first["instructions"] - second["instructions"]) / first["instructions"] < 0.01
 
 
