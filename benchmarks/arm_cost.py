@@ -528,7 +528,7 @@ def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[C
     waiting = {name for name in set(names.values()) if name in spinning or WAIT_SYMBOLS.search(name)}
     # per (region, thread): [compute, memory]; a fixed order so that float sums repeat exactly
     work: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0, 0])  # cycles, l2, l3, dram, prefetched
+    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0, 0])  # cycles, loads served by L2, L3, DRAM
     mixes: dict[str, Counter] = defaultdict(Counter)
     instructions = waited = 0
     served, prefetched = [0, 0, 0], 0
@@ -549,7 +549,6 @@ def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[C
         for level in range(3):
             kernel[1 + level] += c.served[level] + c.prefetched[level]
             served[level] += c.served[level] + c.prefetched[level]
-        kernel[4] += sum(c.prefetched)
         prefetched += sum(c.prefetched)
         for mnemonic in words[c.block[2]]:
             mixes[name][mnemonic] += c.executions
