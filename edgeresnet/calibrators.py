@@ -2,7 +2,8 @@
 
 `create_calibrator(options)` picks the calibrator from its typed options, as ONNX
 Runtime's `create_calibrator` picks one by name (`edgeresnet.quant_scheme`:
-`MinMaxOptions`, `PercentileOptions`, `EntropyOptions`). `calibrate` runs the
+`MinMaxOptions`, `PercentileOptions`, `EntropyOptions`, `MseOptions`; `auto`, which runs
+them all at once, is `edgeresnet.auto_calibration`). `calibrate` runs the
 model with every tensor to calibrate as an output, one batch at a time, and hands
 each batch to the calibrator, which reduces it at once: memory holds one batch of
 activations and the statistics (extremes, histograms), never the whole data set.
@@ -34,7 +35,9 @@ import numpy as np
 import onnx
 
 from edgeresnet.errors import InputError
-from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions
+from edgeresnet.histogram_search import kl_optimal_bin, mse_optimal_threshold
+from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
+                                     MseOptions, PercentileOptions)
 from edgeresnet.runners import session_options
 from edgeresnet.schema import Stability, to_json
 
@@ -52,6 +55,11 @@ STABILITY_THRESHOLD = 0.10
 # Min-max's range is the most extreme value seen, which moves by 11-25% between half and
 # all of the sample at any size measured: only a larger move says the sample is too small.
 MINMAX_STABILITY_THRESHOLD = 0.30
+# A share of a tensor's values at one level that makes a spike. Entropy calibration on the reference
+# model put the input's threshold on the spike of Fashion-MNIST's constant background (50% of the
+# values, one 1/2048 bin), leaving the 27% brighter pixels beyond it, all saturated to one int8 code;
+# percentile and mse leave at most 0.8% of any tensor beyond their thresholds there.
+SPIKE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,9 @@ class Calibrator(ABC):
     def ranges(self, first_half: bool = False) -> dict[str, Range]:
         """(lowest, highest) per tensor, from all batches or from the first half only."""
 
+    def clipped_spikes(self) -> list["ClippedSpike"]:
+        return []  # a range from the extremes clips nothing
+
 
 def _per_tensor(reduce: Callable[[str, np.ndarray], Any], activations: dict[str, np.ndarray]) -> list[tuple[str, Any]]:
     """`reduce` of every tensor, (name, result) in the given order, on all cores: numpy's reductions release
@@ -119,16 +130,17 @@ class _HistogramCalibrator(Calibrator):
     """A histogram of |x| per tensor on fixed edges: one over all batches, one over the first half."""
 
     histogram_passes = 1
+    histogram_from_zero: ClassVar[bool] = True  # bins of |x| from 0 (else from min |x|): calibrators alike share them
 
     def __init__(self, options: CalibrationOptions):
         super().__init__(options)
         self.edges: dict[str, np.ndarray] = {}
         self.counts: dict[str, np.ndarray] = {}
         self.half_counts: dict[str, np.ndarray] = {}
+        self._thresholds: dict[tuple, np.float32] = {}
 
-    @abstractmethod
     def histogram_range(self, extremes: _Extremes) -> tuple[np.float32, np.float32]:
-        ...
+        return (np.float32(0) if self.histogram_from_zero else extremes.least_magnitude), extremes.magnitude
 
     def observe_again(self, activations: dict[str, np.ndarray], first_half: bool) -> None:
         def histogram(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +158,67 @@ class _HistogramCalibrator(Calibrator):
 
     def ranges(self, first_half: bool = False) -> dict[str, Range]:
         extremes = self.half_extremes if first_half else self.extremes
-        counts = self.half_counts if first_half else self.counts
         result = {}
         for name, seen in extremes.items():
-            threshold = self.threshold(counts[name], self.edges[name])
+            threshold = self._threshold(name, first_half)
             result[name] = (max(-threshold, seen.lowest), min(threshold, seen.highest))
         return result
 
+    def _threshold(self, name: str, first_half: bool) -> np.float32:
+        """`threshold` of one tensor's histogram, computed once (searches take up to ~10 ms a tensor)."""
+        counts = (self.half_counts if first_half else self.counts)[name]
+        key = (name, first_half, int(counts.sum()))  # counts grow while batches arrive
+        if key not in self._thresholds:
+            self._thresholds[key] = self.threshold(counts, self.edges[name])
+        return self._thresholds[key]
+
     @abstractmethod
     def threshold(self, counts: np.ndarray, edges: np.ndarray) -> np.float32:
-        """The clipping magnitude, a bin edge."""
+        """The clipping magnitude (a bin edge, or a bin centre for mse)."""
+
+    def clipped_spikes(self) -> list["ClippedSpike"]:
+        """Tensors whose threshold leaves at least `SPIKE_SHARE` of their values beyond it, saturated at one
+        int8 code, and whether the threshold sits at a histogram spike (the bin just below it that full)."""
+        spikes = []
+        for name in sorted(self.counts):
+            counts, edges = self.counts[name], self.edges[name]
+            total = counts.sum()
+            threshold = self._threshold(name, first_half=False)
+            beyond = edges[:-1] >= threshold  # bins wholly beyond the threshold
+            clipped = counts[beyond].sum() / total if total else 0.0
+            if clipped < SPIKE_SHARE:
+                continue
+            at = max(0, int(np.searchsorted(edges, threshold, side="left")) - 1)  # the bin the threshold closes
+            spike = counts[at] / total >= SPIKE_SHARE and edges[at] > 0
+            spikes.append(ClippedSpike(name, self.options.method, float(threshold), float(clipped),
+                                       float((edges[at] + edges[at + 1]) / 2) if spike else None,
+                                       float(counts[at] / total) if spike else None))
+        return spikes
+
+
+@dataclass(frozen=True)
+class ClippedSpike:
+    """Values beyond a method's threshold, all saturated at one int8 code: a spike the method made, often at one
+    it found (a constant background's level, which the threshold was placed on)."""
+
+    tensor: str
+    method: CalibrationMethod
+    threshold: float
+    clipped_share: float  # of the tensor's values beyond the threshold
+    spike_magnitude: float | None  # |x| of the histogram spike the threshold sits at, if it does
+    spike_share: float | None
+
+    def warning(self) -> str:
+        instead = "minmax" if self.method is CalibrationMethod.PERCENTILE else "percentile"
+        at = (f" at a histogram spike ({self.spike_share:.1%} of its values at |x| = {self.spike_magnitude:.4g})"
+              if self.spike_share else "")
+        return (f"{self.method.value} calibration clips {self.tensor} at {self.threshold:.4g}{at}: {self.clipped_share:.1%} "
+                f"of its values lie beyond and saturate to one int8 code; --method {instead} keeps them in range")
+
+    def to_dict(self) -> dict:
+        return {"tensor": self.tensor, "method": self.method.value, "threshold": round(self.threshold, 6),
+                "clipped_share": round(self.clipped_share, 6), "spike_magnitude": self.spike_magnitude,
+                "spike_share": None if self.spike_share is None else round(self.spike_share, 6)}
 
 
 class PercentileCalibrator(_HistogramCalibrator):
@@ -163,9 +226,7 @@ class PercentileCalibrator(_HistogramCalibrator):
     min |x| and max |x|, the edge where the cumulative share reaches the percentile."""
 
     options: PercentileOptions
-
-    def histogram_range(self, extremes: _Extremes) -> tuple[np.float32, np.float32]:
-        return extremes.least_magnitude, extremes.magnitude
+    histogram_from_zero = False
 
     def threshold(self, counts: np.ndarray, edges: np.ndarray) -> np.float32:
         cumulative = np.cumsum(counts / counts.sum())
@@ -177,57 +238,34 @@ class EntropyCalibrator(_HistogramCalibrator):
 
     options: EntropyOptions
 
-    def histogram_range(self, extremes: _Extremes) -> tuple[np.float32, np.float32]:
-        return np.float32(0), extremes.magnitude
-
     def threshold(self, counts: np.ndarray, edges: np.ndarray) -> np.float32:
         if edges[-1] <= 0:
             return edges[-1]
         return edges[kl_optimal_bin(counts, self.options.num_quantized_bins)]
 
 
-def kl_optimal_bin(counts: np.ndarray, quantized_bins: int) -> int:
-    """The number of histogram bins to keep (the threshold is that bin's upper edge) that minimizes
-    KL(P || Q), P the histogram clipped there (clipped values added to its last bin), Q the kept bins
-    merged into `quantized_bins` levels and spread back evenly over their non-empty bins.
+class MseCalibrator(_HistogramCalibrator):
+    """pytorch-quantization's mse calibration (see `MseOptions` for the source of the numbers)."""
 
-    As in pytorch-quantization: the bin of zeros takes its neighbour's count (a ReLU's spike of exact
-    zeros would otherwise drive the choice), ties go to the largest threshold, and kept bin j falls in
-    level floor(j * quantized_bins / kept). All candidates at once, from prefix sums: with b the counts,
-    T their total, C_i the mass of the first i bins, R_i the mass beyond them, and S_k / W_k the mass and
-    the non-empty bins of level k,
-        T * KL_i = sum_j p_j log p_j - T log T + T log C_i - sum_k S_k log(S_k / W_k) - R_i log(S_last / W_last)
-    where p is b with R_i added to bin i-1 (infinite when that bin is empty and R_i > 0: Q has no mass there).
-    """
-    bins = counts.astype(np.float64)
-    bins[0] = bins[1]
-    total = bins.sum()
-    mass = np.concatenate([[0.0], np.cumsum(bins)])  # mass[i]: bins 0..i-1
-    occupied = np.concatenate([[0], np.cumsum(bins > 0)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xlogx = np.where(bins > 0, bins * np.log(bins), 0.0)
-        self_information = np.concatenate([[0.0], np.cumsum(xlogx)])
-        kept = np.arange(quantized_bins, len(bins) + 1)
-        starts = (np.arange(quantized_bins + 1)[None, :] * kept[:, None] + quantized_bins - 1) // quantized_bins
-        level_mass = mass[starts[:, 1:]] - mass[starts[:, :-1]]
-        level_width = occupied[starts[:, 1:]] - occupied[starts[:, :-1]]
-        level_term = np.where(level_mass > 0, level_mass * np.log(level_mass / np.maximum(level_width, 1)), 0.0)
-        last = bins[kept - 1]
-        beyond = total - mass[kept]
-        clipped_last = last + beyond
-        divergence = (self_information[kept - 1] + np.where(clipped_last > 0, clipped_last * np.log(clipped_last), 0.0)
-                      - total * np.log(total) + total * np.log(mass[kept]) - level_term.sum(axis=1)
-                      - np.where(beyond > 0, beyond * np.log(level_mass[:, -1] / np.maximum(level_width[:, -1], 1)), 0.0))
-    divergence[(mass[kept] == 0) | ((last == 0) & (beyond > 0))] = np.inf
-    return int(kept[len(kept) - 1 - np.argmin(divergence[::-1])])
+    options: MseOptions
+
+    def threshold(self, counts: np.ndarray, edges: np.ndarray) -> np.float32:
+        if edges[-1] <= 0:
+            return edges[-1]
+        return np.float32(mse_optimal_threshold(counts, edges, self.options.start_bin))
 
 
 _CALIBRATORS: dict[type, type[Calibrator]] = {
     MinMaxOptions: MinMaxCalibrator, PercentileOptions: PercentileCalibrator, EntropyOptions: EntropyCalibrator,
+    MseOptions: MseCalibrator,
 }
 
 
 def create_calibrator(options: CalibrationOptions) -> Calibrator:
+    if isinstance(options, AutoOptions):
+        from edgeresnet.auto_calibration import AllMethodsCalibrator
+
+        return AllMethodsCalibrator(options)
     try:
         return _CALIBRATORS[type(options)](options)
     except KeyError:

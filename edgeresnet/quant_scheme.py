@@ -20,6 +20,8 @@ class CalibrationMethod(str, enum.Enum):
     MINMAX = "minmax"
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
+    MSE = "mse"
+    AUTO = "auto"  # every other method calibrated at once, the best on held-out calibration data shipped
 
     @classmethod
     def parse(cls, value: "str | CalibrationMethod") -> "CalibrationMethod":
@@ -84,8 +86,51 @@ class EntropyOptions:
         return {"method": self.method.value, **asdict(self)}
 
 
-CalibrationOptions = Union[MinMaxOptions, PercentileOptions, EntropyOptions]
-_OPTIONS = {options.method: options for options in (MinMaxOptions, PercentileOptions, EntropyOptions)}
+@dataclass(frozen=True)
+class MseOptions:
+    """The clipping threshold that minimizes the mean squared quantization error of an activation's histogram.
+
+    As NVIDIA's pytorch-quantization computes it (calib/histogram.py, `_compute_amax_mse`):
+    a histogram of |x| in 2048 bins from 0, each bin centre from the 128th on a candidate
+    threshold, every bin centre quantized to int8 (127 levels a side, clamped) at that
+    threshold, the squared error weighted by the bin's count.
+    """
+
+    num_bins: int = 2048
+    start_bin: int = 128
+    method: ClassVar[CalibrationMethod] = CalibrationMethod.MSE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start_bin < self.num_bins:
+            raise InputError(f"mse calibration needs 0 <= start bin < bins, not {self.start_bin} of {self.num_bins}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method.value, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class AutoOptions:
+    """Calibrate with every method in one pass, score each on a held-out part of the calibration data by
+    the logits' SQNR against FP32, ship the best (`edgeresnet.auto_calibration`)."""
+
+    candidates: tuple[CalibrationMethod, ...] = (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE,
+                                                 CalibrationMethod.ENTROPY, CalibrationMethod.MSE)
+    held_out_share: float = 0.25  # of the calibration samples, scored on and not calibrated on
+    method: ClassVar[CalibrationMethod] = CalibrationMethod.AUTO
+
+    def __post_init__(self) -> None:
+        if not self.candidates or CalibrationMethod.AUTO in self.candidates:
+            raise InputError("auto calibration needs candidate methods other than auto")
+        if not 0.0 < self.held_out_share < 1.0:
+            raise InputError(f"the held-out share must be in (0, 1), not {self.held_out_share}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method.value, "candidates": [m.value for m in self.candidates],
+                "held_out_share": self.held_out_share}
+
+
+CalibrationOptions = Union[MinMaxOptions, PercentileOptions, EntropyOptions, MseOptions, AutoOptions]
+_OPTIONS = {options.method: options for options in (MinMaxOptions, PercentileOptions, EntropyOptions, MseOptions, AutoOptions)}
 
 
 def calibration_options(method: "CalibrationMethod | str", percentile: float | None = None) -> CalibrationOptions:

@@ -19,17 +19,21 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-from edgeresnet.calibrators import (ScaleStability, calibrate, create_calibrator, scale_stability, stability_threshold,
-                                    tensors_to_calibrate)
+if TYPE_CHECKING:
+    from edgeresnet.auto_calibration import AutoSelection
+
+from edgeresnet.calibrators import (CalibrationRun, Calibrator, ClippedSpike, ScaleStability, calibrate,
+                                    create_calibrator, scale_stability, stability_threshold, tensors_to_calibrate)
 from edgeresnet.errors import InputError
-from edgeresnet.quant_scheme import (CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions, PercentileOptions,
-                                     QuantScheme, calibration_options)
+from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
+                                     MseOptions, PercentileOptions, QuantScheme, calibration_options)
 from edgeresnet.runners import dynamic_batch_copy
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
@@ -44,7 +48,7 @@ class QuantizeConfig:
     float_nodes: tuple[str, ...] = ()  # nodes kept in float from the start
 
     def __post_init__(self) -> None:
-        if not isinstance(self.calibration, (MinMaxOptions, PercentileOptions, EntropyOptions)):
+        if not isinstance(self.calibration, (MinMaxOptions, PercentileOptions, EntropyOptions, MseOptions, AutoOptions)):
             object.__setattr__(self, "calibration", calibration_options(self.calibration or self.scheme.calibration))
 
     @property
@@ -56,20 +60,34 @@ class QuantizeConfig:
 class CalibrationRecord:
     """What calibration ran, for report.json and manifest.json."""
 
-    options: CalibrationOptions
-    samples: int
+    options: CalibrationOptions  # of the method that shipped
+    samples: int  # calibrated on (with auto, the held-out images are not among them)
     stability: ScaleStability
+    spikes: tuple[ClippedSpike, ...] = ()  # histogram spikes the shipped ranges clip
+    selection: "AutoSelection | None" = None  # with auto: every candidate's score and why the winner won
+
+    @property
+    def warnings(self) -> list[str]:
+        warnings = []
+        stability = self.stability.warning(self.samples)
+        if stability and self.stability.max_relative_change is not None and self.options.method is CalibrationMethod.MINMAX:
+            stability += " or a method that clips (percentile): min-max follows the most extreme image"
+        if stability:
+            warnings.append(stability)
+        return warnings + [spike.warning() for spike in self.spikes]
 
     @property
     def warning(self) -> str | None:
-        warning = self.stability.warning(self.samples)
-        if warning and self.stability.max_relative_change is not None and self.options.method is CalibrationMethod.MINMAX:
-            warning += " or a method that clips (percentile): min-max follows the most extreme image"
-        return warning
+        return "; ".join(self.warnings) or None
 
     def to_dict(self) -> dict:
-        return {**self.options.to_dict(), "samples": self.samples, "stability": self.stability.to_dict(),
-                "warning": self.warning}
+        requested = self.selection.requested if self.selection else self.options.method.value
+        record = {**self.options.to_dict(), "requested": requested, "samples": self.samples,
+                  "stability": self.stability.to_dict(), "warning": self.warning,
+                  "clipped_spikes": [spike.to_dict() for spike in self.spikes]}
+        if self.selection:
+            record.update(self.selection.to_dict())
+        return record
 
 
 @dataclass(frozen=True)
@@ -106,56 +124,79 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
     cannot pass the entropy calibrator its bin counts. Calibration streams the data and
     runs batched (up to `CALIBRATION_BATCH` images per call) on a dynamic-batch copy of
     the model whatever its own batch; the quantizer places Q/DQ on the model as given.
+    With `auto`, every method is calibrated in the same passes and the best on held-out
+    calibration images ships (`edgeresnet.auto_calibration`).
     """
-    from onnxruntime.quantization import CalibrationMethod as OrtMethod
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData
-    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
-    scheme = config.scheme
     if len(calibration) == 0:
         raise InputError("no calibration samples")
-    ort_method = {
-        CalibrationMethod.MINMAX: OrtMethod.MinMax,
-        CalibrationMethod.ENTROPY: OrtMethod.Entropy,
-        CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
-    }[config.method]
-    activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
-    calibrator = create_calibrator(config.calibration)
-    passes = 1 + calibrator.histogram_passes
-    bar = tqdm(total=passes * len(calibration), desc=f"calibrating ({config.method.value})",
-               unit="img", disable=None if progress else True, leave=False)
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime(), bar:
-        source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-prepare-") as tmp, _quiet_onnxruntime():
+        source = Path(tmp, "fp32.onnx")
         onnx.save(onnx.shape_inference.infer_shapes(model), source)
         # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
         # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
         prepared = load_model_with_shape_infer(source)
-        tensors = tensors_to_calibrate(prepared, scheme.op_types)
-        batched = dynamic_batch_copy(prepared) or prepared  # same tensor names; any batch runs
+    if config.method is CalibrationMethod.AUTO:
+        from edgeresnet.auto_calibration import calibrate_automatically
+
+        return calibrate_automatically(model, prepared, calibration, config, progress)
+    tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
+    calibrator = create_calibrator(config.calibration)
+    run = calibrate_with_progress(prepared, tensors, calibration, calibrator, config.method.value, progress)
+    quantized = place_qdq(model, prepared, run.ranges, config, config.method)
+    record = CalibrationRecord(config.calibration, run.samples,
+                               scale_stability(run, config.scheme.activation_symmetric, stability_threshold(config.method)),
+                               tuple(calibrator.clipped_spikes()))
+    return Quantization(quantized, record)
+
+
+def calibrate_with_progress(prepared: onnx.ModelProto, tensors: list[str], calibration, calibrator: Calibrator,
+                            label: str, progress: bool) -> CalibrationRun:
+    """`calibrate` on a dynamic-batch copy of `prepared` (same tensor names; any batch runs), with a progress bar."""
+    passes = 1 + calibrator.histogram_passes
+    bar = tqdm(total=passes * len(calibration), desc=f"calibrating ({label})",
+               unit="img", disable=None if progress else True, leave=False)
+    with bar, _quiet_onnxruntime():
+        batched = dynamic_batch_copy(prepared) or prepared
         started = time.perf_counter()
         run = calibrate(batched, tensors, calibration, None, calibrator, on_batch=lambda rows: bar.update(min(rows, bar.total - bar.n)))
-        if progress and len(calibration) >= 256:
-            seconds = time.perf_counter() - started
-            print(f"calibration: {passes} pass(es) over {len(calibration)} images in {seconds:.1f} s "
-                  f"({passes * len(calibration) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
-        ranges = TensorsData(ort_method, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
-                                          for name, (lo, hi) in run.ranges.items()})
-        quantizer = QDQQuantizer(prepared, config.per_channel, False, QuantType.QInt8, activation_type, ranges,
-                                 [], list(config.float_nodes), list(scheme.op_types), scheme.ort_options())
+    if progress and len(calibration) >= 256:
+        seconds = time.perf_counter() - started
+        print(f"calibration: {passes} pass(es) over {len(calibration)} images in {seconds:.1f} s "
+              f"({passes * len(calibration) / max(seconds, 1e-9):.1f} img/s)", file=sys.stderr)
+    return run
+
+
+def place_qdq(model: onnx.ModelProto, prepared: onnx.ModelProto, ranges: dict, config: QuantizeConfig,
+              method: CalibrationMethod) -> onnx.ModelProto:
+    """The Q/DQ model of `prepared` (left unchanged) with activation `ranges`, in the scheme's placement;
+    `model`'s metadata carried over, `method` recorded in it."""
+    from onnxruntime.quantization import CalibrationMethod as OrtMethod
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+    scheme = config.scheme
+    activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
+        target = Path(tmp, "int8.onnx")
+        # ORT's quantizers read the ranges only, never which of its calibrators made them.
+        tensors = TensorsData(OrtMethod.MinMax, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))
+                                           for name, (lo, hi) in ranges.items()})
+        quantizer = QDQQuantizer(onnx.ModelProto.FromString(prepared.SerializeToString()), config.per_channel, False,
+                                 QuantType.QInt8, activation_type, tensors, [], list(config.float_nodes),
+                                 list(scheme.op_types), scheme.ort_options())
         quantizer.quantize_model()
         quantizer.model.save_model_to_file(str(target))
         quantized = onnx.load(target)
     if scheme.residual_aware:
         quantized = place_residual_qdq(quantized)
     metadata = {prop.key: prop.value for prop in model.metadata_props}
-    metadata.update({"edgeresnet.quant_profile": scheme.name, "edgeresnet.calibration_method": config.method.value})
+    metadata.update({"edgeresnet.quant_profile": scheme.name, "edgeresnet.calibration_method": method.value})
     onnx.helper.set_model_props(quantized, metadata)
     onnx.checker.check_model(quantized)
-    record = CalibrationRecord(config.calibration, run.samples, scale_stability(run, scheme.activation_symmetric,
-                                                                           stability_threshold(config.method)))
-    return Quantization(quantized, record)
+    return quantized
 
 
 # --- graph edits --------------------------------------------------------------

@@ -189,4 +189,4 @@ def test_options_are_typed_and_checked():
     with pytest.raises(InputError, match=r"\[90, 100\)"):
         PercentileOptions(percentile=100.0)
     with pytest.raises(InputError, match="unknown calibration method"):
-        calibration_options("mse")
+        calibration_options("kl")
