@@ -129,6 +129,6 @@ def test_bad_config_is_refused():
     from edgeresnet.errors import InputError
 
     with pytest.raises(InputError, match="unknown calibration method"):
-        QuantizeConfig(scheme=get_quant_scheme("tvm"), calibration="mse")
+        QuantizeConfig(scheme=get_quant_scheme("tvm"), calibration="kl")
     with pytest.raises(InputError, match="unknown quantization scheme"):
         get_quant_scheme("qnn")
