@@ -30,7 +30,7 @@ from edgeresnet.runners import OnnxRuntimeRunner
 
 # Held-out input values at most (as for per-layer sensitivity): a 28x28 model keeps its share of the
 # calibration data (128 of the 512 default images), a 224x224 one 32 images, so scoring stays in seconds.
-HELD_OUT_INPUT_BUDGET = 128 * 28 * 28
+HELD_OUT_INPUT_BUDGET = 32 * 3 * 224 * 224
 MIN_HELD_OUT = 8
 
 
@@ -145,5 +145,6 @@ def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, c
     record = CalibrationRecord(member.options, run.samples,
                                scale_stability(calibrator.run_of(winner, run), config.scheme.activation_symmetric,
                                                stability_threshold(winner)),
+                               run.samples * (1 + calibrator.histogram_passes) + len(held_out) * (1 + len(scores)),
                                tuple(member.clipped_spikes()), selection)
     return Quantization(models[winner], record)

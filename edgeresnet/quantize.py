@@ -63,6 +63,7 @@ class CalibrationRecord:
     options: CalibrationOptions  # of the method that shipped
     samples: int  # calibrated on (with auto, the held-out images are not among them)
     stability: ScaleStability
+    inferences: int = 0  # images run through a model to calibrate (and, with auto, to score): the cost, counted
     spikes: tuple[ClippedSpike, ...] = ()  # histogram spikes the shipped ranges clip
     selection: "AutoSelection | None" = None  # with auto: every candidate's score and why the winner won
 
@@ -83,7 +84,7 @@ class CalibrationRecord:
     def to_dict(self) -> dict:
         requested = self.selection.requested if self.selection else self.options.method.value
         record = {**self.options.to_dict(), "requested": requested, "samples": self.samples,
-                  "stability": self.stability.to_dict(), "warning": self.warning,
+                  "stability": self.stability.to_dict(), "inferences": self.inferences, "warning": self.warning,
                   "clipped_spikes": [spike.to_dict() for spike in self.spikes]}
         if self.selection:
             record.update(self.selection.to_dict())
@@ -147,7 +148,7 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
     quantized = place_qdq(model, prepared, run.ranges, config, config.method)
     record = CalibrationRecord(config.calibration, run.samples,
                                scale_stability(run, config.scheme.activation_symmetric, stability_threshold(config.method)),
-                               tuple(calibrator.clipped_spikes()))
+                               run.samples * (1 + calibrator.histogram_passes), tuple(calibrator.clipped_spikes()))
     return Quantization(quantized, record)
 
 

@@ -190,3 +190,64 @@ def test_options_are_typed_and_checked():
         PercentileOptions(percentile=100.0)
     with pytest.raises(InputError, match="unknown calibration method"):
         calibration_options("kl")
+
+
+def _direct_mse_threshold(counts, edges, start_bin):
+    """pytorch-quantization's _compute_amax_mse, one candidate at a time, in float32 as it computes."""
+    counts, edges = counts.astype(np.float32), edges.astype(np.float32)
+    centers = (edges[1:] + edges[:-1]) / np.float32(2)
+    errors = []
+    for i in range(start_bin, len(centers)):
+        scale = np.float32(127) / centers[i]
+        quantized = np.minimum(np.round(centers * scale), 127) / scale
+        errors.append(((quantized - centers) ** 2 * counts).sum())
+    return float(centers[start_bin + int(np.argmin(errors))])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mse_search_matches_its_definition(seed):
+    from edgeresnet.histogram_search import mse_optimal_threshold
+
+    rng = np.random.default_rng(seed)
+    values = [rng.exponential(1, 20000), np.maximum(rng.standard_normal(20000), 0), np.abs(rng.standard_normal(20000))][seed]
+    values = np.concatenate([values, rng.uniform(0, 30, 5)])
+    counts, edges = np.histogram(values, bins=2048, range=(0, values.max()))
+    expected = _direct_mse_threshold(counts, edges, 128)
+    assert mse_optimal_threshold(counts, edges, 128) == pytest.approx(expected, rel=1e-6)
+    assert expected < values.max()
+
+
+def test_mse_weighs_outliers_by_their_squared_error():
+    """Three outliers per batch cost more clipped than the coarser step costs the bulk: mse keeps most of
+    their range, where entropy (test above) clips them."""
+    data = _relu_with_outliers()
+    minmax = _feed(MinMaxCalibrator(MinMaxOptions()), data).ranges()["x"][1]
+    mse = _feed(create_calibrator(calibration_options("mse")), data).ranges()["x"][1]
+    entropy = _feed(EntropyCalibrator(EntropyOptions()), data).ranges()["x"][1]
+    assert entropy < mse < minmax
+    assert mse > np.percentile(np.concatenate([d.ravel() for d in data]), 99)
+
+
+def test_four_methods_give_different_scales_on_the_reference_model(reference):
+    fp32, images = reference
+    scheme = get_quant_scheme("tensorrt")
+    scales = {method: _activation_scales(calibrate_and_quantize(fp32, images, QuantizeConfig(scheme, method), progress=False).model)
+              for method in ("minmax", "percentile", "entropy", "mse")}
+    names = sorted(scales["mse"])
+    vectors = {method: np.array([s[n] for n in names]) for method, s in scales.items()}
+    for other in ("minmax", "percentile", "entropy"):
+        assert not np.array_equal(vectors["mse"], vectors[other]), other
+    assert np.all(vectors["mse"] <= vectors["minmax"] * (1 + 1e-6))
+
+
+def test_a_threshold_on_a_histogram_spike_is_named(reference):
+    """Entropy on the reference model puts the input's threshold on the background's spike; percentile does not."""
+    fp32, images = reference
+    scheme = get_quant_scheme("onnxruntime")
+    entropy = calibrate_and_quantize(fp32, images, QuantizeConfig(scheme, "entropy"), progress=False).calibration
+    spikes = {spike.tensor: spike for spike in entropy.spikes}
+    assert "input" in spikes and spikes["input"].spike_share > 0.3 and spikes["input"].clipped_share > 0.1
+    assert any("clips input" in w and "--method percentile" in w for w in entropy.warnings)
+    assert entropy.to_dict()["clipped_spikes"]
+    percentile = calibrate_and_quantize(fp32, images, QuantizeConfig(scheme, "percentile"), progress=False).calibration
+    assert percentile.spikes == ()

@@ -106,8 +106,9 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False), defa
 calib_options = [
     click.option("--calib", default=None, help="Calibration data: a folder of images, .npy/.npz, an IDX file, or 'fashion-mnist' [default: fashion-mnist:train for the reference model]."),
     click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
-    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default=None,
-                 help="Calibration method [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
+    click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "mse", "auto"]), default=None,
+                 help="Calibration method; auto calibrates with every method and ships the best on held-out calibration "
+                      "images [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
     click.option("--percentile", type=float, default=None,
                  help="The percentile method's clipping percentile, in [90, 100) [default: 99.999]."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),

@@ -252,7 +252,7 @@ def _report(options: CompileOptions, config: QuantizeConfig, record: Calibration
     data = evaluation.describe()
     method = record.options.to_dict()
     return Report(
-        model=loaded.name, target=target.name, quant_profile=config.scheme.name, method=config.method.value,
+        model=loaded.name, target=target.name, quant_profile=config.scheme.name, method=record.options.method.value,  # auto: its winner
         samples=len(calibration),
         # the data, the method, its options, stability
         calibration=CalibrationSummary(described.source, record.samples, described.sha256, described.labelled,

@@ -147,6 +147,8 @@ def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: Quant
     log(progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
     quantization = calibrate_and_quantize(fp32, calibration, config, progress)  # streamed, batch by batch
     stability = quantization.calibration.stability
+    if quantization.calibration.selection:
+        log(progress, f"calibration: auto shipped {quantization.calibration.selection.reason}")
     if stability.max_relative_change is not None:
         log(progress, f"calibration: largest activation scale change, first {stability.half_samples} samples vs all: "
                       f"{stability.max_relative_change:.1%} ({stability.tensor})")

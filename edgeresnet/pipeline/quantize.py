@@ -40,5 +40,5 @@ def quantize_model(
     quantized = load_and_quantize(model, weights, calib, calib_samples, seed, quant_scheme, calibrator, batch, progress,
                                   description)
     write_bytes_atomically(output, quantized.int8.SerializeToString())
-    return QuantizeResult(str(output), quantized.config.scheme.name, quantized.config.method.value, len(quantized.calibration),
+    return QuantizeResult(str(output), quantized.config.scheme.name, quantized.record.options.method.value, len(quantized.calibration),
                           quantized.calibration.sha256, len(quantized_layers(quantized.int8)))
