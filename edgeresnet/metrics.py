@@ -33,18 +33,27 @@ def agreement(reference: np.ndarray, test: np.ndarray) -> float:
     return round(float(np.mean(reference.argmax(1) == test.argmax(1))), AGREEMENT_DIGITS)
 
 
+def cosine_rows(reference: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row."""
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(test, axis=1)
+    return np.sum(reference * test, axis=1) / np.maximum(norms, 1e-12)
+
+
 def cosine(reference: np.ndarray, test: np.ndarray) -> float:
     """Mean cosine similarity of the rows."""
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(test, axis=1)
-    return round(float(np.mean(np.sum(reference * test, axis=1) / np.maximum(norms, 1e-12))), COSINE_DIGITS)
+    return round(float(np.mean(cosine_rows(reference, test))), COSINE_DIGITS)
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:
     """Signal-to-quantization-noise ratio of `test` against `reference` in dB; None when unbounded (no noise,
     or no signal), which JSON has no number for."""
     difference = reference.astype(np.float64) - test
-    noise = float(np.sum(difference ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return sqnr_db_of_sums(float(np.sum(reference.astype(np.float64) ** 2)), float(np.sum(difference ** 2)))
+
+
+def sqnr_db_of_sums(signal: float, noise: float) -> float | None:
+    """SQNR from the sums of squares of the reference and of the difference (accumulated batch by batch
+    when the tensors do not fit in memory at once); None when unbounded."""
     if noise == 0.0 or signal == 0.0:
         return None
     return float(round(10.0 * np.log10(signal / noise), SQNR_DIGITS))  # numpy's rounding of its float64, as report.json has it

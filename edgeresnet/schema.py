@@ -132,6 +132,62 @@ class CalibrationSummary:
     options: dict[str, Any] = _spread()  # the method's own (percentile, num_bins, ...)
     stability: Stability | None = None
     warning: str | None = None
+    requested: str | None = _omit_none()  # "auto" when auto chose `method`
+    inferences: int | None = _omit_none()  # images run through a model to calibrate (and, with auto, to score)
+    clipped_spikes: list[ClippedSpikeRecord] | None = _omit_none()  # tensors the shipped ranges clip >= 1% of
+    candidates: list[CandidateRecord] | None = _omit_none()  # auto: every method's score on held-out images
+    held_out_samples: int | None = _omit_none()
+    selection_score: str | None = _omit_none()
+    why: str | None = _omit_none()
+
+
+@dataclass
+class ClippedSpikeRecord:
+    """Values beyond a method's threshold, all saturated at one int8 code (edgeresnet.calibrators.ClippedSpike)."""
+
+    tensor: str
+    method: str
+    threshold: float
+    clipped_share: float
+    spike_magnitude: float | None  # |x| of the histogram spike the threshold sits at, if it does
+    spike_share: float | None
+
+
+@dataclass
+class CandidateRecord:
+    """One method `--method auto` tried: its logits against FP32 on the held-out calibration images."""
+
+    method: str
+    score: float  # = sqnr_db; the highest ships
+    sqnr_db: float
+    agreement: float
+    cosine: float
+
+
+@dataclass
+class LayerDriftRecord:
+    """One quantized layer of the shipped INT8 model against FP32 (edgeresnet.drift)."""
+
+    depth: int  # position among the quantized layers, graph order
+    layer: str
+    op_type: str
+    tensor: str  # its output, the same name in both graphs
+    sqnr_db: float | None  # output against FP32 (accumulated); None: identical
+    cosine: float
+    input_sqnr_db: float | None  # its quantized input against the FP32 tensor it quantizes
+    local_db: float | None  # dB lost at this layer: input SQNR - output SQNR
+    clipped_share: float | None  # of its FP32 input, beyond what its QuantizeLinear holds
+
+
+@dataclass
+class BiasShiftRecord:
+    """One layer's bias moved by --bias-correction (edgeresnet.bias_correction)."""
+
+    layer: str
+    bias: str  # the initializer moved
+    form: str  # "float" or "int32"
+    mean_abs_shift: float  # mean over output channels of |mean INT8 - FP32 output|
+    max_abs_shift: float
 
 
 @dataclass
@@ -281,6 +337,9 @@ class Report:
     confusion: Confusion  # kept so that `report --device` can render report.html again with every plot
     model_description: ModelSummary
     warnings: list[str] = field(default_factory=list)
+    layer_drift: list[LayerDriftRecord] | None = _omit_none()  # every quantized layer, graph order
+    layer_drift_samples: int | None = _omit_none()  # evaluation images it was measured on
+    bias_correction: list[BiasShiftRecord] | None = _omit_none()  # with --bias-correction
     devices: list[DeviceColumn] | None = _omit_none()  # combined reports only
     artifact: ArtifactRef | None = _omit_none()  # combined reports only
     schema: str = REPORT_SCHEMA

@@ -84,18 +84,26 @@ def quantize(model, weights, scheme, calib, calib_samples, method, percentile, s
 @weights_option
 @apply_options(eval_options)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--layers", is_flag=True, help="Also each quantized layer's drift from FP32 (SQNR, cosine, dB lost there, "
+                                             "clipped share) on a sample of the images; prints the ten worst.")
 @with_description
 @json_option
-def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, as_json, description):
+def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, layers, as_json, description):
     """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the FP32 model (exported, checked against PyTorch)."""
     import edgeresnet
 
     result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
                                       eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json,
-                                      description=description)
+                                      description=description, layers=layers)
     def human(r):
         m = r.measurement
         top1 = (m.fp32.accuracy.top1, m.tested.accuracy.top1) if m.tested.accuracy else (None, None)
         click.echo(f"FP32 top-1 {top1[0]}%, {top1[1]}% for {onnx_model} [{m.tested.result().runtime}]; "
                    f"drop {m.drop:+.2f} pts, agreement {m.drift.agreement * 100:.2f}% on {m.tested.samples} images")
+        if r.layer_drift is not None:
+            from edgeresnet.drift import worst_layers_table
+
+            click.echo(f"the ten layers that lose the most themselves (of {len(r.layer_drift)} quantized layers, "
+                       f"{r.layer_drift_samples} images):")
+            click.echo("\n".join(worst_layers_table(r.layer_drift)))
     emit(result, as_json, human)

@@ -19,6 +19,7 @@ from edgeresnet import DEFAULT_MODEL, __version__
 from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_folder, write_digest_file, write_manifest
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
+from edgeresnet.drift import drift_sample, layer_drift
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
                                  measure, standing_in_for)
@@ -222,6 +223,10 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
             measured = last["measured"]
         clock.lap("fallback")
 
+    # On evaluation images (disjoint from the calibration data), the model as it ships (after any fallback).
+    drift_images = drift_sample(evaluation)
+    drift = layer_drift(quantized.fp32, int8_model, drift_images)
+    clock.lap("layer_drift")
     write_bytes_atomically(staging / FP32_MODEL_FILE, quantized.fp32.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
@@ -231,6 +236,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     warnings = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]
     report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
                      sensitivity, steps, pytorch_agreement, warnings)
+    report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
     write(report, staging / REPORT_FILE)
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / REPORT_HTML).write_text(render_html(report, _confusion(fp32), _confusion(int8), folder=staging))
