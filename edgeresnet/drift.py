@@ -55,7 +55,13 @@ def quantized_layers_in_order(int8: onnx.ModelProto, fp32_names: set[str]) -> li
     constants = {init.name: init for init in int8.graph.initializer}
     layers = []
     for node in int8.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.output or node.output[0] not in fp32_names:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.output:
+            continue
+        consumed = _as_consumed(node.output[0], consumers)
+        # ONNX Runtime renames a graph output it quantizes ("logits_QuantizeLinear_Input"); its DequantizeLinear
+        # writes the FP32 name.
+        tensor = node.output[0] if node.output[0] in fp32_names else consumed
+        if tensor not in fp32_names:
             continue
         dequantized = [name for name in node.input if (p := producer.get(name)) is not None and p.op_type == "DequantizeLinear"]
         if not dequantized:
@@ -66,8 +72,7 @@ def quantized_layers_in_order(int8: onnx.ModelProto, fp32_names: set[str]) -> li
             quantize = producer.get(producer[activation].input[0])
             if quantize is not None and quantize.op_type == "QuantizeLinear":
                 source, held = quantize.input[0], _representable(quantize, constants)
-        layers.append(QuantizedLayer(node.name, node.op_type, node.output[0], _as_consumed(node.output[0], consumers),
-                                     activation, source, held))
+        layers.append(QuantizedLayer(node.name, node.op_type, tensor, consumed, activation, source, held))
     return layers
 
 

@@ -25,6 +25,8 @@ def _print_summary(report: Report) -> None:
 @apply_options(calib_options)
 @apply_options(eval_options)
 @click.option("--max-drop", type=float, default=None, help="Accuracy budget in top-1 points; layers fall back to float until it is met, else exit 1.")
+@click.option("--bias-correction", is_flag=True,
+              help="Shift each quantized layer's bias by its mean INT8 - FP32 output difference per channel on calibration images.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
 @click.option("--dynamic-batch", default=None, metavar="MIN,OPT,MAX",
               help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
@@ -44,8 +46,8 @@ def _print_summary(report: Report) -> None:
               help="ed25519 private key (PEM; openssl genpkey -algorithm ed25519): signs manifest.json into manifest.sig.")
 @with_description
 @json_option
-def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, max_drop, batch,
-                    dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json,
+def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, max_drop, bias_correction,
+                    batch, dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json,
                     description, allow_low_fp32, sign_key):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
@@ -53,7 +55,7 @@ def compile_command(target, model, weights, calib, calib_samples, method, percen
     result = edgeresnet.compile(edgeresnet.CompileOptions(
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
         method=method, percentile=percentile, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
-        batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
+        bias_correction=bias_correction, batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
         emulated_samples=emulated_samples, golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
         description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key,
     ))

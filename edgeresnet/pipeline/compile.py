@@ -19,6 +19,7 @@ from edgeresnet import DEFAULT_MODEL, __version__
 from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_folder, write_digest_file, write_manifest
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
+from edgeresnet.bias_correction import bias_sample, correct_bias
 from edgeresnet.drift import drift_sample, layer_drift
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
@@ -56,6 +57,7 @@ class CompileOptions:
     eval_samples: int | None = None
     seed: int = 0
     max_drop: float | None = None
+    bias_correction: bool = False  # shift biases by the mean INT8 - FP32 output difference (edgeresnet.bias_correction)
     batch: int = 1
     dynamic_batch: DynamicBatch | None = None  # instead of a static batch (backends that take one)
     emulated_samples: int | None = None  # None: the backend's default for the input size
@@ -165,6 +167,10 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
                                     options.dynamic_batch is not None, options.progress, clock)
     int8_model = quantized.int8
+    shifts = []
+    if options.bias_correction:
+        int8_model, shifts = correct_bias(quantized.fp32, int8_model, bias_sample(calibration))
+        clock.lap("bias_correction")
 
     fp32_runner, pytorch_agreement = fp32_reference(loaded, quantized.fp32, calibration)
     sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
@@ -237,6 +243,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
                      sensitivity, steps, pytorch_agreement, warnings)
     report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
+    if options.bias_correction:
+        report.bias_correction = shifts
     write(report, staging / REPORT_FILE)
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / REPORT_HTML).write_text(render_html(report, _confusion(fp32), _confusion(int8), folder=staging))
