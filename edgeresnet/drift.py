@@ -193,12 +193,13 @@ def worst_layers(drift: list[LayerDrift], count: int = WORST_SHOWN) -> list[Laye
 
 
 def worst_layers_table(drift: list[LayerDrift], count: int = WORST_SHOWN) -> list[str]:
-    lines = [f"{'depth':>5s} {'layer':40s} {'SQNR dB':>8s} {'local dB':>8s} {'cosine':>8s} {'clipped':>8s}"]
+    lines = [f"{'depth':>5s} {'layer':48s} {'SQNR dB':>8s} {'local dB':>8s} {'cosine':>8s} {'clipped':>8s}"]
     for d in worst_layers(drift, count):
         local = f"{d.local_db:8.2f}" if d.local_db is not None else f"{'-':>8s}"
         clipped = f"{d.clipped_share:8.3%}" if d.clipped_share is not None else f"{'-':>8s}"
         sqnr = f"{d.sqnr_db:8.2f}" if d.sqnr_db is not None else f"{'inf':>8s}"
-        lines.append(f"{d.depth:5d} {d.layer[-40:]:40s} {sqnr} {local} {d.cosine:8.5f} {clipped}")
+        name = d.layer if len(d.layer) <= 48 else "..." + d.layer[-45:]
+        lines.append(f"{d.depth:5d} {name:48s} {sqnr} {local} {d.cosine:8.5f} {clipped}")
     return lines
 
 

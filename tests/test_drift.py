@@ -50,3 +50,40 @@ def test_entropy_drift_starts_at_the_stem(reference):
     assert len(table) == 11 and "/conv1/Conv" in table[1]
     figure = plot_layer_drift(to_json(drift))
     assert figure.axes[0].get_title() == "Where the drift starts"
+
+
+def test_compile_reports_layer_drift_and_evaluate_prints_the_worst(ort_artifact, small_data):
+    import json
+
+    from helpers import run_cli
+
+    report = json.loads((ort_artifact / "report.json").read_text())
+    drift = report["layer_drift"]
+    assert len(drift) >= 20 and all({"tensor", "sqnr_db", "local_db", "clipped_share"} <= set(d) for d in drift)
+    assert [d["depth"] for d in drift] == list(range(len(drift)))
+    result = run_cli("evaluate", str(ort_artifact / "model.int8.onnx"), "--model", "resnet20", "--eval", str(small_data["eval"]),
+                     "--layers")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("depth"))
+    names = {d["layer"] for d in drift}
+    assert len(lines[header + 1 :]) == 10 and all(line.split()[1] in names for line in lines[header + 1 :])
+
+
+@pytest.mark.slow
+def test_compile_auto_on_the_reference_model(tmp_path):
+    """The issue's acceptance: auto names what it shipped and every candidate's score, and loses < 0.3 points."""
+    import json
+
+    from helpers import run_cli
+
+    out = tmp_path / "auto"
+    result = run_cli("compile", "--target", "ort-cpu", "--method", "auto", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    calibration = report["calibration"]
+    assert calibration["requested"] == "auto" and report["method"] == calibration["method"] != "auto"
+    assert {c["method"] for c in calibration["candidates"]} == {"minmax", "percentile", "entropy", "mse"}
+    assert all(isinstance(c["score"], float) for c in calibration["candidates"])
+    assert report["drop_pts"] < 0.3
+    assert report["layer_drift"][0]["tensor"]
