@@ -27,11 +27,13 @@ from edgeresnet.errors import InputError
 from edgeresnet.evaluate import collect_logits, compare, samples_within
 from edgeresnet.quant_scheme import AutoOptions, CalibrationMethod, calibration_options
 from edgeresnet.runners import OnnxRuntimeRunner
+from edgeresnet.schema import CandidateRecord as CandidateScore
 
 # Held-out input values at most (as for per-layer sensitivity): a 28x28 model keeps its share of the
 # calibration data (128 of the 512 default images), a 224x224 one 32 images, so scoring stays in seconds.
 HELD_OUT_INPUT_BUDGET = 32 * 3 * 224 * 224
 MIN_HELD_OUT = 8
+IDENTICAL_SCORE = 1e9  # dB standing for logits identical to FP32's (no noise: an unbounded SQNR)
 
 
 class AllMethodsCalibrator(Calibrator):
@@ -68,18 +70,6 @@ class AllMethodsCalibrator(Calibrator):
 
 
 @dataclass(frozen=True)
-class CandidateScore:
-    method: CalibrationMethod
-    score: float  # logit SQNR against FP32 on the held-out images, dB: higher is better
-    agreement: float  # top-1 agreement with FP32 there
-    cosine: float
-
-    def to_dict(self) -> dict:
-        return {"method": self.method.value, "score": self.score, "sqnr_db": self.score, "agreement": self.agreement,
-                "cosine": self.cosine}
-
-
-@dataclass(frozen=True)
 class AutoSelection:
     """Which candidate shipped, why, and every candidate's score."""
 
@@ -87,20 +77,17 @@ class AutoSelection:
     winner: CalibrationMethod
     held_out_samples: int
     requested: str = CalibrationMethod.AUTO.value
+    score_meaning: str = "logit SQNR against FP32 on held-out calibration images, dB"
 
     @property
     def reason(self) -> str:
         ranked = sorted(self.candidates, key=lambda c: -c.score)
         best = ranked[0]
-        reason = (f"{best.method.value}: highest logit SQNR against FP32 on {self.held_out_samples} held-out calibration "
+        reason = (f"{best.method}: highest logit SQNR against FP32 on {self.held_out_samples} held-out calibration "
                   f"images, {best.score:.2f} dB (top-1 agreement {best.agreement:.2%})")
         if len(ranked) > 1:
-            reason += "; then " + ", ".join(f"{c.method.value} {c.score:.2f} dB" for c in ranked[1:])
+            reason += "; then " + ", ".join(f"{c.method} {c.score:.2f} dB" for c in ranked[1:])
         return reason
-
-    def to_dict(self) -> dict:
-        return {"candidates": [c.to_dict() for c in self.candidates], "held_out_samples": self.held_out_samples,
-                "selection_score": "logit SQNR against FP32 on held-out calibration images, dB", "why": self.reason}
 
 
 def split_for_scoring(calibration, input_shape: tuple[int, ...], share: float) -> tuple[object, np.ndarray]:
@@ -136,10 +123,10 @@ def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, c
         models[method] = place_qdq(model, prepared, member.ranges(), config, method)
         runner = OnnxRuntimeRunner(models[method].SerializeToString(), any_batch=True, fuse_qdq=False)
         drift = compare(fp32_logits, collect_logits(runner, held_out, progress=False))
-        score = drift.sqnr_db if np.isfinite(drift.sqnr_db) else 1e9
-        scores.append(CandidateScore(method, round(float(score), 3), drift.agreement, drift.cosine))
+        score = round(float(drift.sqnr_db), 3) if drift.sqnr_db is not None else IDENTICAL_SCORE
+        scores.append(CandidateScore(method.value, score, score, drift.agreement, drift.cosine))
     # Ties go to the earlier candidate (min-max first: the range that clips nothing).
-    winner = max(scores, key=lambda c: (c.score, -scores.index(c))).method
+    winner = CalibrationMethod(max(scores, key=lambda c: (c.score, -scores.index(c))).method)
     selection = AutoSelection(tuple(scores), winner, len(held_out))
     member = calibrator.members[winner]
     record = CalibrationRecord(member.options, run.samples,

@@ -39,7 +39,7 @@ from edgeresnet.histogram_search import kl_optimal_bin, mse_optimal_threshold
 from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
                                      MseOptions, PercentileOptions)
 from edgeresnet.runners import session_options
-from edgeresnet.schema import Stability, to_json
+from edgeresnet.schema import ClippedSpikeRecord, Stability, to_json
 
 Range = tuple[np.float32, np.float32]
 
@@ -215,10 +215,9 @@ class ClippedSpike:
         return (f"{self.method.value} calibration clips {self.tensor} at {self.threshold:.4g}{at}: {self.clipped_share:.1%} "
                 f"of its values lie beyond and saturate to one int8 code; --method {instead} keeps them in range")
 
-    def to_dict(self) -> dict:
-        return {"tensor": self.tensor, "method": self.method.value, "threshold": round(self.threshold, 6),
-                "clipped_share": round(self.clipped_share, 6), "spike_magnitude": self.spike_magnitude,
-                "spike_share": None if self.spike_share is None else round(self.spike_share, 6)}
+    def record(self) -> ClippedSpikeRecord:
+        return ClippedSpikeRecord(self.tensor, self.method.value, round(self.threshold, 6), round(self.clipped_share, 6),
+                                  self.spike_magnitude, None if self.spike_share is None else round(self.spike_share, 6))
 
 
 class PercentileCalibrator(_HistogramCalibrator):

@@ -35,6 +35,7 @@ from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
                                      MseOptions, PercentileOptions, QuantScheme, calibration_options)
 from edgeresnet.runners import dynamic_batch_copy
+from edgeresnet.schema import CalibrationSummary, DataSummary
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
@@ -81,14 +82,19 @@ class CalibrationRecord:
     def warning(self) -> str | None:
         return "; ".join(self.warnings) or None
 
-    def to_dict(self) -> dict:
-        requested = self.selection.requested if self.selection else self.options.method.value
-        record = {**self.options.to_dict(), "requested": requested, "samples": self.samples,
-                  "stability": self.stability.to_dict(), "inferences": self.inferences, "warning": self.warning,
-                  "clipped_spikes": [spike.to_dict() for spike in self.spikes]}
-        if self.selection:
-            record.update(self.selection.to_dict())
-        return record
+    def summary(self, data: DataSummary) -> CalibrationSummary:
+        """report.json's calibration: `data` (the calibration data set), the method shipped and its options,
+        stability, warnings; with auto, what was requested and every candidate's score."""
+        options = self.options.to_dict()
+        method = options.pop("method")
+        chosen = self.selection
+        return CalibrationSummary(
+            data.source, self.samples, data.sha256, data.labelled, method, options, self.stability.summary(), self.warning,
+            requested=chosen.requested if chosen else None, inferences=self.inferences,
+            clipped_spikes=[spike.record() for spike in self.spikes] or None,
+            candidates=list(chosen.candidates) if chosen else None,
+            held_out_samples=chosen.held_out_samples if chosen else None,
+            selection_score=chosen.score_meaning if chosen else None, why=chosen.reason if chosen else None)
 
 
 @dataclass(frozen=True)

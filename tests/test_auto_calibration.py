@@ -7,6 +7,7 @@ from edgeresnet.auto_calibration import AllMethodsCalibrator, split_for_scoring
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import AutoOptions, CalibrationMethod
 from edgeresnet.quantize import QuantizeConfig, calibrate_and_quantize
+from edgeresnet.schema import DataSummary, to_json
 from edgeresnet.targets import get_quant_scheme
 
 
@@ -25,7 +26,7 @@ def test_auto_picks_a_clipping_method_when_one_image_is_an_outlier(reference):
     images = images.copy()
     images[0] *= 50  # one calibration image (in the part calibrated on) scaled x50
     quantized = calibrate_and_quantize(fp32, images, QuantizeConfig(get_quant_scheme("onnxruntime"), "auto"), progress=False)
-    record = quantized.calibration.to_dict()
+    record = to_json(quantized.calibration.summary(DataSummary("array", len(images), None, False)))
     scores = {c["method"]: c["score"] for c in record["candidates"]}
     assert set(scores) == {"minmax", "percentile", "entropy", "mse"}
     assert record["requested"] == "auto" and record["method"] != "minmax"

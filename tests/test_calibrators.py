@@ -12,6 +12,7 @@ from edgeresnet.calibrators import (STABILITY_THRESHOLD, EntropyCalibrator, MinM
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import CalibrationMethod, EntropyOptions, MinMaxOptions, PercentileOptions, calibration_options
 from edgeresnet.quantize import QuantizeConfig, calibrate_and_quantize
+from edgeresnet.schema import DataSummary, to_json
 from edgeresnet.targets import get_quant_scheme
 
 
@@ -148,7 +149,7 @@ def test_three_methods_give_different_scales_on_the_reference_model(reference):
     assert np.all(vectors["entropy"] <= vectors["minmax"] * (1 + 1e-6))  # clipping only ever narrows a range
     assert np.all(vectors["percentile"] <= vectors["minmax"] * (1 + 1e-6))
     assert vectors["entropy"].mean() < vectors["minmax"].mean()
-    record = results["entropy"].calibration.to_dict()
+    record = to_json(results["entropy"].calibration.summary(DataSummary("array", len(images), None, False)))
     assert record["method"] == "entropy" and record["num_bins"] == 2048 and record["num_quantized_bins"] == 128
     assert record["samples"] == len(images) and record["stability"]["first_half_samples"] == len(images) // 2
 
@@ -248,6 +249,6 @@ def test_a_threshold_on_a_histogram_spike_is_named(reference):
     spikes = {spike.tensor: spike for spike in entropy.spikes}
     assert "input" in spikes and spikes["input"].spike_share > 0.3 and spikes["input"].clipped_share > 0.1
     assert any("clips input" in w and "--method percentile" in w for w in entropy.warnings)
-    assert entropy.to_dict()["clipped_spikes"]
+    assert entropy.summary(DataSummary("array", len(images), None, False)).clipped_spikes
     percentile = calibrate_and_quantize(fp32, images, QuantizeConfig(scheme, "percentile"), progress=False).calibration
     assert percentile.spikes == ()

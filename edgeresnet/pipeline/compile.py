@@ -29,7 +29,7 @@ from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
 from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
-                               CalibrationSummary, Confusion, DataSummary, FallbackStepRecord, Gate, InputRecord, Manifest,
+                               Confusion, DataSummary, FallbackStepRecord, Gate, InputRecord, Manifest,
                                ModelRecord, PytorchAgreement, Report, SensitivityRecord, TargetRecord, build_details,
                                to_json, write)
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
@@ -264,13 +264,11 @@ def _report(options: CompileOptions, config: QuantizeConfig, record: Calibration
     build, result = measured.build, measured.measurement
     described = calibration.describe()
     data = evaluation.describe()
-    method = record.options.to_dict()
     return Report(
         model=loaded.name, target=target.name, quant_profile=config.scheme.name, method=record.options.method.value,  # auto: its winner
         samples=len(calibration),
         # the data, the method, its options, stability
-        calibration=CalibrationSummary(described.source, record.samples, described.sha256, described.labelled,
-                                       method.pop("method"), method, record.stability.summary(), record.warning),
+        calibration=record.summary(described),
         evaluation=DataSummary(data.source, data.samples, data.sha256, data.labelled),
         class_names=list(loaded.preprocessing.class_names),
         fp32=replace(result.fp32.result(), pytorch_agreement=pytorch_agreement),
