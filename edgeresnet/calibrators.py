@@ -108,7 +108,7 @@ class Calibrator(ABC):
     def ranges(self, first_half: bool = False) -> dict[str, Range]:
         """(lowest, highest) per tensor, from all batches or from the first half only."""
 
-    def clipped_spikes(self) -> list["ClippedSpike"]:
+    def clipped_spikes(self) -> list[ClippedSpike]:
         return []  # a range from the extremes clips nothing
 
 
@@ -176,7 +176,7 @@ class _HistogramCalibrator(Calibrator):
     def threshold(self, counts: np.ndarray, edges: np.ndarray) -> np.float32:
         """The clipping magnitude (a bin edge, or a bin centre for mse)."""
 
-    def clipped_spikes(self) -> list["ClippedSpike"]:
+    def clipped_spikes(self) -> list[ClippedSpike]:
         """Tensors whose threshold leaves at least `SPIKE_SHARE` of their values beyond it, saturated at one
         int8 code, and whether the threshold sits at a histogram spike (the bin just below it that full)."""
         spikes = []

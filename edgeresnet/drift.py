@@ -203,25 +203,25 @@ def worst_layers_table(drift: list[LayerDrift], count: int = WORST_SHOWN) -> lis
     return lines
 
 
-def plot_layer_drift(layer_drift: list[dict], worst: int = 3):
+def plot_layer_drift(layer_drift: list[LayerDrift], worst: int = 3):
     """"Where the drift starts": output SQNR by depth (accumulated) and the dB each layer loses itself
-    (bars), the `worst` local losses marked and named. Takes report.json's `layer_drift`; returns a
-    matplotlib Figure (render it as `edgeresnet.report` renders its plots)."""
+    (bars), the `worst` local losses marked and named. Takes a Report's `layer_drift` (typed records);
+    returns a matplotlib Figure (render it as `edgeresnet.report` renders its plots)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    depth = [d["depth"] for d in layer_drift]
-    sqnr = [d["sqnr_db"] if d["sqnr_db"] is not None else np.nan for d in layer_drift]
-    local = [d.get("local_db") or 0.0 for d in layer_drift]
+    depth = [d.depth for d in layer_drift]
+    sqnr = [d.sqnr_db if d.sqnr_db is not None else np.nan for d in layer_drift]
+    local = [d.local_db or 0.0 for d in layer_drift]
     fig, ax = plt.subplots(figsize=(8, 3.2))
     ax.plot(depth, sqnr, marker="o", markersize=3, label="output SQNR vs FP32 (accumulated)")
     ax.bar(depth, local, color="tab:orange", alpha=0.6, label="dB lost at this layer (input SQNR - output SQNR)")
     ranked = sorted(range(len(layer_drift)), key=lambda i: -local[i])[:worst]
     for i in ranked:
         if local[i] > 0:
-            ax.annotate(layer_drift[i]["layer"][-28:], (depth[i], sqnr[i]), textcoords="offset points", xytext=(0, 8),
+            ax.annotate(layer_drift[i].layer[-28:], (depth[i], sqnr[i]), textcoords="offset points", xytext=(0, 8),
                         fontsize=7, ha="center", color="tab:red")
             ax.plot(depth[i], sqnr[i], marker="o", color="tab:red")
     ax.set_xlabel("quantized layer, graph order")

@@ -24,6 +24,8 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
+from edgeresnet.quant_records import BiasShiftRecord, CandidateRecord, ClippedSpikeRecord, LayerDriftRecord
+
 # File names of an artifact folder.
 FP32_MODEL_FILE = "model.fp32.onnx"
 REPORT_FILE = "report.json"
@@ -139,55 +141,6 @@ class CalibrationSummary:
     held_out_samples: int | None = _omit_none()
     selection_score: str | None = _omit_none()
     why: str | None = _omit_none()
-
-
-@dataclass
-class ClippedSpikeRecord:
-    """Values beyond a method's threshold, all saturated at one int8 code (edgeresnet.calibrators.ClippedSpike)."""
-
-    tensor: str
-    method: str
-    threshold: float
-    clipped_share: float
-    spike_magnitude: float | None  # |x| of the histogram spike the threshold sits at, if it does
-    spike_share: float | None
-
-
-@dataclass
-class CandidateRecord:
-    """One method `--method auto` tried: its logits against FP32 on the held-out calibration images."""
-
-    method: str
-    score: float  # = sqnr_db; the highest ships
-    sqnr_db: float
-    agreement: float
-    cosine: float
-
-
-@dataclass
-class LayerDriftRecord:
-    """One quantized layer of the shipped INT8 model against FP32 (edgeresnet.drift)."""
-
-    depth: int  # position among the quantized layers, graph order
-    layer: str
-    op_type: str
-    tensor: str  # its output, the same name in both graphs
-    sqnr_db: float | None  # output against FP32 (accumulated); None: identical
-    cosine: float
-    input_sqnr_db: float | None  # its quantized input against the FP32 tensor it quantizes
-    local_db: float | None  # dB lost at this layer: input SQNR - output SQNR
-    clipped_share: float | None  # of its FP32 input, beyond what its QuantizeLinear holds
-
-
-@dataclass
-class BiasShiftRecord:
-    """One layer's bias moved by --bias-correction (edgeresnet.bias_correction)."""
-
-    layer: str
-    bias: str  # the initializer moved
-    form: str  # "float" or "int32"
-    mean_abs_shift: float  # mean over output channels of |mean INT8 - FP32 output|
-    max_abs_shift: float
 
 
 @dataclass

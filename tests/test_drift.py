@@ -48,7 +48,7 @@ def test_entropy_drift_starts_at_the_stem(reference):
     assert drift[0].sqnr_db < 10
     table = worst_layers_table(drift)
     assert len(table) == 11 and "/conv1/Conv" in table[1]
-    figure = plot_layer_drift(to_json(drift))
+    figure = plot_layer_drift(drift)
     assert figure.axes[0].get_title() == "Where the drift starts"
 
 

@@ -34,10 +34,9 @@ class EvaluateResult:
         fp32 = {**m.fp32.to_dict(), "pytorch_agreement": self.pytorch_agreement.to_dict()}
         result = {"fp32": fp32, "onnx": m.tested.to_dict(), "drop_pts": m.drop,
                   "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": to_json(self.evaluation)}
-        if self.layer_drift is not None:
-            result["layer_drift"] = to_json(self.layer_drift)
-            result["layer_drift_samples"] = self.layer_drift_samples
-        return result
+        if self.layer_drift is None:
+            return result
+        return {**result, "layer_drift": to_json(self.layer_drift), "layer_drift_samples": self.layer_drift_samples}
 
 
 def evaluate_onnx(
