@@ -39,6 +39,8 @@ IDENTICAL_SCORE = 1e9  # dB standing for logits identical to FP32's (no noise: a
 class AllMethodsCalibrator(Calibrator):
     """Every candidate method's statistics from the same batches; calibrators that bin alike share their bins."""
 
+    histogram_passes = 1  # the default candidates include histogram methods
+
     def __init__(self, options: AutoOptions):
         super().__init__(options)
         self.members: dict[CalibrationMethod, Calibrator] = {}
@@ -47,12 +49,11 @@ class AllMethodsCalibrator(Calibrator):
             member = create_calibrator(calibration_options(method))
             member.extremes, member.half_extremes = self.extremes, self.half_extremes
             if isinstance(member, _HistogramCalibrator):
-                key = (member.histogram_from_zero, member.options.num_bins)
-                owner = histogram_owners.setdefault(key, member)
+                owner = histogram_owners.setdefault(member.histogram_key, member)
                 member.edges, member.counts, member.half_counts = owner.edges, owner.counts, owner.half_counts
             self.members[method] = member
         self.histogram_owners = list(histogram_owners.values())
-        self.histogram_passes = 1 if self.histogram_owners else 0
+        self.candidates = options.candidates
 
     def observe_again(self, activations: dict[str, np.ndarray], first_half: bool) -> None:
         for owner in self.histogram_owners:
@@ -60,7 +61,7 @@ class AllMethodsCalibrator(Calibrator):
 
     def ranges(self, first_half: bool = False) -> dict[str, Range]:
         """The first candidate's ranges; `runs` gives every candidate's."""
-        return self.members[self.options.candidates[0]].ranges(first_half)
+        return self.members[self.candidates[0]].ranges(first_half)
 
     def run_of(self, method: CalibrationMethod, run: CalibrationRun) -> CalibrationRun:
         """One candidate's ranges from the passes that made `run`."""
@@ -106,12 +107,12 @@ def split_for_scoring(calibration, input_shape: tuple[int, ...], share: float) -
     return images[: total - held], np.ascontiguousarray(images[total - held :], np.float32)
 
 
-def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, calibration, config, progress: bool):
+def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, calibration, config, options: AutoOptions,
+                            progress: bool):
     """Calibrate every candidate at once on the fitting part, place each one's Q/DQ, score them on the
     held-out part, and return the best as a `Quantization` whose record lists every score."""
     from edgeresnet.quantize import CalibrationRecord, Quantization, calibrate_with_progress, place_qdq
 
-    options: AutoOptions = config.calibration
     fit, held_out = split_for_scoring(calibration, tuple(calibration.shape[1:]), options.held_out_share)
     calibrator = AllMethodsCalibrator(options)
     tensors = tensors_to_calibrate(prepared, config.scheme.op_types)

@@ -131,6 +131,12 @@ class _HistogramCalibrator(Calibrator):
 
     histogram_passes = 1
     histogram_from_zero: ClassVar[bool] = True  # bins of |x| from 0 (else from min |x|): calibrators alike share them
+    options: PercentileOptions | EntropyOptions | MseOptions
+
+    @property
+    def histogram_key(self) -> tuple[bool, int]:
+        """Calibrators with the same key bin alike, so they can share one histogram."""
+        return self.histogram_from_zero, self.options.num_bins
 
     def __init__(self, options: CalibrationOptions):
         super().__init__(options)

@@ -145,7 +145,7 @@ def layer_drift(fp32: onnx.ModelProto, int8: onnx.ModelProto, images) -> list[La
         reference, tested = outputs
         for layer in layers:
             pairs = [("out", reference[layer.tensor], tested[layer.int8_tensor])]
-            if layer.input_source:
+            if layer.input_source and layer.input_dq:
                 pairs.append(("in", reference[layer.input_source], tested[layer.input_dq]))
             for side, a, b in pairs:
                 a64 = a.astype(np.float64)

@@ -144,10 +144,10 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
         # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
         # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
         prepared = load_model_with_shape_infer(source)
-    if config.method is CalibrationMethod.AUTO:
+    if isinstance(config.calibration, AutoOptions):
         from edgeresnet.auto_calibration import calibrate_automatically
 
-        return calibrate_automatically(model, prepared, calibration, config, progress)
+        return calibrate_automatically(model, prepared, calibration, config, config.calibration, progress)
     tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
     calibrator = create_calibrator(config.calibration)
     run = calibrate_with_progress(prepared, tensors, calibration, calibrator, config.method.value, progress)

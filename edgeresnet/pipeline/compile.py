@@ -20,6 +20,7 @@ from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_fo
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.bias_correction import bias_sample, correct_bias
+from edgeresnet.quant_records import BiasShiftRecord
 from edgeresnet.drift import drift_sample, layer_drift
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
@@ -167,7 +168,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
                                     options.dynamic_batch is not None, options.progress, clock)
     int8_model = quantized.int8
-    shifts = []
+    shifts: list[BiasShiftRecord] = []
     if options.bias_correction:
         int8_model, shifts = correct_bias(quantized.fp32, int8_model, bias_sample(calibration))
         clock.lap("bias_correction")
