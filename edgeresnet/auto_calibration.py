@@ -21,8 +21,7 @@ import numpy as np
 import onnx
 
 from edgeresnet.calibration import Dataset
-from edgeresnet.calibrators import (Calibrator, CalibrationRun, Range, _HistogramCalibrator, create_calibrator,
-                                    scale_stability, stability_threshold, tensors_to_calibrate)
+from edgeresnet.calibrators import Calibrator, CalibrationRun, Range, _HistogramCalibrator, create_calibrator
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import collect_logits, compare, samples_within
 from edgeresnet.quant_scheme import AutoOptions, CalibrationMethod, calibration_options
@@ -107,32 +106,16 @@ def split_for_scoring(calibration, input_shape: tuple[int, ...], share: float) -
     return images[: total - held], np.ascontiguousarray(images[total - held :], np.float32)
 
 
-def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, calibration, config, options: AutoOptions,
-                            progress: bool):
-    """Calibrate every candidate at once on the fitting part, place each one's Q/DQ, score them on the
-    held-out part, and return the best as a `Quantization` whose record lists every score."""
-    from edgeresnet.quantize import CalibrationRecord, Quantization, calibrate_with_progress, place_qdq
-
-    fit, held_out = split_for_scoring(calibration, tuple(calibration.shape[1:]), options.held_out_share)
-    calibrator = AllMethodsCalibrator(options)
-    tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
-    run = calibrate_with_progress(prepared, tensors, fit, calibrator, "auto: " + ", ".join(m.value for m in options.candidates),
-                                  progress)
+def score_candidates(prepared: onnx.ModelProto, models: dict[CalibrationMethod, onnx.ModelProto],
+                     held_out: np.ndarray) -> AutoSelection:
+    """Each candidate's Q/DQ model against `prepared` (FP32) on the held-out images, by logit SQNR."""
     fp32_logits = collect_logits(OnnxRuntimeRunner(prepared.SerializeToString(), any_batch=True), held_out, progress=False)
-    models, scores = {}, []
-    for method, member in calibrator.members.items():
-        models[method] = place_qdq(model, prepared, member.ranges(), config, method)
-        runner = OnnxRuntimeRunner(models[method].SerializeToString(), any_batch=True, fuse_qdq=False)
+    scores = []
+    for method, model in models.items():
+        runner = OnnxRuntimeRunner(model.SerializeToString(), any_batch=True, fuse_qdq=False)
         drift = compare(fp32_logits, collect_logits(runner, held_out, progress=False))
         score = round(float(drift.sqnr_db), 3) if drift.sqnr_db is not None else IDENTICAL_SCORE
         scores.append(CandidateScore(method.value, score, score, drift.agreement, drift.cosine))
     # Ties go to the earlier candidate (min-max first: the range that clips nothing).
     winner = CalibrationMethod(max(scores, key=lambda c: (c.score, -scores.index(c))).method)
-    selection = AutoSelection(tuple(scores), winner, len(held_out))
-    member = calibrator.members[winner]
-    record = CalibrationRecord(member.options, run.samples,
-                               scale_stability(calibrator.run_of(winner, run), config.scheme.activation_symmetric,
-                                               stability_threshold(winner)),
-                               run.samples * (1 + calibrator.histogram_passes) + len(held_out) * (1 + len(scores)),
-                               tuple(member.clipped_spikes()), selection)
-    return Quantization(models[winner], record)
+    return AutoSelection(tuple(scores), winner, len(held_out))

@@ -3,7 +3,7 @@
 `create_calibrator(options)` picks the calibrator from its typed options, as ONNX
 Runtime's `create_calibrator` picks one by name (`edgeresnet.quant_scheme`:
 `MinMaxOptions`, `PercentileOptions`, `EntropyOptions`, `MseOptions`; `auto`, which runs
-them all at once, is `edgeresnet.auto_calibration`). `calibrate` runs the
+them all at once, is `edgeresnet.auto_calibration.AllMethodsCalibrator`). `calibrate` runs the
 model with every tensor to calibrate as an output, one batch at a time, and hands
 each batch to the calibrator, which reduces it at once: memory holds one batch of
 activations and the statistics (extremes, histograms), never the whole data set.
@@ -36,7 +36,7 @@ import onnx
 
 from edgeresnet.errors import InputError
 from edgeresnet.histogram_search import kl_optimal_bin, mse_optimal_threshold
-from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
+from edgeresnet.quant_scheme import (CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
                                      MseOptions, PercentileOptions)
 from edgeresnet.runners import session_options
 from edgeresnet.schema import ClippedSpikeRecord, Stability, to_json
@@ -267,10 +267,6 @@ _CALIBRATORS: dict[type, type[Calibrator]] = {
 
 
 def create_calibrator(options: CalibrationOptions) -> Calibrator:
-    if isinstance(options, AutoOptions):
-        from edgeresnet.auto_calibration import AllMethodsCalibrator
-
-        return AllMethodsCalibrator(options)
     try:
         return _CALIBRATORS[type(options)](options)
     except KeyError:

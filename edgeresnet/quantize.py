@@ -19,16 +19,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from edgeresnet.auto_calibration import AutoSelection
 
+from edgeresnet.auto_calibration import AllMethodsCalibrator, AutoSelection, score_candidates, split_for_scoring
 from edgeresnet.calibrators import (CalibrationRun, Calibrator, ClippedSpike, ScaleStability, calibrate,
                                     create_calibrator, scale_stability, stability_threshold, tensors_to_calibrate)
 from edgeresnet.errors import InputError
@@ -66,7 +64,7 @@ class CalibrationRecord:
     stability: ScaleStability
     inferences: int = 0  # images run through a model to calibrate (and, with auto, to score): the cost, counted
     spikes: tuple[ClippedSpike, ...] = ()  # histogram spikes the shipped ranges clip
-    selection: "AutoSelection | None" = None  # with auto: every candidate's score and why the winner won
+    selection: AutoSelection | None = None  # with auto: every candidate's score and why the winner won
 
     @property
     def warnings(self) -> list[str]:
@@ -145,8 +143,6 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
         # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
         prepared = load_model_with_shape_infer(source)
     if isinstance(config.calibration, AutoOptions):
-        from edgeresnet.auto_calibration import calibrate_automatically
-
         return calibrate_automatically(model, prepared, calibration, config, config.calibration, progress)
     tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
     calibrator = create_calibrator(config.calibration)
@@ -156,6 +152,26 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
                                scale_stability(run, config.scheme.activation_symmetric, stability_threshold(config.method)),
                                run.samples * (1 + calibrator.histogram_passes), tuple(calibrator.clipped_spikes()))
     return Quantization(quantized, record)
+
+
+def calibrate_automatically(model: onnx.ModelProto, prepared: onnx.ModelProto, calibration, config: QuantizeConfig,
+                            options: AutoOptions, progress: bool) -> Quantization:
+    """`--method auto`: every candidate calibrated at once on the fitting part, each one's Q/DQ placed and
+    scored on the held-out part (`edgeresnet.auto_calibration`), the best returned with every score."""
+    fit, held_out = split_for_scoring(calibration, tuple(calibration.shape[1:]), options.held_out_share)
+    calibrator = AllMethodsCalibrator(options)
+    tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
+    run = calibrate_with_progress(prepared, tensors, fit, calibrator, "auto: " + ", ".join(m.value for m in options.candidates),
+                                  progress)
+    models = {method: place_qdq(model, prepared, member.ranges(), config, method)
+              for method, member in calibrator.members.items()}
+    selection = score_candidates(prepared, models, held_out)
+    winner = calibrator.members[selection.winner]
+    stability = scale_stability(calibrator.run_of(selection.winner, run), config.scheme.activation_symmetric,
+                                stability_threshold(selection.winner))
+    inferences = run.samples * (1 + calibrator.histogram_passes) + len(held_out) * (1 + len(models))
+    record = CalibrationRecord(winner.options, run.samples, stability, inferences, tuple(winner.clipped_spikes()), selection)
+    return Quantization(models[selection.winner], record)
 
 
 def calibrate_with_progress(prepared: onnx.ModelProto, tensors: list[str], calibration, calibrator: Calibrator,
