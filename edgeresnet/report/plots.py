@@ -79,4 +79,9 @@ def plots(report: Report, fp32_confusion=None, int8_confusion=None) -> dict[str,
         caption = (f"The {len(shown)} most sensitive of {len(sensitivity)} layers"
                    + (f"; {len(kept)} kept in float" if kept else "; every layer ships in INT8"))
         drawn["sensitivity"] = (caption, png(fig))
+    if report.layer_drift:
+        from edgeresnet.drift import plot_layer_drift
+
+        drawn["layer_drift"] = ("Where the drift starts: output SQNR by depth and the dB each layer loses itself",
+                                png(plot_layer_drift(report.layer_drift)))
     return drawn
