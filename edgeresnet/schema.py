@@ -151,18 +151,25 @@ class DataSummary:
     labelled: bool
 
 
-@dataclass
-class FallbackStepRecord:
-    layer: str
-    drop_pts: float
+@dataclass(frozen=True)
+class FallbackStep:
+    layer: str  # the layer moved to float at this step
+    drop_pts: float  # the measured drop after the move
+    gain_pts: float  # how much the drop shrank with this layer in float
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self)
 
 
-@dataclass
-class SensitivityRecord:
+@dataclass(frozen=True)
+class LayerSensitivity:
     layer: str
     op_type: str
-    sqnr_db: float | None
+    sqnr_db: float | None  # logits with only this layer quantized, against FP32; lower = more sensitive, None: unchanged
     agreement: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self)
 
 
 @dataclass
@@ -282,8 +289,8 @@ class Report:
     drift: Drift
     gate: Gate
     fallback_layers: list[str]
-    fallback_steps: list[FallbackStepRecord]
-    sensitivity: list[SensitivityRecord]
+    fallback_steps: list[FallbackStep]
+    sensitivity: list[LayerSensitivity]
     target_details: BuildDetails
     extra_measurements: list[RunnerResult]
     not_measured: list[str]

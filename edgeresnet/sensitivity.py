@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -13,23 +12,13 @@ from edgeresnet.calibration import Dataset
 from edgeresnet.evaluate import collect_logits, compare, samples_within
 from edgeresnet.quantize import keep_in_float, quantized_layers
 from edgeresnet.runners import OnnxRuntimeRunner, dynamic_batch_copy
+from edgeresnet.schema import FallbackStep, LayerSensitivity
 
 
 # Input values per layer's measurement: all 512 default calibration images of a
 # 28x28 model, 32 images (the floor) at 224x224, so a ResNet-18 compile stays in minutes.
 SENSITIVITY_INPUT_BUDGET = 512 * 28 * 28
 MIN_SENSITIVITY_SAMPLES = 32
-
-
-@dataclass(frozen=True)
-class LayerSensitivity:
-    layer: str
-    op_type: str
-    sqnr_db: float | None  # logits with only this layer quantized, against FP32; lower = more sensitive, None: unchanged
-    agreement: float
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def sensitivity_sample(data: Dataset | np.ndarray) -> np.ndarray:
@@ -62,16 +51,6 @@ def layer_sensitivity(
         drift = compare(fp32_logits, logits)
         results.append(LayerSensitivity(layer, op_types[layer], drift.sqnr_db, drift.agreement))
     return sorted(results, key=lambda s: (float("inf") if s.sqnr_db is None else s.sqnr_db, s.layer))
-
-
-@dataclass(frozen=True)
-class FallbackStep:
-    layer: str  # the layer moved to float at this step
-    drop_pts: float  # the measured drop after the move
-    gain_pts: float  # how much the drop shrank with this layer in float
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def fall_back_until(

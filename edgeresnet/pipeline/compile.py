@@ -30,8 +30,8 @@ from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
 from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
-                               Confusion, DataSummary, FallbackStepRecord, Gate, InputRecord, Manifest,
-                               ModelRecord, PytorchAgreement, Report, SensitivityRecord, TargetRecord, build_details,
+                               Confusion, DataSummary, Gate, InputRecord, Manifest,
+                               ModelRecord, PytorchAgreement, Report, TargetRecord, build_details,
                                to_json, write)
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
@@ -219,15 +219,15 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     steps: list[FallbackStep] = []
     if options.max_drop is not None and measured.drop > options.max_drop:
         log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
-        last: dict[str, _Measured] = {}
+        latest: list[_Measured] = []  # the last candidate measured, alone: each holds its logits
 
         def measure_drop(candidate: onnx.ModelProto) -> float:
-            last["measured"] = measured_against(build(candidate), fp32_eval, {})
-            return last["measured"].drop
+            latest[:] = [measured_against(build(candidate), fp32_eval, {})]
+            return latest[0].drop
 
         int8_model, steps, _ = fall_back_until(int8_model, sensitivity, measured.drop, options.max_drop, measure_drop)
         if steps:
-            measured = last["measured"]
+            measured = latest[0]
         clock.lap("fallback")
 
     # On evaluation images (disjoint from the calibration data), the model as it ships (after any fallback).
@@ -277,8 +277,8 @@ def _report(options: CompileOptions, config: QuantizeConfig, record: Calibration
         drop_pts=result.drop, agreement=result.drift.agreement, drift=result.drift,
         gate=Gate(options.max_drop, options.max_drop is None or result.drop <= options.max_drop),
         fallback_layers=[s.layer for s in steps],
-        fallback_steps=[FallbackStepRecord(s.layer, s.drop_pts) for s in steps],
-        sensitivity=[SensitivityRecord(s.layer, s.op_type, s.sqnr_db, s.agreement) for s in sensitivity],
+        fallback_steps=steps,
+        sensitivity=sensitivity,
         target_details=build_details(config.scheme.name, build.details),
         extra_measurements=[m.reference_row() for m in measured.references],
         not_measured=build.not_measured,
