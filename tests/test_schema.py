@@ -94,7 +94,7 @@ SCHEMA_MODULE = "edgeresnet/schema.py"  # the one module that maps the schema to
 # renderer (rewritten on the typed Report separately), the TVM and TensorRT backends' own mappings
 # (disassembly counts, bundle configs, ONNX attributes) and the model-card parsing. The ceiling is what
 # the code holds now, so that a read added anywhere fails here; lower it as they are typed.
-STRING_KEY_READS_CEILING = 332
+STRING_KEY_READS_CEILING = 329
 
 
 def string_key_reads(source: str) -> int:
