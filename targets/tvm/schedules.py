@@ -44,7 +44,7 @@ def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRule
     try:
         if marked:
             block, rule = marked[0]
-            sch.unannotate(block, RULE_ATTR)
+            sch.unannotate(block, RULE_ATTR)  # scheduled, the kernel is the TIR an unmarked compute would give
             done = KERNEL_RULES[rule](sch, block, rules, stats)
             stats.convolutions += int(done)
         elif topi_convs:
