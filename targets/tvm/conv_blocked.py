@@ -27,7 +27,7 @@ from tvm.s_tir import TensorIntrin
 
 from .blocking import ACCUMULATOR_SCOPE, BLOCK
 from .dot import PMADDWD, SDOT, VPDPBUSD, DotKind
-from .rules import rule_attrs
+from .rules import ScheduleRule, rule_attrs
 from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
                              unroll_window_row, vectorize_tile_epilogue)
 
@@ -339,5 +339,8 @@ def schedule_blocked(sch: s_tir.Schedule, conv, rules, stats, grouped: bool, pix
     return True
 
 
-SCHEDULE_RULES = {ONE_BY_ONE: partial(schedule_blocked, grouped=False), GROUPED: partial(schedule_blocked, grouped=True),
-                  PIXEL_PAIRS: partial(schedule_blocked, grouped=True, pixel_pairs=True)}
+SCHEDULE_RULES: dict[str, ScheduleRule] = {
+    ONE_BY_ONE: partial(schedule_blocked, grouped=False),
+    GROUPED: partial(schedule_blocked, grouped=True),
+    PIXEL_PAIRS: partial(schedule_blocked, grouped=True, pixel_pairs=True),
+}

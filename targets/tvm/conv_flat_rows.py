@@ -12,7 +12,7 @@ from tvm import s_tir, te
 
 from .conv_blocked import schedule_blocked
 from .dot import DotKind
-from .rules import rule_attrs
+from .rules import ScheduleRule, rule_attrs
 
 RULE = "conv_flat_rows"
 FLAT_PAD = "data_pad_flat"  # the padded rows' block, which the schedule splits into pixels x channels
@@ -87,4 +87,4 @@ def schedule_flat_rows(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     return schedule_blocked(sch, conv, rules, stats, grouped=True, prepare_input=split_flat_rows)
 
 
-SCHEDULE_RULES = {RULE: schedule_flat_rows}
+SCHEDULE_RULES: dict[str, ScheduleRule] = {RULE: schedule_flat_rows}

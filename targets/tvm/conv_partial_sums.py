@@ -15,7 +15,7 @@ from tvm.s_tir import TensorIntrin
 from .blocking import ACCUMULATOR_SCOPE
 from .conv_blocked import padded_input
 from .dot import SMULL, DotKind
-from .rules import rule_attrs
+from .rules import ScheduleRule, rule_attrs
 from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
                              unroll_window_row)
 
@@ -112,4 +112,4 @@ def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     return True
 
 
-SCHEDULE_RULES = {RULE: schedule_partial_sums}
+SCHEDULE_RULES: dict[str, ScheduleRule] = {RULE: schedule_partial_sums}

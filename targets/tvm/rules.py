@@ -10,6 +10,7 @@ TIR as one never marked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import tvm
 
@@ -66,3 +67,7 @@ class ConvRules:
     @classmethod
     def for_target(cls, target: tvm.target.Target) -> "ConvRules":
         return cls(dot=dot_kind(target), float_tile=8 if is_aarch64(target) else 14, int8_tile=8)
+
+
+# A kernel family's rule: (schedule, the marked block, the target's tiles, the stats) -> scheduled or not.
+ScheduleRule = Callable[[Any, Any, ConvRules, ScheduleStats], bool]

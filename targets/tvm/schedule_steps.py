@@ -39,8 +39,9 @@ def parallel_vectorize(sch: s_tir.Schedule, block, keep_inner: int = 1) -> bool:
         if (extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
             sch.parallel(outer)
     inner = sch.get_loops(block)[-1]
-    if len(sch.get_loops(block)) > 1 and (extent(sch, inner) or 0) > 1:
-        lanes = next((n for n in (16, 8) if (extent(sch, inner) or 0) > n and extent(sch, inner) % n == 0), None)
+    size = extent(sch, inner) or 0
+    if len(sch.get_loops(block)) > 1 and size > 1:
+        lanes = next((n for n in (16, 8) if size > n and size % n == 0), None)
         if lanes:  # a row of 224 as one 224-lane vector: LLVM splits it into scalar lane moves
             inner = sch.split(inner, [None, lanes])[1]
         sch.vectorize(inner)

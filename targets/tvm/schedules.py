@@ -23,13 +23,13 @@ import tvm
 from tvm import s_tir
 
 from . import conv_blocked, conv_flat_rows, conv_partial_sums, winograd
-from .rules import RULE_ATTR, ConvRules, ScheduleStats
+from .rules import RULE_ATTR, ConvRules, ScheduleRule, ScheduleStats
 from .schedule_steps import extent, is_reduction
 from .topi_kernels import schedule_convolution, schedule_elementwise
 
 # Every rule a compute of ours can name (`rules.rule_attrs`): each a convolution's.
-KERNEL_RULES = {**conv_blocked.SCHEDULE_RULES, **conv_flat_rows.SCHEDULE_RULES, **conv_partial_sums.SCHEDULE_RULES,
-                **winograd.SCHEDULE_RULES}
+KERNEL_RULES: dict[str, ScheduleRule] = {**conv_blocked.SCHEDULE_RULES, **conv_flat_rows.SCHEDULE_RULES,
+                                          **conv_partial_sums.SCHEDULE_RULES, **winograd.SCHEDULE_RULES}
 
 
 def rule_schedule(func: tvm.tirx.PrimFunc, stats: ScheduleStats, rules: ConvRules) -> s_tir.Schedule | None:

@@ -30,7 +30,7 @@ from tvm.script import tirx as T
 from tvm.s_tir import TensorIntrin
 
 from .blocking import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
-from .rules import rule_attrs
+from .rules import ScheduleRule, rule_attrs
 from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
                              vectorize_tile_epilogue)
 
@@ -258,4 +258,4 @@ def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
     return True
 
 
-SCHEDULE_RULES = {RULE: schedule_winograd}
+SCHEDULE_RULES: dict[str, ScheduleRule] = {RULE: schedule_winograd}
