@@ -74,8 +74,9 @@ def bench_model(name: str, calib_dir: str | None, runs: int, records: str | None
     from edgeresnet.runners import OnnxRuntimeRunner
     from edgeresnet.targets import get_quant_scheme
     from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
+    from edgeresnet.targets.tvm.pipeline import cpu_pipeline
     from edgeresnet.targets.tvm.records import read_summary
-    from edgeresnet.targets.tvm.schedules import ScheduleStats, cpu_pipeline
+    from edgeresnet.targets.tvm.rules import ScheduleStats
 
     torch.set_num_threads(THREADS)
     stages: dict[str, float] = {}

@@ -35,3 +35,31 @@ def ort_artifact(tmp_path_factory, small_data) -> Path:
 @pytest.fixture(scope="session")
 def jetson_artifact(tmp_path_factory, small_data) -> Path:
     return _compiled(tmp_path_factory, small_data, "jetson-orin-nx")
+
+
+@pytest.fixture(scope="session")
+def reference_qdq():
+    """The reference model, its TVM-scheme Q/DQ model and 2,000 test images (the TVM tests' input)."""
+    from edgeresnet.calibration import open_dataset
+    from edgeresnet.export import export_onnx_model
+    from edgeresnet.models import load_model
+    from edgeresnet.quantize import QuantizeConfig, quantize
+    from edgeresnet.targets.tvm.backend import TVM_SCHEME
+
+    loaded = load_model("resnet20-fmnist")
+    calib = open_dataset("fashion-mnist", loaded.preprocessing, limit=512)
+    test = open_dataset("fashion-mnist:test", loaded.preprocessing, limit=2000)
+    fp32 = export_onnx_model(loaded)
+    return loaded, quantize(fp32, calib.images, QuantizeConfig(scheme=TVM_SCHEME), progress=False), test
+
+
+@pytest.fixture(scope="session")
+def host_library(reference_qdq, tmp_path_factory):
+    """The reference model's TVM library for this host: (path, lowering stats, schedule stats)."""
+    from edgeresnet.targets.tvm.module import compile_integer_module, host_cpu
+
+    loaded, qdq, _ = reference_qdq
+    executable, stats, scheduled = compile_integer_module(qdq, [1, 1, 28, 28], {"kind": "llvm", "mcpu": host_cpu()})
+    path = tmp_path_factory.mktemp("tvm") / "host.so"
+    executable.export_library(str(path))
+    return path, stats, scheduled

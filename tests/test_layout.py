@@ -116,7 +116,7 @@ def test_the_graph_sees_the_whole_project():
     assert {"edgeresnet.quantize", "edgeresnet.pipeline.compile", "edgeresnet.targets.tvm.backend",
             "edgeresnet.targets.tensorrt.parser_rules", "edgeresnet.calibration", "edgeresnet.cli"} <= set(graph)
     assert "edgeresnet.targets.base" in graph["edgeresnet.targets.onnxruntime.backend"]
-    assert "edgeresnet.targets.tvm.records" in graph["edgeresnet.targets.tvm.schedules"]  # relative import resolved
+    assert "edgeresnet.targets.tvm.records" in graph["edgeresnet.targets.tvm.pipeline"]  # relative import resolved
     assert "edgeresnet.targets.tvm.tuning" in graph["edgeresnet.targets.tvm.backend"]  # function-local import counted
 
 

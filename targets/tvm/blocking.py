@@ -1,5 +1,5 @@
-"""What the blocked integer kernels (`conv`, `winograd`) and their schedules share: the channel
-block, where a tile's accumulators live, and the core count parallel loops are split for."""
+"""What the kernel families (`conv_blocked`, `conv_partial_sums`, `winograd`, ...) and their schedules
+share: the channel block, where a tile's accumulators live, and the core count parallel loops are split for."""
 
 # The per-tile accumulators: "global" scope, because TVM keeps a small constant-size allocation
 # on the stack (where LLVM promotes it to registers) only for global scope; a "local" one is

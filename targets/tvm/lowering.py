@@ -154,7 +154,7 @@ def _rewrite_conv(func: relax.Function, stats: LoweringStats, fold_first_convolu
             data, weight, attrs = _fold_kernel_width(data, weight, attrs)
         missing = -weight.shape[1] % (BLOCK if folded else CHANNEL_GROUP)
         if keep_image_channels and not folded and _foldable(attrs, weight) and weight.shape[1] < CHANNEL_GROUP:
-            missing = 0  # the kernel reads the rows flat (`conv.reads_rows_flat`): padding would add products
+            missing = 0  # the kernel reads the rows flat (`dot.reads_rows_flat`): padding would add products
         if int(attrs["groups"]) == 1 and missing and str(attrs["data_layout"]) == "NCHW":
             # Zero channels up to a whole dot-product group (an image's 1 or 3), or a whole
             # 8-channel block once folded: exact, and the first convolution then runs on the
@@ -266,9 +266,9 @@ def lower_to_integer(mod: tvm.IRModule, fold_first_convolution: bool = False,
                      keep_image_channels: bool = False) -> tuple[tvm.IRModule, LoweringStats]:
     """Rewrite every quantized chain of `main` into integer compute; count what was and was not lowered.
 
-    `fold_first_convolution`: see `_fold_kernel_width` (for targets where it pays: `conv.folds_first_convolution`).
+    `fold_first_convolution`: see `_fold_kernel_width` (for targets where it pays: `dot.folds_first_convolution`).
     `keep_image_channels`: a first convolution on an image's 1 or 3 channels keeps them, not padded
-    to a dot-product group (for targets whose kernel reads its rows flat: `conv.reads_rows_flat`)."""
+    to a dot-product group (for targets whose kernel reads its rows flat: `dot.reads_rows_flat`)."""
     stats = LoweringStats()
     func = _rewrite_conv(mod["main"], stats, fold_first_convolution, keep_image_channels)
     for rewrite in (_rewrite_dense, _rewrite_global_pool, _rewrite_monotonic, _rewrite_add):

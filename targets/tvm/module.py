@@ -7,9 +7,10 @@ from pathlib import Path
 import tvm
 from tvm import relax
 
-from .conv import folds_first_convolution, reads_rows_flat
+from .dot import folds_first_convolution, reads_rows_flat
 from .lowering import lower_to_integer
-from .schedules import ScheduleStats, cpu_pipeline
+from .pipeline import cpu_pipeline
+from .rules import ScheduleStats
 
 
 def host_cpu() -> str:

@@ -39,7 +39,9 @@ from edgeresnet.errors import InputError, MissingDependency
 from ..base import KernelTuning, RpcDevice, Target, TuneRequest, TuneResult
 from .module import integer_module
 from .records import DATABASE_FILES, SCHEMA, SUMMARY_FILE, check_records_for
-from .schedules import ConvRules, ScheduleStats, fused_module, rule_schedule
+from .pipeline import fused_module
+from .rules import ConvRules, ScheduleStats
+from .schedules import rule_schedule
 
 
 def _meta_schedule():

@@ -1,4 +1,5 @@
-"""Winograd F(4x4, 3x3) for int8 3x3 stride-1 convolutions on cores without a dot product (`conv.SMULL`).
+"""Winograd F(4x4, 3x3) for int8 3x3 stride-1 convolutions on cores without a dot product (`dot.SMULL`):
+its compute, the smlal tensor intrinsic and its schedule.
 
 On the Cortex-A72 every vector integer multiply runs on one pipe (F0), 8 int8 products a cycle
 at best (smull): the ceiling of a direct convolution, ours and ONNX Runtime's MLAS alike.
@@ -24,11 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import te, topi
+from tvm import s_tir, te, topi
 from tvm.script import tirx as T
 from tvm.s_tir import TensorIntrin
 
 from .blocking import ACCUMULATOR_SCOPE, BLOCK, PARALLEL_GRAIN
+from .rules import ScheduleRule, rule_attrs
+from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
+                             vectorize_tile_epilogue)
 
 TILE = 4  # outputs per tile side
 WINDOW = TILE + 2  # inputs per tile side
@@ -40,6 +44,7 @@ OUTPUT_ROWS = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4
 SCALE_SHIFT, INVERSE_OF_9 = 6, 0x38E38E39  # 576 = 2^6 x 9; 9 x INVERSE_OF_9 = 1 mod 2^32
 OUTPUT_BOUND = 1 << 25  # |y| below this comes back exactly from 576 y mod 2^32
 INTRINSIC = "edgeresnet_smlal_lane_8x8_i16i16i32"
+RULE = "winograd"  # on the products block; the rule schedules the transforms around it
 
 
 def _tiles(size: int) -> int:
@@ -136,7 +141,7 @@ def conv_winograd(data, kernel, padding):
         (positions, out_blocks, tiles, BLOCK),
         lambda e, o, t, c: te.sum(transformed[e, t, rc, rk].astype("int32") * kernel[e, o, rc * block + rk, c].astype("int32"),
                                   axis=[rc, rk]),
-        name="conv2d_winograd_product")
+        name="conv2d_winograd_product", attrs=rule_attrs(RULE))
     output_rows = te.compute(
         (out_blocks, tiles, WINDOW, TILE, BLOCK),
         lambda o, t, xi, j, c: _transform(OUTPUT_ROWS, j, lambda nu: products[xi * WINDOW + nu, o, t, c], "int32"),
@@ -191,3 +196,66 @@ def _smlal_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
 
 
 TensorIntrin.register(INTRINSIC, _tile_description, _smlal_lane_implementation, override=True)
+
+
+def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
+    """`conv_winograd`'s stages, each one parallel pass:
+
+    * input: (tile, input block) parallel; per tile, the 6x6 window's row transform then the
+      column transform, the 36 positions unrolled (their coefficients fold to adds and shifts),
+      the 8 channels the vector;
+    * products: (position, output block) parallel | tile group | input block | tiles of the group
+      (unrolled: their 2 x 4 accumulators each stay in registers, the 8 weight vectors are shared)
+      | 8 output x 8 input channels, tensorized (16 smlal by element);
+    * output: (image, output block, tile row) parallel | tile column | the 6x4 row transform, then
+      per output pixel the column transform, the exact recovery of y and the epilogue (unrolled,
+      the 8 channels the vector)."""
+    transformed = sch.get_producers(product)[0]
+    rows = sch.get_producers(transformed)[0]
+    (output_rows,) = sch.get_consumers(product)
+    (output,) = sch.get_consumers(output_rows)
+    epilogue = inline_epilogue(sch, output)
+    inline_side_inputs(sch, epilogue, output)
+    if epilogue is not None:
+        sch.compute_inline(output)
+        output = epilogue
+
+    parallel_producers(sch, rows)  # the padding copy, as for the direct convolutions
+
+    e, t, c, k = sch.get_loops(transformed)
+    sch.reorder(t, c, e, k)
+    tile_block = sch.fuse(t, c)
+    sch.parallel(tile_block)
+    sch.compute_at(rows, tile_block)
+    sch.unroll(e)
+    sch.vectorize(k)
+    for loop in sch.get_loops(rows)[1:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(rows)[-1])
+
+    e, o, t, c, rc, rk = sch.get_loops(product)
+    group = largest_divisor(extent(sch, t) or 1, rules.winograd_tiles)
+    t_o, t_i = sch.split(t, [None, group])
+    sch.reorder(e, o, t_o, rc, t_i, c, rk)
+    write_back = register_tile(sch, product, (e, o), t_o, t_i)
+    sch.decompose_reduction(product, rc)
+    sch.tensorize(c, INTRINSIC)
+    vectorize_tile_epilogue(sch, write_back)
+
+    b, o, y, x, c = sch.get_loops(output)
+    ty, iy = sch.split(y, [None, TILE])
+    tx, ix = sch.split(x, [None, TILE])
+    sch.reorder(b, o, ty, tx, iy, ix, c)
+    sch.parallel(sch.fuse(b, o, ty))
+    sch.compute_at(output_rows, tx)
+    for loop in sch.get_loops(output_rows)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(output_rows)[-1])
+    sch.unroll(iy)
+    sch.unroll(ix)
+    sch.vectorize(c)
+    stats.tensorized += 1
+    return True
+
+
+SCHEDULE_RULES: dict[str, ScheduleRule] = {RULE: schedule_winograd}
