@@ -15,7 +15,7 @@ import traceback
 
 import click
 
-from edgeresnet.commands import artifact, build, device, listing, model, report
+from edgeresnet.commands import artifact, build, checks, device, listing, model, report
 from edgeresnet.errors import EXIT_CODES, EdgeResnetError, InputError, MissingDependency
 
 INTERNAL_ERROR = 4
@@ -31,7 +31,7 @@ def cli(debug: bool) -> None:
 
 for command in (listing.models, listing.targets, model.export, model.train, model.quantize, model.evaluate_command,
                 build.compile_command, build.tune, artifact.verify_command, artifact.run_command, artifact.bench_command,
-                artifact.inspect_command, report.report_command, device.validate_command):
+                report.report_command, device.validate_command, *checks.commands()):
     cli.add_command(command)
 
 

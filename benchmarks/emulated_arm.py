@@ -25,6 +25,7 @@ from pathlib import Path
 from edgeresnet.pipeline.compile import CompileOptions, compile_artifact
 from edgeresnet.targets import get_target
 from edgeresnet.targets.tvm import emulation
+from edgeresnet.targets.tvm.backend import TvmOptions
 
 ORT_AARCH64 = "onnxruntime==1.20.1"
 
@@ -84,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeresnet-emubench-") as tmp:
         ort_artifact = compile_artifact(CompileOptions(target="ort-cpu", out=f"{tmp}/ort", eval_samples=200, progress=False))
         arm_artifact = compile_artifact(CompileOptions(target=profile.name, out=f"{tmp}/arm", eval_samples=200,
-                                                       emulated_samples=20, progress=False))
+                                                       backend_options=TvmOptions(emulated_samples=20), progress=False))
         shape = [1, ort_artifact.manifest.input.channels, *ort_artifact.manifest.input.input_size]
         script = Path(tmp) / "timing.py"
         script.write_text(TIMING_SCRIPT)

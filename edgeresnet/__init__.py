@@ -28,13 +28,13 @@ _API = {
     "DynamicBatch": ("edgeresnet.targets.base", "DynamicBatch"),
     "tune": ("edgeresnet.pipeline.tune", "tune"),
     "TuneOptions": ("edgeresnet.pipeline.tune", "TuneOptions"),
-    "RpcDevice": ("edgeresnet.targets.base", "RpcDevice"),
     "quantize_model": ("edgeresnet.pipeline.quantize", "quantize_model"),
     "evaluate_onnx": ("edgeresnet.pipeline.evaluate", "evaluate_onnx"),
     "verify": ("edgeresnet.pipeline.artifacts", "verify"),
     "run_artifact": ("edgeresnet.pipeline.artifacts", "run_artifact"),
     "bench_artifact": ("edgeresnet.pipeline.artifacts", "bench_artifact"),
-    "check_tensorrt": ("edgeresnet.targets.tensorrt.parser_rules", "check_file"),
+    # A backend's model check by the command it offers (`inspect`: TensorRT's ONNX parser rules).
+    "check_model": ("edgeresnet.pipeline.backends", "check_model"),
 }
 
 

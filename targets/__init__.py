@@ -1,19 +1,24 @@
 """Targets: the devices edgeresnet builds for, each served by one backend.
 
-One registry holds the backends (one package each beside this file: `onnxruntime/`,
-`tensorrt/`, `tvm/`) and the target profiles they declare; the command line reads
-its choices from here. A new backend is one `base.Backend` subclass and one
-`register_backend` call.
+One registry holds the backends and the target profiles they declare; the command
+line reads its choices from here. Backends are found through the "edgeresnet.backends"
+entry point group (`[project.entry-points."edgeresnet.backends"]` in a pyproject.toml,
+name = "package.module:BackendClass"): the built-in ones (`onnxruntime/`, `tensorrt/`,
+`tvm/` beside this file) are declared there like any plug-in, so a plug-in package
+needs no edit here. `register_backend` adds one at run time.
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 from edgeresnet.errors import InputError
 from edgeresnet.quant_scheme import QuantScheme
 
 from .base import Backend, Target
+
+ENTRY_POINT_GROUP = "edgeresnet.backends"
 
 _BACKENDS: dict[str, Backend] = {}
 _TARGETS: dict[str, Target] = {}
@@ -80,11 +85,15 @@ def quant_schemes() -> dict[str, QuantScheme]:
 
 
 def get_quant_scheme(name: str) -> QuantScheme:
-    schemes = quant_schemes()
-    try:
-        return schemes[name]
-    except KeyError:
-        raise InputError(f"unknown quantization scheme {name!r}; choose {', '.join(schemes)}") from None
+    return backend_of_scheme(name).quant_scheme
+
+
+def backend_of_scheme(name: str) -> Backend:
+    """The backend whose builds consume the scheme: its `quantize` makes models in it."""
+    for backend in _BACKENDS.values():
+        if backend.quant_scheme.name == name:
+            return backend
+    raise InputError(f"unknown quantization scheme {name!r}; choose {', '.join(quant_schemes())}")
 
 
 def describe(target: Target) -> dict[str, Any]:
@@ -93,13 +102,19 @@ def describe(target: Target) -> dict[str, Any]:
             "description": target.description, "arch": target.arch, "details": target.details.to_dict()}
 
 
-def _register_builtin_backends() -> None:
-    from .onnxruntime import OnnxRuntimeBackend
-    from .tensorrt import TensorRTBackend
-    from .tvm import TvmBackend
-
-    for backend in (OnnxRuntimeBackend(), TensorRTBackend(), TvmBackend()):
-        register_backend(backend)
+def backends() -> list[Backend]:
+    return list(_BACKENDS.values())
 
 
-_register_builtin_backends()
+def _register_installed_backends() -> None:
+    """Every backend an installed package declares, in name order (so the registry's order is stable)."""
+    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        backend_class = entry.load()
+        if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+            raise TypeError(f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP}) is not a Backend subclass")
+        if backend_class.name != entry.name:
+            raise ValueError(f"entry point {entry.name} = {entry.value} names a backend called {backend_class.name!r}")
+        register_backend(backend_class())
+
+
+_register_installed_backends()

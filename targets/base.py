@@ -1,12 +1,15 @@
-"""The one interface every backend implements, and the typed data that crosses it.
+"""The small core every backend implements, and the typed data that crosses it.
 
-A backend (ONNX Runtime, TensorRT, TVM, ...) is one package beside this file with
-one `Backend` subclass. It declares its targets (typed `Target` profiles), the
-quantization scheme it consumes and whether it takes a dynamic batch; it checks its
-toolchain (`preflight`), builds an artifact (`build`), opens a finished artifact for
-`run`/`bench` (`open_artifact`), reports its toolchain versions for the manifest,
-and, if it can be tuned, checks and makes tuning records. The pipeline
-(`edgeresnet.pipeline`) calls these hooks and nothing else of a backend.
+A backend (ONNX Runtime, TensorRT, TVM, a plug-in, ...) is one package with one
+`Backend` subclass, found through the "edgeresnet.backends" entry point group. It
+declares its targets (typed `Target` profiles), the quantization scheme it consumes,
+whether it takes a dynamic batch and its own options (a `BackendOptions` dataclass
+whose fields become command-line options); it checks its toolchain (`preflight`),
+quantizes (`quantize`, by default ONNX Runtime's Q/DQ in its scheme), builds an
+artifact (`build`), opens a finished artifact (`open_artifact`) and reports its
+toolchain versions for the manifest. What only some backends can do (tuning, a device
+farm, emulation, model checks) is a capability in `capabilities`: the pipeline asks
+whether a backend has one and never names a backend.
 
 Kept light: listing targets or verifying an artifact imports neither torch nor tvm.
 """
@@ -18,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from edgeresnet.schema import Manifest
 from edgeresnet.errors import InputError
@@ -27,7 +30,11 @@ from edgeresnet.quant_scheme import QuantScheme
 if TYPE_CHECKING:
     import onnx
 
+    import numpy as np
+
+    from edgeresnet.calibration import Dataset
     from edgeresnet.models import LoadedModel
+    from edgeresnet.quantize import Quantization, QuantizeConfig
     from edgeresnet.runners import Runner
 
 
@@ -76,23 +83,14 @@ class DynamicBatch:
 
 
 @dataclass(frozen=True)
-class RpcDevice:
-    """A board registered with a TVM RPC tracker under `key` (the device farm of docs/tuning.md)."""
+class BackendOptions:
+    """A backend's own options: subclass it with one typed field (and a default) per option.
 
-    key: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "RpcDevice":
-        key, at, address = text.partition("@")
-        host, colon, port = address.rpartition(":")
-        if not (key and at and host and colon and port.isdigit() and 0 < int(port) < 65536):
-            raise InputError(f"--rpc takes KEY@TRACKER_HOST:PORT (e.g. rpi5@192.168.1.10:9190), not {text!r}")
-        return cls(key, host, int(port))
-
-    def __str__(self) -> str:
-        return f"{self.key}@{self.host}:{self.port}"
+    Each field becomes `--<backend>-<field>` on `compile` (underscores as dashes), or the
+    field's `flag` metadata, its help the field's `help` metadata; the pipeline hands the
+    filled instance to the backend untouched, as `BuildContext.options`. Bad values raise
+    InputError in `__post_init__`.
+    """
 
 
 @dataclass
@@ -103,20 +101,31 @@ class BuildContext:
     folder: Path  # the staging folder of the artifact; write only here
     batch: int  # the static batch, or the optimal one when `dynamic_batch` is set
     dynamic_batch: DynamicBatch | None = None
-    emulated_samples: int | None = None  # evaluation images run under emulation (aarch64 artifacts); None: by input size
     records: Path | None = None  # tuning records, already accepted by the backend's `check_records`
+    options: BackendOptions = field(default_factory=BackendOptions)  # the backend's own, of its `options` class
+
+
+class GoldenTool(Protocol):
+    """A device tool that reads the golden vectors in its own format (e.g. Polygraphy's JSON): returned by
+    `build`, written beside golden/'s own files, described in golden.json under `name`."""
+
+    name: str
+
+    def write(self, folder: Path, inputs: np.ndarray, logits: np.ndarray) -> tuple[dict[str, Any], list[str]]:
+        """Write into `folder` (golden/) from the inputs and the host's INT8 logits; return what golden.json says
+        of it and the names of the files written."""
+        ...
 
 
 @dataclass(frozen=True)
-class PolygraphyNames:
-    """An ONNX model in the artifact that `polygraphy run` can check against the golden vectors on the
-    device; Polygraphy's feed dicts and outputs are keyed by the model's input and output names."""
+class QuantizeRequest:
+    """The exported float model and the calibration data, for the backend's `quantize`."""
 
-    model_file: str
-    input_name: str
-    output_name: str
-    batch: int
-    dynamic: bool = False  # a dynamic batch dimension: Polygraphy is told the golden batch's shape
+    model: LoadedModel
+    fp32: onnx.ModelProto
+    calibration: Dataset
+    config: QuantizeConfig  # the backend's scheme and the calibration method chosen
+    progress: bool
 
 
 @dataclass
@@ -135,79 +144,19 @@ class TargetBuild:
     host_twin: Runner | None = None
     # Build inputs beyond model and data that the manifest must name (e.g. tuning records).
     provenance: dict[str, Any] = field(default_factory=dict)
-    # Set when the artifact's device tools include Polygraphy: golden/ then also holds its JSON files.
-    polygraphy: PolygraphyNames | None = None
-
-
-@dataclass
-class RemoteRun:
-    """Logits computed on the boards of a device farm, in input order, and the boards' own timings."""
-
-    logits: Any  # np.ndarray
-    latencies_ms: list[float]
-    boards: int
-    servers: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TuneRequest:
-    """One tuning run of a backend's kernels for `target`, on the quantized model that compile would build."""
-
-    target: Target
-    int8_model: Any  # onnx.ModelProto
-    input_shape: list[int]
-    model_name: str
-    records: Path
-    trials: int
-    rpc: RpcDevice | None
-    all_kernels: bool
-    max_kernels: int | None
-    seed: int
-    progress: bool
-
-
-@dataclass
-class KernelTuning:
-    kernel: str
-    calls: int
-    rules_ms: float | None  # the rule schedule, measured
-    best_ms: float | None = None  # the fastest record after the search
-    source: str = "rules"  # "rules" or "metaschedule"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class TuneResult:
-    records: str
-    target: str
-    model: str
-    trials_per_kernel: int
-    kernels: list[KernelTuning]
-    seconds: float
-    seed: int
-    measured_on: str
-
-    @property
-    def metaschedule_wins(self) -> int:
-        return sum(1 for k in self.kernels if k.source == "metaschedule")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "model": self.model, "trials_per_kernel": self.trials_per_kernel,
-                "kernels": [k.to_dict() for k in self.kernels], "seconds": self.seconds, "seed": self.seed,
-                "target": self.target, "measured_on": self.measured_on, "tuned_kernels": len(self.kernels),
-                "metaschedule_wins": self.metaschedule_wins}
+    # Device tools that read the golden vectors in their own formats.
+    golden_tools: list[GoldenTool] = field(default_factory=list)
 
 
 class Backend(ABC):
-    """Everything the pipeline and the commands need from one backend."""
+    """What every backend provides; optional abilities are the mixins of `capabilities`."""
 
     name: ClassVar[str]
     quant_scheme: ClassVar[QuantScheme]  # the Q/DQ graph its builds consume
     dynamic_batch: ClassVar[bool] = False  # whether its artifacts take a dynamic batch dimension
     # The JSON its device runner reads (target, input_shape, preprocessing): verify holds it to the manifest.
     device_config: ClassVar[str | None] = None
+    options: ClassVar[type[BackendOptions]] = BackendOptions
 
     @abstractmethod
     def targets(self) -> list[Target]:
@@ -216,48 +165,29 @@ class Backend(ABC):
     def preflight(self, target: Target) -> None:
         """Fail before any work when the toolchain is missing (MissingDependency)."""
 
+    def quantize(self, request: QuantizeRequest) -> Quantization:
+        """The INT8 model its `build` takes as `BuildContext.int8_model`: ONNX Runtime's Q/DQ placement in the
+        backend's `quant_scheme` unless it quantizes otherwise (e.g. in PyTorch, for a runtime that takes
+        a PyTorch-quantized program rather than a Q/DQ graph)."""
+        from edgeresnet.quantize import calibrate_and_quantize
+
+        return calibrate_and_quantize(request.fp32, request.calibration, request.config, request.progress)
+
     @abstractmethod
     def build(self, context: BuildContext) -> TargetBuild:
         """Write the artifact's files into `context.folder`; return them and a runner for validation here."""
 
     @abstractmethod
-    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False) -> Runner:
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         """A runner for a finished artifact's own files, or an InputError when this machine cannot run them."""
 
     def host_reference(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         """The artifact's INT8 model as this host computes it: the reference a device is compared with."""
         return self.open_artifact(target, folder, manifest)
 
-    # A device farm (`validate --rpc`): a backend whose artifacts run on remote boards overrides both.
-    def check_device_farm(self, target: Target) -> None:
-        raise InputError(f"validate --rpc runs an artifact on the boards of a TVM RPC tracker; {target.name} is a "
-                         f"{self.name} artifact (run its own run.py --check on the device)")
-
-    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, device: RpcDevice,
-                           inputs: Any) -> RemoteRun:
-        """The artifact run on the boards registered under `device`, logits in input order."""
-        self.check_device_farm(target)
-        raise NotImplementedError(f"{self.name} checks a device farm but cannot run on one")
-
     def toolchain(self, target: Target) -> dict[str, str]:
         """Versions of the backend's own tools and packages, for the manifest."""
         return {}
-
-    # Tuning: a backend that can be tuned overrides the three hooks below.
-    @property
-    def tunable(self) -> bool:
-        return type(self).tune is not Backend.tune
-
-    def check_records(self, target: Target, records: Path) -> None:
-        """Accept tuning records made for `target` (compile --records), or raise InputError."""
-        raise InputError(f"--records are tuning records; {target.name} builds with {self.name}, which is not tuned")
-
-    def check_tuning(self, target: Target, rpc: RpcDevice | None, records: Path) -> None:
-        """The checks that fail fast, before the model is quantized for `tune`."""
-        raise InputError(f"tune is for the tunable targets; {target.name} builds with {self.name}, which is not tuned")
-
-    def tune(self, request: TuneRequest) -> TuneResult:
-        raise InputError(f"tune is for the tunable targets; {request.target.name} builds with {self.name}, which is not tuned")
 
 
 def cannot_run_here(target: Target, folder: Path, hint: str = "") -> InputError:

@@ -17,6 +17,6 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def compile_small(target: str, out: Path, small_data: dict, *extra: str) -> subprocess.CompletedProcess:
+def compile_small(target: str, out: Path, small_data: dict, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return run_cli("compile", "--target", target, "--model", "resnet20", "--calib", str(small_data["calib"]),
-                   "--eval", str(small_data["eval"]), "--out", str(out), *extra)
+                   "--eval", str(small_data["eval"]), "--out", str(out), *extra, env=env)

@@ -24,7 +24,7 @@ from PIL import Image
 from edgeresnet.artifact import MANIFEST
 from edgeresnet.calibration import open_dataset, sample_indices
 from edgeresnet.evaluate import collect_logits, compare as host_compare
-from edgeresnet.pipeline.golden import polygraphy_array
+from edgeresnet.targets.tensorrt.polygraphy import polygraphy_array
 from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner
 from edgeresnet.targets.base import copy_device_support

@@ -16,8 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from importlib import metadata
+
 import pytest
 
+from edgeresnet.targets import ENTRY_POINT_GROUP
 from helpers import REPO
 
 # Source folder -> the installed package it becomes (pyproject's package-dir).
@@ -135,9 +138,28 @@ def test_core_imports_neither_targets_nor_pipeline():
     assert {m: t for m, t in offenders.items() if t} == {}
 
 
+def builtin_backends() -> tuple[str, ...]:
+    """The backend packages edgeresnet declares in its entry point group, as every backend is found."""
+    declared = metadata.distribution("edgeresnet").entry_points.select(group=ENTRY_POINT_GROUP)
+    return tuple(sorted(entry.value.partition(":")[0] for entry in declared))
+
+
+def test_every_backend_folder_is_declared_as_a_backend():
+    folders = {f"edgeresnet.targets.{path.parent.name}" for path in (REPO / "targets").glob("*/__init__.py")
+               if path.parent.name != TEMPLATE_FOLDER}
+    assert folders and folders == set(builtin_backends())
+
+
+def test_only_the_pipeline_imports_targets():
+    graph = import_graph()
+    offenders = {module: sorted(t for t in targets if _in(t, ("edgeresnet.targets",)))
+                 for module, targets in graph.items() if not _in(module, ("edgeresnet.pipeline", "edgeresnet.targets"))}
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
 def test_backends_sit_below_the_pipeline_and_apart_from_each_other():
     graph = import_graph()
-    backends = ("edgeresnet.targets.onnxruntime", "edgeresnet.targets.tensorrt", "edgeresnet.targets.tvm")
+    backends = builtin_backends()
     for module, targets in graph.items():
         if _in(module, ("edgeresnet.targets",)):
             assert not any(_in(t, ("edgeresnet.pipeline", "edgeresnet.cli")) for t in targets), module

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from edgeresnet.targets.base import RpcDevice
+from edgeresnet.targets.tvm.remote import RpcDevice
 from edgeresnet.targets.tvm.records import DATABASE_FILES, SUMMARY_FILE
 from helpers import run_cli
 

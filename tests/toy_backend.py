@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from edgeresnet.atomic import write_bytes_atomically
 from edgeresnet.runners import OnnxRuntimeRunner
+from edgeresnet.schema import Manifest
 from edgeresnet.targets.base import Backend, BuildContext, Target, TargetBuild, TargetDetails
 from edgeresnet.targets.onnxruntime.backend import ONNXRUNTIME_SCHEME
 
@@ -39,7 +39,7 @@ class OnnxReferenceBackend(Backend):
         return TargetBuild([MODEL_FILE], self._runner(context.folder), {"model_file": MODEL_FILE},
                            ["nothing: this backend runs wherever ONNX Runtime does"])
 
-    def open_artifact(self, target: Target, folder: Path, manifest: dict[str, Any], emulate: bool = False):
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest):
         return self._runner(folder)
 
     def toolchain(self, target: Target) -> dict[str, str]:

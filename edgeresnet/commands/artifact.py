@@ -1,4 +1,4 @@
-"""Commands on a built artifact or model file on this machine: `verify`, `run`, `bench`, `inspect`."""
+"""Commands on a built artifact on this machine: `verify`, `run`, `bench`."""
 
 from __future__ import annotations
 
@@ -64,27 +64,3 @@ def bench_command(artifact, runs, as_json):
         for warning in r.warnings:
             click.echo(f"warning: {warning}", err=True)
     emit(result, as_json, human)
-
-
-@click.command(name="inspect")
-@click.argument("onnx_model", type=click.Path(dir_okay=False, exists=True))
-@click.option("--trt-version", "trt_versions", multiple=True, default=("8.5", "8.6", "10.3", "11"), show_default=True,
-              help="TensorRT version whose ONNX parser rules to check (repeatable).")
-@json_option
-def inspect_command(onnx_model, trt_versions, as_json):
-    """Check a Q/DQ ONNX model against TensorRT's parser rules, without TensorRT or a GPU."""
-    import edgeresnet
-
-    results = edgeresnet.check_tensorrt(onnx_model, list(trt_versions))
-
-    def human(rs):
-        for r in rs:
-            click.echo(f"TensorRT {r['trt_version']}: {'PASS' if r['passed'] else 'FAIL'} "
-                       f"({len(r['errors'])} errors, {len(r['warnings'])} warnings)")
-            for f in r["errors"]:
-                click.echo(f"  error [{f['rule']}] {f['node']}: {f['message']}")
-            for f in r["warnings"]:
-                click.echo(f"  warning [{f['rule']}] {f['node']}: {f['message']}")
-    emit(results, as_json, human)
-    if not all(r["passed"] for r in results):
-        sys.exit(1)

@@ -1,4 +1,4 @@
-"""`compile` (the whole pipeline into one artifact) and `tune` (TVM kernel records that `compile --records` reuses)."""
+"""`compile` (the whole pipeline into one artifact) and `tune` (kernel records that `compile --records` reuses)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 
 from edgeresnet.commands.options import (apply_options, calib_options, emit, eval_options, json_option, model_option, table,
-                                        target_choice, weights_option, with_description)
+                                        target_choice, weights_option, with_backend_options, with_description)
 from edgeresnet.schema import Report
 
 
@@ -30,9 +30,6 @@ def _print_summary(report: Report) -> None:
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
 @click.option("--dynamic-batch", default=None, metavar="MIN,OPT,MAX",
               help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
-@click.option("--emulated-samples", type=int, default=None,
-              help="Evaluation images run on the aarch64 library under emulation (TVM ARM targets) "
-                   "[default: 1000 at 28x28, fewer for larger inputs, at least 32].")
 @click.option("--golden-samples", type=int, default=256, show_default=True,
               help="Evaluation images shipped in golden/ with the host's FP32 and INT8 logits, for the on-device check (run.py --check).")
 @click.option("--records", type=click.Path(file_okay=False), default=None,
@@ -45,10 +42,11 @@ def _print_summary(report: Report) -> None:
 @click.option("--sign-key", type=click.Path(dir_okay=False), default=None,
               help="ed25519 private key (PEM; openssl genpkey -algorithm ed25519): signs manifest.json into manifest.sig.")
 @with_description
+@with_backend_options
 @json_option
 def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, max_drop, bias_correction,
-                    batch, dynamic_batch, emulated_samples, golden_samples, records, out, force, tar, as_json,
-                    description, allow_low_fp32, sign_key):
+                    batch, dynamic_batch, golden_samples, records, out, force, tar, as_json,
+                    description, allow_low_fp32, sign_key, backend_options):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
@@ -56,8 +54,8 @@ def compile_command(target, model, weights, calib, calib_samples, method, percen
         target=target, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib, eval=eval_data,
         method=method, percentile=percentile, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         bias_correction=bias_correction, batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
-        emulated_samples=emulated_samples, golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
-        description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key,
+        golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
+        description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key, backend_options=backend_options,
     ))
     emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}"),
                                               click.echo(f"digest: sha256:{result.digest} (also in {result.folder}.manifest.sha256)")))
@@ -88,14 +86,11 @@ def tune(target, records, model, weights, calib, calib_samples, trials, max_kern
     result = edgeresnet.tune(edgeresnet.TuneOptions(
         target=target, records=records, model=model or edgeresnet.DEFAULT_MODEL, weights=weights, calib=calib,
         calib_samples=calib_samples, trials=trials, max_kernels=max_kernels, all_kernels=all_kernels,
-        rpc=edgeresnet.RpcDevice.parse(rpc) if rpc else None, batch=batch, seed=seed, progress=not as_json,
+        rpc=rpc, batch=batch, seed=seed, progress=not as_json,
     ))
 
     def human(r):
-        table([k.to_dict() for k in r.kernels],
-               [("kernel", "kernel"), ("calls", "calls"), ("rules_ms", "rules ms"), ("best_ms", "best ms"), ("source", "best from")])
-        click.echo(f"{len(r.kernels)} kernels, {r.trials_per_kernel} trials each, measured on {r.measured_on}: "
-                   f"MetaSchedule beat the rules on {r.metaschedule_wins}; records in {r.records} "
-                   f"(use: edgeresnet compile --target {r.target} --records {r.records})")
+        table(*r.table())
+        click.echo(r.summary())
 
     emit(result, as_json, human)

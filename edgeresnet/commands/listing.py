@@ -30,13 +30,9 @@ def models(as_json: bool) -> None:
 @json_option
 def targets(as_json: bool) -> None:
     """List the target profiles that `compile --target` accepts."""
-    from edgeresnet.targets import aliases, all_targets, describe
+    from edgeresnet.pipeline.backends import target_rows
 
-    alias_of: dict[str, list[str]] = {}
-    for alias, name in aliases().items():
-        alias_of.setdefault(name, []).append(alias)
-    rows = [{**describe(t), "aliases": alias_of.get(t.name, [])} for t in all_targets()]
-    emit(rows, as_json, lambda rs: table(
+    emit(target_rows(), as_json, lambda rs: table(
         [{**r, "aliases": ", ".join(r["aliases"])} for r in rs],
         [("name", "target"), ("backend", "backend"), ("arch", "arch"), ("aliases", "aliases"), ("description", "description")],
     ))

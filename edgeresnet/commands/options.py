@@ -46,15 +46,33 @@ class RegistryChoice(click.Choice):
 
 
 def target_choice() -> RegistryChoice:
-    from edgeresnet.targets import get_target, target_names
+    from edgeresnet.pipeline.backends import get_target, target_names
 
     return RegistryChoice(target_names, get_target)
 
 
 def scheme_choice() -> RegistryChoice:
-    from edgeresnet.targets import get_quant_scheme, quant_schemes
+    from edgeresnet.pipeline.backends import get_quant_scheme, scheme_names
 
-    return RegistryChoice(lambda: list(quant_schemes()), get_quant_scheme)
+    return RegistryChoice(scheme_names, get_quant_scheme)
+
+
+def with_backend_options(f):
+    """Adds each registered backend's own options (`--<backend>-<field>`, from its options dataclass); the
+    command gets the target's backend's filled options class as `backend_options` (None when none given)."""
+    from edgeresnet.pipeline.backends import backend_options, options_for
+
+    offered = backend_options()
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        values = {option.key: kwargs.pop(option.key) for option in offered}
+        return f(*args, backend_options=options_for(kwargs["target"], values), **kwargs)
+    for option in reversed(offered):
+        kind = {"is_flag": True} if option.type is bool else {"type": option.type, "show_default": option.default is not None}
+        wrapper = click.option(option.flag, option.key, default=option.default,
+                               help=f"For {option.backend} targets: {option.help}", **kind)(wrapper)
+    return wrapper
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")

@@ -24,6 +24,7 @@ from edgeresnet.evaluate import accuracy, collect_logits
 from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
 from edgeresnet.targets import backend_of, describe, get_target
+from edgeresnet.targets.capabilities import Emulation
 from edgeresnet.timing import latency
 
 
@@ -66,8 +67,12 @@ def verified_runner(artifact: str | Path, emulate: bool = False) -> Iterator[tup
         check_artifact_folder(folder)
         manifest = read_manifest(folder)
         target = get_target(manifest.target.name)
+        backend = backend_of(target)
         try:
-            runner = backend_of(target).open_artifact(target, folder, manifest, emulate)
+            if emulate and isinstance(backend, Emulation):
+                runner = backend.open_emulated(target, folder, manifest)
+            else:  # nothing to emulate: the artifact runs here or nowhere
+                runner = backend.open_artifact(target, folder, manifest)
         except (FileNotFoundError, KeyError, ValueError) as exc:
             raise CheckFailed(f"{folder}: its files do not fit its manifest's target {target.name} ({exc})") from None
         yield folder, manifest, runner

@@ -35,7 +35,8 @@ from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, Accura
                                to_json, write)
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
-from edgeresnet.targets.base import Backend, BuildContext, DynamicBatch, Target, TargetBuild
+from edgeresnet.targets.base import Backend, BackendOptions, BuildContext, DynamicBatch, Target, TargetBuild
+from edgeresnet.targets.capabilities import Tunable
 
 from . import golden
 from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_run_options, evaluation_data,
@@ -61,7 +62,6 @@ class CompileOptions:
     bias_correction: bool = False  # shift biases by the mean INT8 - FP32 output difference (edgeresnet.bias_correction)
     batch: int = 1
     dynamic_batch: DynamicBatch | None = None  # instead of a static batch (backends that take one)
-    emulated_samples: int | None = None  # None: the backend's default for the input size
     golden_samples: int = golden.DEFAULT_SAMPLES  # golden vectors shipped for the on-device check
     records: str | None = None  # tuning records of `edgeresnet tune` (tunable backends)
     out: str | None = None
@@ -71,6 +71,7 @@ class CompileOptions:
     description: ModelDescription | None = None  # the user's model card / options (head, input, preprocessing)
     allow_low_fp32: bool = False  # go on when labelled FP32 top-1 is near chance
     sign_key: str | None = None  # ed25519 private key (PEM): writes manifest.sig
+    backend_options: BackendOptions | None = None  # of the target's backend's `options` class; None: its defaults
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -85,8 +86,6 @@ class CompileOptions:
             raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
-        if self.emulated_samples is not None and self.emulated_samples < 1:
-            raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
         check_run_options(self.dynamic_batch.max if self.dynamic_batch else self.batch, self.seed)
         golden.check_samples(self.golden_samples)
 
@@ -137,8 +136,13 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     backend = backend_of(target)
     if options.dynamic_batch and not backend.dynamic_batch:
         raise InputError(f"{target.name} compiles a static batch; use --batch instead of --dynamic-batch")
+    backend_options = options.backend_options or backend.options()
+    if type(backend_options) is not backend.options:
+        raise InputError(f"{type(backend_options).__name__} are not options of {backend.name}, which builds {target.name}")
     backend.preflight(target)
     if options.records is not None:
+        if not isinstance(backend, Tunable):
+            raise InputError(f"--records are tuning records; {target.name} builds with {backend.name}, which is not tuned")
         backend.check_records(target, Path(options.records))
     # Staged from the start, so a bad destination fails before any work and a kill
     # at any point leaves only a hidden .partial folder beside it.
@@ -147,7 +151,7 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
 
         _load_key(options.sign_key, private=True)  # a bad key fails before any work
     with atomic_directory(destination, force=options.force) as staging:
-        report, manifest = _compile_into(staging, options, target, backend, clock)
+        report, manifest = _compile_into(staging, options, target, backend, backend_options, clock)
         if options.sign_key is not None:
             sign_folder(staging, options.sign_key)
     digest = manifest_digest(destination)
@@ -159,7 +163,8 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     return CompileResult(destination, report, manifest, archive, digest)
 
 
-def _compile_into(staging: Path, options: CompileOptions, target: Target, backend: Backend, clock: Stopwatch):
+def _compile_into(staging: Path, options: CompileOptions, target: Target, backend: Backend,
+                  backend_options: BackendOptions, clock: Stopwatch):
     loaded = load_model(options.model, options.weights, options.description)
     calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed, options.model_batch)
     evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed)
@@ -181,8 +186,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
 
     def build(candidate: onnx.ModelProto) -> TargetBuild:
         return backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
-                                          options.dynamic_batch, options.emulated_samples,
-                                          Path(options.records) if options.records else None))
+                                          options.dynamic_batch,
+                                          Path(options.records) if options.records else None, backend_options))
 
     def measured_against(built: TargetBuild, fp32: Evaluation, whole: dict[int, Evaluation]) -> _Measured:
         """`whole`: evaluations already made on the whole evaluation set, by position in the build's runners."""
@@ -237,7 +242,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     write_bytes_atomically(staging / FP32_MODEL_FILE, quantized.fp32.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
-                        target.name, measured.build.polygraphy)
+                        target.name, measured.build.golden_tools)
     if measured.warning:
         warn(measured.warning)
     warnings = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]

@@ -19,8 +19,10 @@ from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.export import PytorchAgreement, check_against_pytorch, export_onnx_model
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, QuantScheme
-from edgeresnet.quantize import CalibrationRecord, QuantizeConfig, calibrate_and_quantize
+from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
+from edgeresnet.targets import backend_of_scheme
+from edgeresnet.targets.base import QuantizeRequest
 
 BUILTIN_CALIBRATION = "fashion-mnist:train"
 BUILTIN_EVALUATION = "fashion-mnist:test"
@@ -145,7 +147,8 @@ def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: Quant
         clock.lap("export")
     config = QuantizeConfig(scheme=scheme, calibration=method)
     log(progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
-    quantization = calibrate_and_quantize(fp32, calibration, config, progress)  # streamed, batch by batch
+    # The backend that consumes the scheme quantizes (ONNX Runtime's Q/DQ placement unless it does otherwise).
+    quantization = backend_of_scheme(scheme.name).quantize(QuantizeRequest(loaded, fp32, calibration, config, progress))
     stability = quantization.calibration.stability
     if quantization.calibration.selection:
         log(progress, f"calibration: auto shipped {quantization.calibration.selection.reason}")

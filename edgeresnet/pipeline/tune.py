@@ -8,7 +8,7 @@ from pathlib import Path
 from edgeresnet import DEFAULT_MODEL
 from edgeresnet.errors import InputError
 from edgeresnet.targets import all_targets, backend_of, get_target
-from edgeresnet.targets.base import RpcDevice, TuneRequest, TuneResult
+from edgeresnet.targets.capabilities import Tunable, TuneRequest, TuneSummary
 
 from .frontend import load_and_quantize
 
@@ -22,7 +22,7 @@ class TuneOptions:
     calib: str | None = None  # quantization constants do not change the kernels: a small sample suffices
     calib_samples: int = 64
     trials: int = 64  # candidates measured per kernel
-    rpc: RpcDevice | None = None
+    rpc: str | None = None  # the device farm to measure on, in the backend's address form; None: this machine
     all_kernels: bool = False  # also the small elementwise/pooling kernels, not just the convolutions
     max_kernels: int | None = None  # only the N kernels with the most work (FLOPs x calls)
     batch: int = 1
@@ -40,16 +40,16 @@ class TuneOptions:
             raise InputError(f"--kernels must be at least 1, not {self.max_kernels}")
 
 
-def tune(options: TuneOptions) -> TuneResult:
+def tune(options: TuneOptions) -> TuneSummary:
     target = get_target(options.target)
     backend = backend_of(target)
-    if not backend.tunable:
-        tunable = [f"{t.name} ({t.backend})" for t in all_targets() if backend_of(t).tunable]
+    if not isinstance(backend, Tunable):
+        tunable = [f"{t.name} ({t.backend})" for t in all_targets() if isinstance(backend_of(t), Tunable)]
         raise InputError(f"{target.name} builds with {backend.name}, which has no tuning; tunable targets: {', '.join(tunable)}")
     backend.check_tuning(target, options.rpc, Path(options.records))
     quantized = load_and_quantize(options.model, options.weights, options.calib, options.calib_samples, options.seed,
                                   backend.quant_scheme, batch=options.batch, progress=False)
     return backend.tune(TuneRequest(
         target=target, int8_model=quantized.int8, input_shape=[options.batch, *quantized.model.preprocessing.input_shape],
-        model_name=quantized.model.name, records=Path(options.records), trials=options.trials, rpc=options.rpc,
+        model_name=quantized.model.name, records=Path(options.records), trials=options.trials, device=options.rpc,
         all_kernels=options.all_kernels, max_kernels=options.max_kernels, seed=options.seed, progress=options.progress))

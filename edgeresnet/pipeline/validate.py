@@ -1,7 +1,7 @@
-"""`edgeresnet validate ARTIFACT --rpc KEY@HOST:PORT`: the shipped TVM library evaluated on boards of a device farm.
+"""`edgeresnet validate ARTIFACT --rpc ADDRESS`: the shipped artifact evaluated on boards of a device farm.
 
-The boards are those `edgeresnet tune --rpc` measures on (a TVM RPC tracker and an
-RPC server on each board). The artifact's golden vectors (or `--eval DATA`, with
+The boards are those `edgeresnet tune --rpc` measures on, reached by the artifact's
+backend (its `DeviceFarm` capability). The artifact's golden vectors (or `--eval DATA`, with
 the host's FP32 and INT8 logits computed here for it) run on the boards, sharded
 across every free board under the key; the comparison is the devices' own
 (`device_check.py`, the same code as `run.py --check`), and the result is folded
@@ -24,8 +24,8 @@ from edgeresnet.artifact import read_manifest
 from edgeresnet.schema import (DEVICE_REPORT_FILE, FP32_MODEL_FILE, GOLDEN_FOLDER, DeviceReport, Manifest, from_json,
                                to_json, write)
 from edgeresnet.errors import InputError
-from edgeresnet.targets import backend_of, get_target
-from edgeresnet.targets.base import RpcDevice
+from edgeresnet.targets import all_targets, backend_of, get_target
+from edgeresnet.targets.capabilities import DeviceFarm
 
 from .artifacts import check_artifact_folder
 from .device_report import DeviceFold, fold_device_report
@@ -93,7 +93,6 @@ def _golden_for(check, folder: Path, manifest: Manifest, target, eval_spec: str 
 def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = None, eval_samples: int | None = None,
                       seed: int = 0, out: str | Path | None = None, label: str | None = None,
                       min_agreement: float = 99.0, max_extra_drop: float = 0.5) -> ValidateResult:
-    device = RpcDevice.parse(rpc)
     folder = Path(artifact)
     if not folder.is_dir():
         raise InputError(f"{folder}: validate needs an artifact folder (unpack a .tar.gz first)")
@@ -101,14 +100,17 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
     manifest = read_manifest(folder)
     target = get_target(manifest.target.name)
     backend = backend_of(target)
-    backend.check_device_farm(target)
+    if not isinstance(backend, DeviceFarm):
+        farms = sorted({t.backend for t in all_targets() if isinstance(backend_of(t), DeviceFarm)})
+        raise InputError(f"validate --rpc runs an artifact on the boards of a device farm, which {', '.join(farms)} "
+                         f"artifacts reach; {target.name} is a {backend.name} artifact (run its own run.py --check on the device)")
+    backend.check_farm_address(rpc)
     check = device_check_module()
     golden, source = _golden_for(check, folder, manifest, target, eval_spec, eval_samples, seed)
-    remote = backend.run_on_device_farm(target, folder, manifest, device, golden.inputs)
-    facts = {"machine": f"{target.arch} (the target profile's; RPC does not report the board's)", "rpc": str(device),
-             "boards": remote.boards, "servers": remote.servers,
-             "runtime": {"tvm": "the RPC server's own runtime", "library": "model.so", "target": target.name}}
-    runtime = f"{backend.name} RPC on {remote.boards} board(s) under {device}"
+    remote = backend.run_on_device_farm(target, folder, manifest, rpc, golden.inputs)
+    facts = {"machine": f"{target.arch} (the target profile's; RPC does not report the board's)", "rpc": remote.address,
+             "boards": remote.boards, "servers": remote.servers, "runtime": {**remote.runtime, "target": target.name}}
+    runtime = f"{backend.name} RPC on {remote.boards} board(s) under {remote.address}"
     budget = check.Budget(min_agreement / 100.0, max_extra_drop)
     measured = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
                                    remote.latencies_ms, manifest.input.batch)

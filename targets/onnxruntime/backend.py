@@ -59,7 +59,7 @@ class OnnxRuntimeBackend(Backend):
             details={"model_file": MODEL_FILE},
         )
 
-    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False):
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest):
         from edgeresnet.runners import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(folder / MODEL_FILE, label="Q/DQ INT8")

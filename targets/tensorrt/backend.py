@@ -29,8 +29,12 @@ from edgeresnet.runners import OnnxRuntimeRunner, Runner
 if TYPE_CHECKING:
     import numpy as np
 
-from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, PolygraphyNames, Target, TargetBuild, TargetDetails,
-                    cannot_run_here, copy_device_support, copy_templates)
+    from .parser_rules import CheckReport
+
+from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, Target, TargetBuild, TargetDetails, cannot_run_here,
+                    copy_device_support, copy_templates)
+from ..capabilities import ModelCheckOption, ModelChecks
+from .polygraphy import PolygraphyGolden
 from .versions import (AGX_ORIN_JETPACKS, CALIBRATION_CACHE, DLA_CORES_BY_PART, ORIN_JETPACKS, THOR_JETPACKS,
                        XAVIER_JETPACKS, describe_dla_lines, dla_lines, dla_route, float_layer_precision, tensorrt_line,
                        tensorrt_versions)
@@ -224,11 +228,15 @@ def _local_tensorrt_runner(folder: Path) -> Runner | None:
         return None
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(Backend, ModelChecks):
     name = "tensorrt"
     quant_scheme = TENSORRT_SCHEME
     dynamic_batch = True
     device_config = BUNDLE_CONFIG
+    check_command = "inspect"
+    check_help = "Check a Q/DQ ONNX model against TensorRT's parser rules, without TensorRT or a GPU."
+    check_options = (ModelCheckOption("trt_versions", "--trt-version", "TensorRT version whose ONNX parser rules to check (repeatable).",
+                                      ("8.5", "8.6", "10.3", "11")),)
 
     def targets(self) -> list[Target]:
         return [
@@ -282,9 +290,14 @@ class TensorRTBackend(Backend):
             "float_layers": _float_layer_precisions(fallback, trt_versions, context.target.details.module),
         }
         graph = context.int8_model.graph
-        polygraphy = PolygraphyNames(MODEL_FILE, graph.input[0].name, graph.output[0].name, context.batch,
-                                     context.dynamic_batch is not None)
-        return TargetBuild(files=files, runner=runner, details=details, not_measured=not_measured, polygraphy=polygraphy)
+        polygraphy = PolygraphyGolden(MODEL_FILE, graph.input[0].name, graph.output[0].name, context.batch,
+                                      context.dynamic_batch is not None)
+        return TargetBuild(files=files, runner=runner, details=details, not_measured=not_measured, golden_tools=[polygraphy])
 
-    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False) -> Runner:
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         raise cannot_run_here(target, folder, " (build and run its engine on the Jetson: see its README.md)")
+
+    def check_model_file(self, path: Path, trt_versions: tuple[str, ...] = ()) -> list[CheckReport]:
+        from .parser_rules import check_file
+
+        return check_file(str(path), list(trt_versions))

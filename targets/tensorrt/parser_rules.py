@@ -84,6 +84,11 @@ class CheckReport:
             "errors": [f.__dict__ for f in self.errors], "warnings": [f.__dict__ for f in self.warnings],
         }
 
+    def lines(self) -> list[str]:
+        return [f"TensorRT {self.trt_version}: {'PASS' if self.passed else 'FAIL'} "
+                f"({len(self.errors)} errors, {len(self.warnings)} warnings)",
+                *(f"  error {f}" for f in self.errors), *(f"  warning {f}" for f in self.warnings)]
+
 
 def _const(model_inits: dict, producers: dict, name: str) -> np.ndarray | None:
     if name in model_inits:
@@ -187,10 +192,10 @@ def _check_per_axis(node, scale, inits, producers, consumers, error) -> None:
         error("per-axis-count", node, f"{scale.size} scales for {weight.shape[axis]} output channels of {layer.name}")
 
 
-def check_file(path: str, trt_versions: list[str]) -> list[dict]:
+def check_file(path: str, trt_versions: list[str]) -> list[CheckReport]:
     """Check an ONNX file for each TensorRT version; a file ONNX cannot read is bad input."""
     try:
         model = onnx.load(path)
     except Exception as exc:  # protobuf raises its own DecodeError
         raise InputError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    return [check_model(model, version).to_dict() for version in trt_versions]
+    return [check_model(model, version) for version in trt_versions]

@@ -19,18 +19,19 @@ import subprocess
 import tempfile
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeresnet.schema import Manifest
 from edgeresnet.atomic import write_bytes_atomically
-from edgeresnet.errors import CheckFailed, MissingDependency
+from edgeresnet.errors import CheckFailed, InputError, MissingDependency
 from edgeresnet.quant_scheme import CalibrationMethod, QuantScheme
 
-from ..base import (DEVICE_SUPPORT_FILES, Backend, BuildContext, RemoteRun, RpcDevice, Target, TargetBuild, TargetDetails,
-                    TuneRequest, TuneResult, cannot_run_here, copy_device_support, copy_templates)
+from ..base import (DEVICE_SUPPORT_FILES, Backend, BackendOptions, BuildContext, Target, TargetBuild, TargetDetails,
+                    cannot_run_here, copy_device_support, copy_templates)
+from ..capabilities import DeviceFarm, Emulation, RemoteRun, Tunable, TuneRequest
 from . import emulation, native
 from .disassembly import objdump, int8_kernel_summary
 from .records import check_records_for, records_provenance
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edgeresnet.runners import Runner
+
+    from .tuning import TuneResult
 
 LIBRARY = "model.so"
 QDQ_MODEL = "model.int8.onnx"  # the Q/DQ model the library was compiled from
@@ -62,6 +65,18 @@ TVM_SCHEME = QuantScheme(
     calibration=CalibrationMethod.PERCENTILE,
     per_channel_axis={"Conv": 0},
 )
+
+
+@dataclass(frozen=True)
+class TvmOptions(BackendOptions):
+    emulated_samples: int | None = field(default=None, metadata={
+        "flag": "--emulated-samples",
+        "help": "Evaluation images run on the aarch64 library under emulation [default: 1000 at 28x28, fewer for "
+                "larger inputs, at least 32]."})
+
+    def __post_init__(self) -> None:
+        if self.emulated_samples is not None and self.emulated_samples < 1:
+            raise InputError(f"--emulated-samples must be at least 1, not {self.emulated_samples}")
 
 
 @dataclass(frozen=True)
@@ -95,11 +110,13 @@ def llvm_target(target: Target) -> dict:
     return llvm
 
 
-class TvmBackend(Backend):
+class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
     name = "tvm"
     quant_scheme = TVM_SCHEME
     dynamic_batch = False  # TVM compiles one static shape
     device_config = DEPLOY_FILE
+    farm_address = "KEY@TRACKER_HOST:PORT"  # boards registered with a TVM RPC tracker
+    options = TvmOptions
 
     def targets(self) -> list[Target]:
         return [
@@ -130,26 +147,34 @@ class TvmBackend(Backend):
     def check_records(self, target: Target, records: Path) -> None:
         check_records_for(records, target.name, llvm_target(target))
 
-    def check_tuning(self, target: Target, rpc: RpcDevice | None, records: Path) -> None:
+    def check_tuning(self, target: Target, device: str | None, records: Path) -> None:
+        from .remote import RpcDevice
         from .tuning import check_tuning
 
-        check_tuning(target, llvm_target(target), rpc, records)
+        check_tuning(target, llvm_target(target), RpcDevice.parse(device) if device else None, records)
 
     def tune(self, request: TuneRequest) -> TuneResult:
         from .tuning import tune_kernels
 
         return tune_kernels(request, llvm_target(request.target))
 
-    def open_artifact(self, target: Target, folder: Path, manifest: Manifest, emulate: bool = False):
-        from .runners import QemuRunner, TvmHostRunner
+    def open_artifact(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
+        from .runners import TvmHostRunner
 
-        batch = manifest.input.batch
         if target.arch == platform.machine():
-            return TvmHostRunner(folder / LIBRARY, batch, os.cpu_count() or 1, f"{target.name} artifact")
-        if target.arch == "aarch64" and emulate:
-            return QemuRunner(folder, emulation.build_runtime(), target.details.qemu_cpu, batch, os.cpu_count() or 1)
+            return TvmHostRunner(folder / LIBRARY, manifest.input.batch, os.cpu_count() or 1, f"{target.name} artifact")
         hint = " (pass --emulate to run it under qemu)" if target.arch == "aarch64" else ""
         raise cannot_run_here(target, folder, hint)
+
+    def open_emulated(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
+        from .runners import QemuRunner
+
+        if target.arch == platform.machine():
+            return self.open_artifact(target, folder, manifest)
+        if target.arch != "aarch64":
+            raise cannot_run_here(target, folder)
+        return QemuRunner(folder, emulation.build_runtime(), target.details.qemu_cpu, manifest.input.batch,
+                          os.cpu_count() or 1)
 
     def host_reference(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
         if target.arch == platform.machine():
@@ -159,14 +184,16 @@ class TvmBackend(Backend):
         shape = [manifest.input.batch, manifest.input.channels, *manifest.input.input_size]
         return _host_build(onnx.load(folder / QDQ_MODEL), shape)
 
-    def check_device_farm(self, target: Target) -> None:
-        """Any TVM artifact runs in a TVM RPC server's runtime: nothing to refuse."""
+    def check_farm_address(self, text: str) -> None:
+        from .remote import RpcDevice
 
-    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, device: RpcDevice,
+        RpcDevice.parse(text)
+
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, address: str,
                            inputs: np.ndarray) -> RemoteRun:
-        from .remote import run_on_boards
+        from .remote import RpcDevice, run_on_boards
 
-        return run_on_boards(device, folder / LIBRARY, inputs, manifest.input.batch)
+        return run_on_boards(RpcDevice.parse(address), folder / LIBRARY, inputs, manifest.input.batch)
 
     def build(self, context: BuildContext) -> TargetBuild:
         input_shape = [context.batch, *context.model.preprocessing.input_shape]
@@ -244,7 +271,8 @@ class TvmBackend(Backend):
         host = host_build.runner()
         try:
             emulated = QemuRunner(folder, emulation.build_runtime(), details.qemu_cpu, context.batch, threads)
-            samples = context.emulated_samples or emulation.default_emulated_samples(input_shape[1:])
+            assert isinstance(context.options, TvmOptions)
+            samples = context.options.emulated_samples or emulation.default_emulated_samples(input_shape[1:])
             return TargetBuild(files, emulated, build_details, not_measured, sample_limit=samples,
                                reference_runners=[host], host_twin=host, provenance=provenance)
         except MissingDependency as exc:

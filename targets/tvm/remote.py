@@ -11,15 +11,37 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeresnet.errors import InputError
 
-from ..base import RemoteRun, RpcDevice
+from ..capabilities import RemoteRun
 
 SESSION_TIMEOUT_S = 1800
+ADDRESS_FORM = "KEY@TRACKER_HOST:PORT"
+
+
+@dataclass(frozen=True)
+class RpcDevice:
+    """A board registered with a TVM RPC tracker under `key` (the device farm of docs/tuning.md)."""
+
+    key: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "RpcDevice":
+        key, at, address = text.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (key and at and host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise InputError(f"--rpc takes {ADDRESS_FORM} (e.g. rpi5@192.168.1.10:9190), not {text!r}")
+        return cls(key, host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.host}:{self.port}"
 
 
 def free_boards(device: RpcDevice) -> tuple[int, list[str]]:
@@ -74,4 +96,5 @@ def run_on_boards(device: RpcDevice, library: Path, images: np.ndarray, batch: i
     shards = [images[edges[i]:min(edges[i + 1], len(images))] for i in range(boards)]
     with ThreadPoolExecutor(max_workers=boards) as pool:
         results = list(pool.map(lambda item: _run_shard(device, library, item[1], batch, item[0] == 0), enumerate(shards)))
-    return RemoteRun(np.concatenate([r[0] for r in results]), results[0][1], boards, servers)
+    return RemoteRun(np.concatenate([r[0] for r in results]), results[0][1], boards, servers, str(device),
+                     {"tvm": "the RPC server's own runtime", "library": library.name})

@@ -30,18 +30,65 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from edgeresnet.atomic import atomic_directory
 from edgeresnet.errors import InputError, MissingDependency
 
-from ..base import KernelTuning, RpcDevice, Target, TuneRequest, TuneResult
+from ..base import Target
+from ..capabilities import TuneRequest
 from .module import integer_module
 from .records import DATABASE_FILES, SCHEMA, SUMMARY_FILE, check_records_for
 from .pipeline import fused_module
+from .remote import RpcDevice
 from .rules import ConvRules, ScheduleStats
 from .schedules import rule_schedule
+
+
+@dataclass
+class KernelTuning:
+    kernel: str
+    calls: int
+    rules_ms: float | None  # the rule schedule, measured
+    best_ms: float | None = None  # the fastest record after the search
+    source: str = "rules"  # "rules" or "metaschedule"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TuneResult:
+    records: str
+    target: str
+    model: str
+    trials_per_kernel: int
+    kernels: list[KernelTuning]
+    seconds: float
+    seed: int
+    measured_on: str
+
+    @property
+    def metaschedule_wins(self) -> int:
+        return sum(1 for k in self.kernels if k.source == "metaschedule")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "model": self.model, "trials_per_kernel": self.trials_per_kernel,
+                "kernels": [k.to_dict() for k in self.kernels], "seconds": self.seconds, "seed": self.seed,
+                "target": self.target, "measured_on": self.measured_on, "tuned_kernels": len(self.kernels),
+                "metaschedule_wins": self.metaschedule_wins}
+
+    def table(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        return ([k.to_dict() for k in self.kernels],
+                [("kernel", "kernel"), ("calls", "calls"), ("rules_ms", "rules ms"), ("best_ms", "best ms"), ("source", "best from")])
+
+    def summary(self) -> str:
+        return (f"{len(self.kernels)} kernels, {self.trials_per_kernel} trials each, measured on {self.measured_on}: "
+                f"MetaSchedule beat the rules on {self.metaschedule_wins}; records in {self.records} "
+                f"(use: edgeresnet compile --target {self.target} --records {self.records})")
 
 
 def _meta_schedule():
@@ -130,7 +177,8 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
     import tvm
 
     target_profile = request.target
-    check_tuning(target_profile, llvm, request.rpc, request.records)
+    rpc = RpcDevice.parse(request.device) if request.device else None
+    check_tuning(target_profile, llvm, rpc, request.records)
     ms = _meta_schedule()
     # MetaSchedule prints its tables on stdout at INFO; ours is the summary (and --json's stdout).
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.ERROR)
@@ -149,7 +197,7 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
 
     builder = ms.builder.LocalBuilder(f_build=build_kernel, f_export=partial(export_kernel, cross_compiler=target_profile.details.cross_compiler),
                                       max_workers=1, timeout_sec=120)
-    runner = _runner(ms, request.rpc)
+    runner = _runner(ms, rpc)
     rules = ConvRules.for_target(target)
     previous = Path(request.records)
     with atomic_directory(request.records, force=True) as staging:
@@ -175,7 +223,7 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
                 _log(request.progress, f"rules: {task.task_name} {_ms(rule_seconds)} ms")
                 rule_seconds_by_kernel.append(rule_seconds)
             _log(request.progress, f"MetaSchedule: {request.trials} trials for each of {len(tasks)} kernels "
-                                   f"on {request.rpc or 'this machine'}")
+                                   f"on {rpc or 'this machine'}")
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 tasks, str(staging), strategy=_search(ms, request.trials), num_threads=os.cpu_count() or 1, seed=request.seed)
             ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(staging),
@@ -189,7 +237,7 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
         _remove_logs(staging)
         result = TuneResult(records=str(request.records), target=target_profile.name, model=request.model_name,
                             trials_per_kernel=request.trials, kernels=kernels, seconds=round(time.monotonic() - started, 1),
-                            seed=request.seed, measured_on=str(request.rpc) if request.rpc else f"local {os.uname().machine}")
+                            seed=request.seed, measured_on=str(rpc) if rpc else f"local {os.uname().machine}")
         summary = {
             "schema": SCHEMA, "target": target_profile.name, "llvm_target": llvm, "tvm_version": tvm.__version__,
             "input_shape": request.input_shape, "measured_on": result.measured_on,
@@ -198,7 +246,7 @@ def tune_kernels(request: TuneRequest, llvm: dict) -> TuneResult:
             "reproduce": f"edgeresnet tune --target {target_profile.name} --model {request.model_name} --trials {request.trials} "
                          f"--seed {request.seed}" + (" --all-kernels" if request.all_kernels else "")
                          + (f" --kernels {request.max_kernels}" if request.max_kernels else "")
-                         + (" --rpc KEY@TRACKER:PORT" if request.rpc else ""),
+                         + (" --rpc KEY@TRACKER:PORT" if rpc else ""),
         }
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return result

@@ -1,0 +1,149 @@
+"""What only some backends can do, each an abstract mixin a backend's class inherits.
+
+The pipeline asks `isinstance(backend, Tunable)` (or `DeviceFarm`, `Emulation`,
+`ModelChecks`) and calls the capability's methods; it never names a backend. A
+backend without a capability is refused in one line that says which targets have it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .base import Target
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from edgeresnet.runners import Runner
+    from edgeresnet.schema import Manifest
+
+
+# --- tuning ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """One tuning run of a backend's kernels for `target`, on the quantized model that compile would build."""
+
+    target: Target
+    int8_model: onnx.ModelProto
+    input_shape: list[int]
+    model_name: str
+    records: Path
+    trials: int
+    device: str | None  # where to measure, in the backend's own address form (None: this machine)
+    all_kernels: bool
+    max_kernels: int | None
+    seed: int
+    progress: bool
+
+
+class TuneSummary(Protocol):
+    """What a tuning run reports: `--json` prints `to_dict()`, the terminal a table and a line."""
+
+    records: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def table(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """Rows, and (key, title) columns."""
+        ...
+
+    def summary(self) -> str: ...
+
+
+class Tunable(ABC):
+    """A backend whose kernels `edgeresnet tune` can tune, and whose builds take the records (`compile --records`)."""
+
+    @abstractmethod
+    def check_records(self, target: Target, records: Path) -> None:
+        """Accept tuning records made for `target`, or raise InputError."""
+
+    @abstractmethod
+    def check_tuning(self, target: Target, device: str | None, records: Path) -> None:
+        """The checks that fail fast, before the model is quantized for `tune`."""
+
+    @abstractmethod
+    def tune(self, request: TuneRequest) -> TuneSummary: ...
+
+
+# --- a device farm -----------------------------------------------------------------
+
+
+@dataclass
+class RemoteRun:
+    """Logits computed on the boards of a device farm, in input order, and the boards' own timings."""
+
+    logits: np.ndarray
+    latencies_ms: list[float]
+    boards: int
+    servers: list[str] = field(default_factory=list)
+    address: str = ""  # the farm, as the backend names it
+    runtime: dict[str, str] = field(default_factory=dict)  # what ran the artifact there, for the device report
+
+
+class DeviceFarm(ABC):
+    """A backend whose artifacts run on remote boards (`validate --rpc ADDRESS`)."""
+
+    farm_address: str  # the address form, for help and errors (e.g. "KEY@HOST:PORT")
+
+    @abstractmethod
+    def check_farm_address(self, text: str) -> None:
+        """Refuse a malformed address (InputError) before anything is read."""
+
+    @abstractmethod
+    def run_on_device_farm(self, target: Target, folder: Path, manifest: Manifest, address: str,
+                           inputs: np.ndarray) -> RemoteRun:
+        """The artifact run on the boards at `address`, logits in input order."""
+
+
+# --- emulation ---------------------------------------------------------------------
+
+
+class Emulation(ABC):
+    """A backend that can run artifacts for another machine on this one, emulated (`run --emulate`)."""
+
+    @abstractmethod
+    def open_emulated(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
+        """A runner of the artifact's own files under emulation, or InputError when it cannot be emulated."""
+
+
+# --- checks of a model against the backend's own rules -------------------------------------
+
+
+class ModelCheckReport(Protocol):
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def lines(self) -> list[str]:
+        """The findings, for the terminal."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelCheckOption:
+    """One option of a backend's model check, as the command line offers it."""
+
+    name: str  # the keyword `check_model_file` takes
+    flag: str
+    help: str
+    default: tuple[str, ...]
+    multiple: bool = True
+
+
+class ModelChecks(ABC):
+    """A backend that can check a model file against its toolchain's rules without the toolchain itself
+    (e.g. TensorRT's ONNX parser rules), offered as its own command."""
+
+    check_command: str  # the command's name
+    check_help: str
+    check_options: tuple[ModelCheckOption, ...] = ()
+
+    @abstractmethod
+    def check_model_file(self, path: Path, **options: Any) -> list[ModelCheckReport]:
+        """One report per checked configuration (e.g. per toolchain version)."""
