@@ -10,6 +10,7 @@ import pytest
 
 import edgeresnet
 from edgeresnet.errors import InputError
+from edgeresnet.schema import to_json
 from edgeresnet.pipeline.backends import backend_options, check_model, model_check_commands, options_for
 from edgeresnet.targets import backends, register_backend, unregister_backend
 from edgeresnet.targets.base import BackendOptions, BuildContext, QuantizeRequest, Target, TargetBuild
@@ -97,7 +98,7 @@ def test_compile_hands_the_options_to_the_build_and_quantizes_through_the_backen
     result = edgeresnet.compile(edgeresnet.CompileOptions(
         target="optioned-cpu", model="resnet20", calib=str(small_data["calib"]), eval=str(small_data["eval"]),
         out=str(tmp_path / "a"), progress=False, backend_options=GreetingOptions(greeting="hi")))
-    assert result.report["target_details"]["greeting"] == "hi"
+    assert to_json(result.report)["target_details"]["greeting"] == "hi"
     (request,) = optioned.requests
     assert request.config.scheme is optioned.quant_scheme and len(request.calibration) == 32
     (context,) = optioned.built

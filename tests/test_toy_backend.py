@@ -14,6 +14,7 @@ import edgeresnet
 from edgeresnet.cli import cli
 from edgeresnet.errors import InputError
 from edgeresnet.runners import Runner
+from edgeresnet.schema import to_json
 from edgeresnet.targets import get_target, register_backend, unregister_backend
 from edgeresnet.targets.base import BuildContext, Target, TargetBuild
 from toy_backend import MODEL_FILE, OnnxReferenceBackend, ReferenceDetails
@@ -103,9 +104,9 @@ class _SampledBackend(OnnxReferenceBackend):
 def test_a_host_twin_is_the_headline_only_when_bit_identical_on_the_sample(small_data, tmp_path, offset):
     backend = register_backend(_SampledBackend(offset))
     try:
-        report = edgeresnet.compile(edgeresnet.CompileOptions(
+        report = to_json(edgeresnet.compile(edgeresnet.CompileOptions(  # as report.json says it
             target="sampled-cpu", model="resnet20", calib=str(small_data["calib"]), eval=str(small_data["eval"]),
-            out=str(tmp_path / "sampled"), progress=False)).report
+            out=str(tmp_path / "sampled"), progress=False)).report)
     finally:
         unregister_backend(backend.name)
     (other,) = report["extra_measurements"]
