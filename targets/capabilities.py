@@ -45,8 +45,6 @@ class TuneRequest:
 class TuneSummary(Protocol):
     """What a tuning run reports: `--json` prints `to_dict()`, the terminal a table and a line."""
 
-    records: str
-
     def to_dict(self) -> dict[str, Any]: ...
 
     def table(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -87,9 +85,7 @@ class RemoteRun:
 
 
 class DeviceFarm(ABC):
-    """A backend whose artifacts run on remote boards (`validate --rpc ADDRESS`)."""
-
-    farm_address: str  # the address form, for help and errors (e.g. "KEY@HOST:PORT")
+    """A backend whose artifacts run on remote boards (`validate --rpc ADDRESS`, in the backend's address form)."""
 
     @abstractmethod
     def check_farm_address(self, text: str) -> None:

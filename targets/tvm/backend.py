@@ -115,7 +115,6 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
     quant_scheme = TVM_SCHEME
     dynamic_batch = False  # TVM compiles one static shape
     device_config = DEPLOY_FILE
-    farm_address = "KEY@TRACKER_HOST:PORT"  # boards registered with a TVM RPC tracker
     options = TvmOptions
 
     def targets(self) -> list[Target]:
