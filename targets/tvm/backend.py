@@ -3,7 +3,7 @@
 The Q/DQ model (the `tvm` quantization scheme) is imported with TVM's ONNX
 frontend, its quantized chains are rewritten into int8 x int8 -> int32 compute
 (`lowering`), and the module is compiled for the board's LLVM triple, CPU and
-features (`module`, `conv`, `schedules`), then linked with the board's cross
+features (`module`, `pipeline`, one module per kernel family, `schedules`), then linked with the board's cross
 compiler. The library that ships is validated twice: the same integer module built
 for this host on the whole evaluation set, and the shipped aarch64 library itself
 under qemu-user, with the board's CPU model, on a sample.

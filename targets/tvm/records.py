@@ -17,7 +17,9 @@ from edgeresnet.errors import InputError
 
 DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
 SUMMARY_FILE = "tuning.json"
-SCHEMA = "edgeresnet.tuning/1"
+# /2: kernels carry their schedule rule as a block attribute, which is part of the TIR MetaSchedule
+# hashes, so /1 records would match fewer kernels and lose their speed without a word.
+SCHEMA = "edgeresnet.tuning/2"
 
 
 def read_summary(records: str | Path) -> dict[str, Any]:
@@ -30,7 +32,9 @@ def read_summary(records: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise InputError(f"{folder / SUMMARY_FILE}: unreadable ({exc})") from None
     if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
-        raise InputError(f"{folder / SUMMARY_FILE}: not an {SCHEMA} summary")
+        found = summary.get("schema") if isinstance(summary, dict) else None
+        hint = "; tune again with this version" if isinstance(found, str) and found.startswith("edgeresnet.tuning/") else ""
+        raise InputError(f"{folder / SUMMARY_FILE}: not an {SCHEMA} summary{hint}")
     return summary
 
 
