@@ -147,6 +147,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     from .description import resolve
 
     entry = get_entry(name)
+    if weights_key is None and description is not None:
+        weights_key = description.weights_key or (read_card(description.card).weights_key if description.card else None)
     path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
     state, sources = None, {}
     if path is not None:
