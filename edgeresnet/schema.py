@@ -284,7 +284,7 @@ class Report:
     class_names: list[str]
     fp32: RunnerResult
     int8: RunnerResult
-    drop_pts: float
+    drop_pts: float | None  # None on unlabelled data: only the top-1 agreement with FP32 is measured
     agreement: float
     drift: Drift
     gate: Gate
@@ -300,6 +300,7 @@ class Report:
     layer_drift: list[LayerDriftRecord] | None = _omit_none()  # every quantized layer, graph order
     layer_drift_samples: int | None = _omit_none()  # evaluation images it was measured on
     bias_correction: list[BiasShiftRecord] | None = _omit_none()  # with --bias-correction
+    preprocessing_check: dict[str, Any] | None = None  # PreprocessingCheck.to_dict(); None: not run (no weights)
     devices: list[DeviceColumn] | None = _omit_none()  # combined reports only
     artifact: ArtifactRef | None = _omit_none()  # combined reports only
     schema: str = REPORT_SCHEMA
@@ -367,7 +368,7 @@ class TargetRecord:
 
 @dataclass
 class AccuracyRecord:
-    drop_pts: float
+    drop_pts: float | None  # None on unlabelled data
     agreement: float
     gate: Gate
     fp32_top1: float | None

@@ -19,7 +19,7 @@ from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.models.resnet import build_resnet
 from edgeresnet.pipeline.frontend import calibration_data, chance_gate, evaluation_data
 from edgeresnet.preprocessing import IMAGENET, Preprocessing
-from helpers import run_cli
+from helpers import reference_for_input, run_cli
 
 
 def _random_checkpoint(path: Path, arch: str, classes: int, seed: int = 0) -> Path:
@@ -142,14 +142,9 @@ def test_resnet50_37_classes_at_224_exports_with_its_own_head(tmp_path):
 @pytest.fixture(scope="module")
 def unit_pixel_weights(tmp_path_factory) -> Path:
     """The reference network made to take plain [0, 1] pixels: its normalization (x - 0.286) / 0.353 folded
-    into conv1 and bn1 (exact away from the zero padding), as if it had been trained on [0, 1] pixels."""
-    state = {k: v.clone() for k, v in load_model("resnet20-fmnist").module.state_dict().items()}
-    mean, std = 0.286, 0.353
-    weight = state["conv1.weight"]
-    state["conv1.weight"] = weight / std
-    state["bn1.running_mean"] = state["bn1.running_mean"] + (mean / std) * weight.sum(dim=(1, 2, 3))
+    into conv1 and bn1, as if it had been trained on [0, 1] pixels."""
     path = tmp_path_factory.mktemp("unit") / "resnet20-unit.pth"
-    torch.save(state, path)
+    torch.save(reference_for_input((1 / 0.353,), -0.286 / 0.353), path)
     return path
 
 
@@ -171,8 +166,14 @@ def test_unit_pixel_model_reports_right_with_its_card(tmp_path, unit_pixel_weigh
     assert manifest["input"]["sources"]["channels"] == "conv1.weight of resnet20-unit.pth"
 
 
-def test_unit_pixel_model_without_its_card_stops_at_the_fp32_gate(tmp_path, unit_pixel_weights):
+def test_unit_pixel_model_without_its_card_stops_before_calibration_and_at_the_fp32_gate(tmp_path, unit_pixel_weights):
     result = _compile_unit(unit_pixel_weights, tmp_path / "art", "--input-size", "28")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgeresnet: error: preprocessing check:") and "--pixel-scale 1 --mean 0 --std 1" in last
+    assert "calibrating (" not in result.stderr  # stopped before calibrating
+    # Told to go on, the FP32 gate stops it later, as before.
+    result = _compile_unit(unit_pixel_weights, tmp_path / "art", "--input-size", "28", "--allow-preprocessing-mismatch")
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("edgeresnet: error: FP32 top-1") and "near chance" in last

@@ -127,6 +127,9 @@ calib_options = [
 eval_options = [
     click.option("--eval", "eval_data", default=None, help="Evaluation data, same forms as --calib [default: fashion-mnist:test, all 10,000 images]."),
     click.option("--eval-samples", type=int, default=None, help="Evaluate on a deterministic sample instead of all images."),
+    click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                 help="Labels of an --eval folder: a CSV/TSV of filename,label (class index or name, header optional) "
+                      "[default: class folders, or labels.csv/labels.tsv in a flat folder, or FOLDER.csv beside it]."),
 ]
 
 
