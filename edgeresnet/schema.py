@@ -29,6 +29,7 @@ from edgeresnet.quant_records import BiasShiftRecord, CandidateRecord, ClippedSp
 # File names of an artifact folder.
 FP32_MODEL_FILE = "model.fp32.onnx"
 REPORT_FILE = "report.json"
+MODEL_CARD_FILE = "model-card.json"  # the resolved model description, as a card `--card` reads
 REPORT_HTML = "report.html"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"  # ed25519 over the exact bytes of manifest.json

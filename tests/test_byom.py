@@ -164,6 +164,12 @@ def test_unit_pixel_model_reports_right_with_its_card(tmp_path, unit_pixel_weigh
     manifest = json.loads((tmp_path / "art" / MANIFEST).read_text())
     assert manifest["input"]["mean"] == [0.0] and manifest["input"]["std"] == [1.0] and manifest["input"]["channels"] == 1
     assert manifest["input"]["sources"]["channels"] == "conv1.weight of resnet20-unit.pth"
+    assert manifest["input"]["interpolation"] == "bilinear" and manifest["input"]["antialias"] is True
+    # The card written into the artifact states the channel order and the resize filter, and reads back as a card.
+    shipped = tmp_path / "art" / "model-card.json"
+    assert "model-card.json" in manifest["files"] and "channel_order" in json.loads(shipped.read_text())
+    again = load_model("resnet20", unit_pixel_weights, ModelDescription(card=str(shipped)))
+    assert again.preprocessing.to_dict() == {k: manifest["input"][k] for k in again.preprocessing.to_dict()}
 
 
 def test_unit_pixel_model_without_its_card_stops_before_calibration_and_at_the_fp32_gate(tmp_path, unit_pixel_weights):

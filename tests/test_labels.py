@@ -109,12 +109,13 @@ def test_lightning_checkpoint_json_names_and_csv_labels_compile_like_class_folde
     FP32 and INT8 top-1 are reported, identical to the class-folder layout of the same files."""
     state = load_model("resnet20-fmnist").module.state_dict()
     torch.save({"epoch": 9, "state_dict": {f"model.{k}": v for k, v in state.items()}}, tmp_path / "last.ckpt")
-    (tmp_path / "classes.json").write_text(json.dumps(list(FASHION_MNIST_CLASSES)))
+    classes = [name.replace("/", "-") for name in FASHION_MNIST_CLASSES]  # usable as folder names
+    (tmp_path / "classes.json").write_text(json.dumps(classes))
     names, labels = _images(tmp_path / "flat", count=64)
     (tmp_path / "flat" / "labels.csv").write_text(
-        "filename,label\n" + "".join(f"{n},{FASHION_MNIST_CLASSES[l]}\n" for n, l in zip(names, labels)))
+        "filename,label\n" + "".join(f"{n},{classes[l]}\n" for n, l in zip(names, labels)))
     for name, label in zip(names, labels):
-        target = tmp_path / "folders" / FASHION_MNIST_CLASSES[label]
+        target = tmp_path / "folders" / classes[label]
         target.mkdir(parents=True, exist_ok=True)
         os.link(tmp_path / "flat" / name, target / name)
     reports = {}
@@ -129,6 +130,6 @@ def test_lightning_checkpoint_json_names_and_csv_labels_compile_like_class_folde
     flat, folders = reports["flat"], reports["folders"]
     assert flat["fp32"]["top1"] >= 80 and flat["drop_pts"] is not None
     assert (flat["fp32"]["top1"], flat["int8"]["top1"]) == (folders["fp32"]["top1"], folders["int8"]["top1"])
-    assert flat["class_names"] == list(FASHION_MNIST_CLASSES)
+    assert flat["class_names"] == classes
     manifest = json.loads((tmp_path / "art-flat" / "manifest.json").read_text())
-    assert manifest["input"]["class_names"] == list(FASHION_MNIST_CLASSES)
+    assert manifest["input"]["class_names"] == classes

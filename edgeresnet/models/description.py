@@ -115,6 +115,7 @@ def read_card(path: str | Path) -> ModelDescription:
         raise InputError(f"{path}: not a valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} model card ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a model card is a table of keys ({', '.join(CARD_KEYS)})")
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # "_..." keys are comments (JSON has none)
     unknown = sorted(set(data) - set(CARD_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown model-card key(s) {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}")
@@ -212,6 +213,20 @@ def merged(options: ModelDescription | None) -> tuple[ModelDescription, dict[str
         combined = replace(combined, class_names=read_class_names(combined.class_names_file))
         sources["class_names"] = f"{sources.pop('class_names_file')} ({combined.class_names_file})"
     return combined, sources
+
+
+def card_of(preprocessing: Preprocessing, num_classes: int) -> dict[str, Any]:
+    """The resolved description as a model card (what `--card` reads back), for the artifact."""
+    return {
+        "_about": "How this model takes its input; edgeresnet compile --card reads it back. mean and std are per "
+                  f"network input channel, in channel_order ({'B, G, R' if preprocessing.channel_order == 'BGR' else 'R, G, B'} "
+                  f"for 3 channels), on pixels scaled by pixel_scale; images are resized with interpolation.",
+        "num_classes": num_classes, "input_size": list(preprocessing.input_size), "channels": preprocessing.channels,
+        "mean": list(preprocessing.mean), "std": list(preprocessing.std), "pixel_scale": preprocessing.pixel_scale,
+        "channel_order": preprocessing.channel_order, "resize": preprocessing.resize or 0,
+        "interpolation": preprocessing.interpolation, "antialias": preprocessing.antialias,
+        "class_names": list(preprocessing.class_names) or None,
+    }
 
 
 # Where each part of the preprocessing came from is recorded apart (sources["mean_std"], ...), for the console line.

@@ -9,6 +9,7 @@ place only when complete.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logit
                                  measure, standing_in_for)
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.preprocessing_check import PreprocessingCheck
+from edgeresnet.models.description import card_of
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
-from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
+from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
                                Confusion, DataSummary, Gate, InputRecord, Manifest,
                                ModelRecord, PytorchAgreement, Report, TargetRecord, build_details,
                                to_json, write)
@@ -257,6 +259,9 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     if options.bias_correction:
         report.bias_correction = shifts
     write(report, staging / REPORT_FILE)
+    card = {k: v for k, v in card_of(loaded.preprocessing, loaded.num_classes or loaded.entry.num_classes).items()
+            if v is not None}
+    (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / REPORT_HTML).write_text(render_html(report, _confusion(fp32), _confusion(int8), folder=staging))
     clock.lap("report")
