@@ -247,6 +247,9 @@ def describe_sources(preprocessing: Preprocessing, sources: dict[str, str]) -> s
              (f"pixel scale {preprocessing.pixel_scale:g}", "pixel_scale"),
              (f"channel order {preprocessing.channel_order if preprocessing.channels == 3 else 'gray'}", "channel_order"),
              (f"resize {geometry} ({filter_})", "resize")]
+    origins = {sources.get(key, "defaults") for _, key in parts}
+    if len(origins) == 1:
+        return f"preprocessing: {', '.join(text for text, _ in parts)}; all from {origins.pop()}"
     return "preprocessing: " + "; ".join(f"{text} from {sources.get(key, 'defaults')}" for text, key in parts)
 
 
