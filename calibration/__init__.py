@@ -45,7 +45,7 @@ from .idx import map_idx, read_idx
 from .labels import beside, labels_of, read_labels
 from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
 def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:

@@ -135,7 +135,7 @@ class Preprocessing:
         """One image file resized and cropped to the input size: float32 HWC (RGB or one plane) in [0, 1]."""
         import warnings
 
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -146,18 +146,26 @@ class Preprocessing:
         with img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb")
-            planes = _unit_planes(img)
+            # As a viewer shows it: phones and cameras store the pixels sideways and an EXIF orientation tag.
+            planes = _unit_planes(ImageOps.exif_transpose(img))
             height, width = self.input_size
+            source = planes[0].size
             if self.resize is None:
                 size, box = (width, height), None
             else:
-                scale = self.resize / min(img.size)
-                size = (max(width, round(img.size[0] * scale)), max(height, round(img.size[1] * scale)))
+                scale = self.resize / min(source)
+                size = (max(width, round(source[0] * scale)), max(height, round(source[1] * scale)))
                 left, top = (size[0] - width) // 2, (size[1] - height) // 2
                 box = (left, top, left + width, top + height)
             # Resized as 32-bit float planes ("F"), so 16-bit images keep their depth.
             resized = []
             for plane in planes:
+                if box and size[0] * size[1] > MAX_IMAGE_PIXELS:
+                    # An extreme aspect ratio (a 1-pixel strip): resize only the source region the crop keeps.
+                    region = tuple(v / scale for v in box)
+                    plane = plane.resize((width, height), _FILTERS[self.interpolation], box=region)
+                    resized.append(np.asarray(plane, dtype=np.float32))
+                    continue
                 plane = self._resized(plane, size)
                 resized.append(np.asarray(plane.crop(box) if box else plane, dtype=np.float32))
         return np.clip(np.stack(resized, axis=-1), 0.0, 1.0)
@@ -166,7 +174,7 @@ class Preprocessing:
         from PIL import Image
 
         if self.antialias or self.interpolation == "nearest":
-            return plane.resize(size, getattr(Image.Resampling, self.interpolation.upper()))
+            return plane.resize(size, _FILTERS[self.interpolation])
         # Bilinear from the 4 nearest source pixels, pixel centres aligned (OpenCV's INTER_LINEAR, align_corners=False).
         values = np.asarray(plane, dtype=np.float32)
         rows = _sample_positions(values.shape[0], size[1])
@@ -175,6 +183,9 @@ class Preprocessing:
         top = values[r0][:, c0] * (1 - cw) + values[r0][:, c1] * cw
         bottom = values[r1][:, c0] * (1 - cw) + values[r1][:, c1] * cw
         return Image.fromarray((top * (1 - rw[:, None]) + bottom * rw[:, None]).astype(np.float32), mode="F")
+
+
+_FILTERS = {name: i for i, name in enumerate(("nearest", "lanczos", "bilinear", "bicubic", "box", "hamming"))}  # Pillow's numbers
 
 
 def _sample_positions(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -137,3 +137,8 @@ def test_shipped_weights_match_their_metadata(name, block, top1):
         assert field in meta
     assert meta["training"]["command"].startswith("edgeresnet train ")
     assert meta["preprocessing"]["input_size"] == [28, 28] and meta["preprocessing"]["channels"] == 1
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_state_keys_without_torch_match_the_network(arch):
+    assert ARCHITECTURES[arch].state_keys() == list(build_resnet(arch, num_classes=3, in_channels=1).state_dict())

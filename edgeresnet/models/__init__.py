@@ -52,24 +52,16 @@ class ModelEntry:
     preprocessing: Preprocessing
     weights: Weights | None = None
 
-    def build(self, num_classes: int | None = None, in_channels: int | None = None, meta: bool = False) -> ResNet:
-        """The network; `meta`: without storage (names and shapes only, instantly, whatever its size)."""
+    def build(self, num_classes: int | None = None, in_channels: int | None = None) -> ResNet:
         import torch
 
         from .resnet import build_resnet
 
-        if meta:
-            with torch.device("meta"):
-                return build_resnet(self.arch, num_classes or self.num_classes, in_channels or self.in_channels)
         # A fixed seed: an architecture without weights is the same network every
         # time, so builds from it are reproducible (and its weights are replaced anyway).
         with torch.random.fork_rng():
             torch.manual_seed(0)
             return build_resnet(self.arch, num_classes or self.num_classes, in_channels or self.in_channels)
-
-    def state_keys(self) -> list[str]:
-        """The state-dict keys of this architecture (the same whatever the head and input channels)."""
-        return list(self.build(meta=True).state_dict())
 
     @property
     def default_source(self) -> str:
@@ -152,7 +144,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
     state, sources = None, {}
     if path is not None:
-        selected = select_state_dict(read_checkpoint(path), set(entry.state_keys()), weights_key)
+        selected = select_state_dict(read_checkpoint(path), set(ARCHITECTURES[entry.arch].state_keys()), weights_key)
         state = selected.state
         sources["weights"] = f"tensors under {selected.prefix!r} of {path.name}" if selected.prefix else path.name
         if selected.notice:
@@ -160,7 +152,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     classes, channels = checkpoint_shape(state) if state is not None else (None, None)
     if state is not None and (classes is None or channels is None):
         # Without fc.weight/conv1.weight the head is unknown: the keys' own error comes before any class count.
-        apply_state_dict(entry.build(meta=True), state, f"weights {path}")
+        apply_state_dict(entry.build(), state, f"weights {path}")
     resolved = resolve(description, entry.preprocessing, entry.default_source, entry.num_classes,
                        classes, channels, path.name if path else None)
     stem = ARCHITECTURES[entry.arch].stem

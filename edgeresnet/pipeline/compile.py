@@ -167,9 +167,9 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
 
 def _compile_into(staging: Path, options: CompileOptions, target: Target, backend: Backend, clock: Stopwatch):
     loaded = load_model(options.model, options.weights, options.description)
-    state_preprocessing(loaded, options.progress)
     calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed, options.model_batch)
     evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed, options.labels, options.progress)
+    state_preprocessing(loaded, options.progress)
     shared_warning = check_shared_images(calibration, evaluation)
     preprocessing_check, preprocessing_warning = check_preprocessing_fits(
         loaded, calibration, evaluation, options.seed, options.allow_preprocessing_mismatch, options.allow_low_fp32,

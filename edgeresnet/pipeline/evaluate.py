@@ -48,8 +48,8 @@ def evaluate_onnx(
     if seed < 0:
         raise InputError(f"--seed must be zero or more, not {seed}")
     loaded = load_model(model, weights, description)
-    state_preprocessing(loaded, progress)
     data = evaluation_data(loaded, eval, eval_samples, seed, labels, progress)
+    state_preprocessing(loaded, progress)
     try:
         runner = OnnxRuntimeRunner(Path(onnx_model), any_batch=True)
     except Exception as exc:  # ORT raises its own exception types for bad files

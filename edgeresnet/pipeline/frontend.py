@@ -238,6 +238,6 @@ def load_and_quantize(model: str, weights: str | None, calib: str | None, calib_
     """The whole front half for commands that need no evaluation data."""
     check_run_options(batch, seed)
     loaded = load_model(model, weights, description)
-    state_preprocessing(loaded, progress)
     calibration = calibration_data(loaded, calib, calib_samples, seed, batch)
+    state_preprocessing(loaded, progress)
     return export_and_quantize(loaded, calibration, scheme, method, batch, progress=progress)
