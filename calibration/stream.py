@@ -285,9 +285,9 @@ class Dataset:
         """The image file of each row, for data read from files (None for arrays)."""
         return self.source_images.paths()
 
-    def content_digests(self) -> list[str]:
-        """A digest of each row's source content (file bytes, or the array row as stored): shared images show."""
-        return self.source_images.content_digests(np.arange(len(self)))
+    def content_digests(self, index: np.ndarray | None = None) -> list[str]:
+        """A digest of the source content (file bytes, or the array row as stored) of each row (at `index`)."""
+        return self.source_images.content_digests(np.arange(len(self)) if index is None else np.asarray(index, np.int64))
 
     def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
         """Rows `index` before normalization (NHWC in [0, 1]) under `preprocessing`'s geometry, if the source has pixels."""

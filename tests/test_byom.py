@@ -271,3 +271,21 @@ def test_labelled_folders_name_the_classes_of_a_model_without_names(tmp_path):
     evaluation_data(loaded, str(tmp_path / "data"), None, 0)
     assert loaded.preprocessing.class_names == tuple(classes)
     assert loaded.sources["class_names"] == f"class-folder names of {tmp_path / 'data'}"
+
+
+def test_calibration_and_evaluation_sharing_images_is_warned_about(tmp_path, capsys):
+    from edgeresnet.pipeline.frontend import check_shared_images
+
+    rng = np.random.default_rng(5)
+    pictures = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    for folder, rows in (("calib", [0, 1, 2, 3]), ("eval", [3, 4, 5])):
+        (tmp_path / folder).mkdir()
+        for row in rows:  # the shared picture under another name
+            Image.fromarray(pictures[row]).save(tmp_path / folder / f"{folder}-{row}.png")
+    pre = Preprocessing((32, 32), 3, (0, 0, 0), (1, 1, 1))
+    calibration, evaluation = open_dataset(str(tmp_path / "calib"), pre), open_dataset(str(tmp_path / "eval"), pre)
+    message = check_shared_images(calibration, evaluation)
+    assert message.startswith("1 of the 3 evaluation images are also calibration images") and message in capsys.readouterr().err
+    np.save(tmp_path / "a.npy", pictures[:3])
+    np.save(tmp_path / "b.npy", pictures[3:])
+    assert check_shared_images(open_dataset(str(tmp_path / "a.npy"), pre), open_dataset(str(tmp_path / "b.npy"), pre)) is None
