@@ -13,13 +13,13 @@ Two measurements on a small sample of the user's own images:
 * **FP32 top-1 of the alternatives** (labelled data). The common preprocessings (RGB/BGR,
   [0, 1] or 0..255 pixels, ImageNet, Caffe, [-1, 1] or no normalization; for image files
   also the resize filter and center crop vs straight resize) are ranked by their statistics
-  distance and the closest are scored on up to 64 images, the leader against the
+  distance and the three closest are scored on up to 64 images, the leader against the
   description on up to 256.
 
 The description is judged clearly worse when an alternative scores above the near-chance gate,
 is right on at least 3% more of the same images and the difference is significant (McNemar's
-test, z >= 2), or, without
-labels, when its statistics distance is above 1.5 and an alternative's is under a third of
+test, z >= 2), or, without labels, when its statistics distance is above 1.5 and an
+alternative's is under a third of
 it. Near chance with no better alternative, the model or the labels are the likely cause.
 """
 
@@ -40,7 +40,7 @@ STATS_SAMPLES = 64
 SCORED_SAMPLES = 64
 CONFIRM_SAMPLES = 256
 SCORED_BUDGET = 64 * 3 * 96 * 96  # input values scored per candidate
-SCORED_CANDIDATES = 6  # alternatives scored on labels, closest statistics first
+SCORED_CANDIDATES = 3  # alternatives scored on labels, closest statistics first
 BETTER_SHARE = 0.03  # an alternative right on this share more of the images ...
 BETTER_Z = 2.0  # ... and significantly so (McNemar)
 FAR_DISTANCE = 1.5  # statistics this far off without labels ...
@@ -140,17 +140,18 @@ def candidates_for(described: Preprocessing, geometry: bool) -> list[Candidate]:
 
 
 def geometry_variants(base: Preprocessing, seen: set | None = None) -> list[Candidate]:
+    """The other resize filter, the other of center crop and straight resize, then both: cheapest changes first."""
     seen = seen if seen is not None else {_key(base)}
     height, width = base.input_size
-    crop = base.resize or round(min(height, width) * 256 / 224)
+    other_filter = "bicubic" if base.interpolation == "bilinear" else "bilinear"
+    other_resize = None if base.resize else round(min(height, width) * 256 / 224)
     variants = []
-    for resize in (None, crop):
-        for interpolation in ("bilinear", "bicubic"):
-            option = replace(base, resize=resize, interpolation=interpolation)
-            if _key(option) not in seen:
-                seen.add(_key(option))
-                geometry = f"resize {resize} + center crop" if resize else "straight resize"
-                variants.append(Candidate(f"{geometry}, {interpolation}", option))
+    for resize, interpolation in ((base.resize, other_filter), (other_resize, base.interpolation), (other_resize, other_filter)):
+        option = replace(base, resize=resize, interpolation=interpolation)
+        if _key(option) not in seen:
+            seen.add(_key(option))
+            geometry = f"resize {resize} + center crop" if resize else "straight resize"
+            variants.append(Candidate(f"{geometry}, {interpolation}", option))
     return variants
 
 
@@ -265,8 +266,8 @@ def _check(module, preprocessing: Preprocessing, data: Dataset, num_classes: int
         candidate.correct = _correct(module, sample.tensors(candidate.preprocessing, count), labels[:count])
     leader = max(scored[1:], key=lambda c: (c.correct.mean(), -c.distance), default=None)
     if leader is not None and geometry and leader.correct.mean() > described.correct.mean():
-        # The leading normalization, also with the other resize filters and crops.
-        for variant in geometry_variants(leader.preprocessing):
+        # The leading normalization, also with the other resize filter, and with the other of crop and straight resize.
+        for variant in geometry_variants(leader.preprocessing)[:2]:
             variant.name = f"{leader.name}, {variant.name}"
             variant.distance = bn_distance(module, sample.tensors(variant.preprocessing, STATS_SAMPLES))
             variant.correct = _correct(module, sample.tensors(variant.preprocessing, count), labels[:count])
@@ -275,7 +276,8 @@ def _check(module, preprocessing: Preprocessing, data: Dataset, num_classes: int
                 leader = variant
     if leader is not None and len(index) > count and leader.correct.mean() > described.correct.mean():
         for candidate in (described, leader):  # confirmed on the whole sample
-            candidate.correct = _correct(module, sample.tensors(candidate.preprocessing, len(index)), labels)
+            rest = sample.tensors(candidate.preprocessing, len(index))[count:]
+            candidate.correct = np.concatenate([candidate.correct, _correct(module, rest, labels[count:])])
     if (leader is not None and len(leader.correct) == len(described.correct) and leader.top1 >= chance_gate
             and _better(leader.correct, described.correct)):
         options = options_for(leader.preprocessing, preprocessing)
