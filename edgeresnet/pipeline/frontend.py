@@ -146,9 +146,10 @@ def evaluation_data(loaded: LoadedModel, eval: str | None, samples: int | None, 
     elif data.labels_from:
         log(progress, f"evaluation labels: {data.labels_from}")
     if data.class_names and not loaded.preprocessing.class_names and len(data.class_names) == (loaded.num_classes or 0):
-        # The class-folder names of labelled evaluation data name the classes when nothing else did.
+        # The class-folder (or labels-file) names of labelled evaluation data name the classes when nothing else did.
         loaded.described = replace(loaded.preprocessing, class_names=data.class_names)
-        loaded.sources["class_names"] = f"class-folder names of {data.source}"
+        from_file = data.labels_from and not data.labels_from.startswith("class folders")
+        loaded.sources["class_names"] = f"label names in {data.labels_from}" if from_file else f"class-folder names of {data.source}"
     return data
 
 
