@@ -18,7 +18,7 @@ from edgeresnet.runners import OnnxRuntimeRunner
 
 from edgeresnet.schema import DataSummary, to_json
 
-from .frontend import evaluation_data, fp32_reference, state_preprocessing
+from .frontend import evaluation_data, fp32_reference
 
 
 @dataclass
@@ -48,8 +48,8 @@ def evaluate_onnx(
     if seed < 0:
         raise InputError(f"--seed must be zero or more, not {seed}")
     loaded = load_model(model, weights, description)
-    data = evaluation_data(loaded, eval, eval_samples, seed, labels, progress)
-    state_preprocessing(loaded, progress)
+    # Quiet: evaluate prints its one result line (which says when the data is unlabelled), or one error line.
+    data = evaluation_data(loaded, eval, eval_samples, seed, labels, progress=False)
     try:
         runner = OnnxRuntimeRunner(Path(onnx_model), any_batch=True)
     except Exception as exc:  # ORT raises its own exception types for bad files
