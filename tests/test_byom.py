@@ -289,3 +289,22 @@ def test_calibration_and_evaluation_sharing_images_is_warned_about(tmp_path, cap
     np.save(tmp_path / "a.npy", pictures[:3])
     np.save(tmp_path / "b.npy", pictures[3:])
     assert check_shared_images(open_dataset(str(tmp_path / "a.npy"), pre), open_dataset(str(tmp_path / "b.npy"), pre)) is None
+
+
+def test_unlabelled_evaluation_says_so_and_reports_agreement_never_a_drop(tmp_path):
+    from edgeresnet.calibration import load_fashion_mnist
+
+    np.save(tmp_path / "unlabelled.npy", load_fashion_mnist("test")[0][:64])
+    out = tmp_path / "art"
+    result = run_cli("compile", "--target", "ort-cpu", "--calib", "fashion-mnist:train", "--calib-samples", "64",
+                     "--eval", str(tmp_path / "unlabelled.npy"), "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("evaluation:")]
+    assert len(said) == 1 and "has no labels" in said[0] and "top-1 agreement with FP32" in said[0]
+    assert "top-1 agreement with FP32" in result.stdout and "drop" not in result.stdout.split("artifact:")[0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["drop_pts"] is None and 0.9 <= report["agreement"] <= 1.0
+    assert json.loads((out / MANIFEST).read_text())["accuracy"]["drop_pts"] is None
+    page = (out / "report.html").read_text()
+    assert "unlabelled evaluation: no accuracy, no drop" in page and 'id="drop"' not in page
+    assert run_cli("verify", str(out)).returncode == 0
