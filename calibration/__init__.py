@@ -28,6 +28,7 @@ its name, when the stream reaches it.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,9 +42,10 @@ from edgeresnet.preprocessing import MAX_IMAGE_PIXELS, ImageRefused, Preprocessi
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .idx import map_idx, read_idx
+from .labels import beside, labels_of, read_labels
 from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
 def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -136,10 +138,26 @@ def _image_loader(preprocessing: Preprocessing) -> Callable[[Path], np.ndarray]:
     return load
 
 
-def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Dataset:
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files(folder: Path) -> list[Path]:
+    """The image files under `folder`, sorted; hidden files and folders (.DS_Store, .ipynb_checkpoints, macOS's
+    ._ files) are skipped, symlinked folders followed (each real folder once)."""
+    found, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / n for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)
+                     and (Path(root) / n).is_file())
+    return sorted(found)
+
+
+def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_file: Path | None = None) -> Dataset:
+    files = image_files(path)
     if not files:
-        raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, hidden files aside)")
 
     def class_of(file: Path) -> str | None:  # the top-level folder under `path`, however deep the file
         parts = file.relative_to(path).parts
@@ -147,24 +165,56 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed) -> Datas
 
     classes = sorted({c for c in map(class_of, files) if c is not None})
     at_root = [p for p in files if class_of(p) is None]
-    if classes and at_root:
+    if labels_file is None and not classes:
+        labels_file = beside(path)
+    table = read_labels(labels_file, path, files, preprocessing.class_names) if labels_file is not None else None
+    if table is None and classes and at_root:
         raise InputError(f"{path}: {len(at_root)} image(s) at the top level (e.g. {at_root[0].name}) beside "
                          f"{len(classes)} class folder(s); move them into a class folder for labelled data, "
                          f"or keep only loose images for unlabelled data")
-    labelled = bool(classes)
-    if labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
+    if table is None and len(classes) == 1 and all(len(p.relative_to(path).parts) > 2 for p in files):
+        # One folder holding everything is a wrapper (an archive's top folder), not one class.
+        return _read_folder(path / classes[0], preprocessing, limit, seed)
+    labelled = table is not None or bool(classes)
+    if table is not None:
+        class_names, labels_from = table.class_names, f"{table.file} (by {table.by})"
+    elif labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
         class_index = {name: preprocessing.class_names.index(name) for name in classes}
-        class_names = preprocessing.class_names
+        class_names, labels_from = preprocessing.class_names, "class folders (by the model's class names)"
     else:
         class_index = {name: i for i, name in enumerate(classes)}
-        class_names = tuple(classes)
+        class_names, labels_from = tuple(classes), "class folders (sorted folder names)" if labelled else None
     chosen = [files[i] for i in sample_indices(len(files), limit, seed)]
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         for _ in pool.map(_probe_image, chosen):  # in order: the first bad file is the one named
             pass
-    labels = np.array([class_index[class_of(p)] for p in chosen], np.int64) if labelled else None
+    if table is not None:
+        labels = labels_of(table, chosen)
+    else:
+        labels = np.array([class_index[class_of(p)] for p in chosen], np.int64) if labelled else None
     source = FileSource(chosen, _image_loader(preprocessing), preprocessing.input_shape)
-    return Dataset(source, labels, str(path), class_names)
+    return Dataset(source, labels, str(path), class_names, labels_from=labels_from)
+
+
+def _read_files(paths: list[Path], preprocessing: Preprocessing, limit: int | None) -> Dataset:
+    """Image files and folders given together: every image, unlabelled, in sorted file order; `limit`: the first ones."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(path)
+        else:
+            raise InputError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder of images; "
+                             f"arrays and IDX files are given alone")
+    files = sorted(dict.fromkeys(files))[:limit]
+    for file in files:
+        _probe_image(file)
+    source = FileSource(files, _image_loader(preprocessing), preprocessing.input_shape)
+    return Dataset(source, None, ", ".join(map(str, paths)) if len(paths) < 4 else f"{len(files)} image files")
 
 
 def _npz_member(path: Path, archive, key: str) -> np.ndarray:
@@ -250,16 +300,42 @@ def _choose_reader(path: Path) -> Reader:
     raise InputError(f"{path}: unknown data format; pass a folder of images, a .npy/.npz array, an IDX file or 'fashion-mnist'")
 
 
-def open_dataset(spec: str, preprocessing: Preprocessing, limit: int | None = None, seed: int = 0) -> Dataset:
-    """Read (a deterministic sample of) a data source, preprocessed for the model."""
+def open_dataset(spec: str, preprocessing: Preprocessing, limit: int | None = None, seed: int = 0,
+                 labels: str | Path | None = None) -> Dataset:
+    """Read (a deterministic sample of) a data source, preprocessed for the model; `labels`: a CSV/TSV of
+    filename,label for a folder of images (see labels.py)."""
     if limit is not None and limit < 1:
         raise InputError(f"the number of samples must be at least 1, not {limit}")
     if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+        if labels is not None:
+            raise InputError("--labels goes with a folder of images, not the built-in data set")
         return _read_builtin(spec, preprocessing, limit, seed)
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{spec}: no such file or folder (and not a built-in data set such as 'fashion-mnist')")
+    if labels is not None:
+        if not path.is_dir():
+            raise InputError(f"--labels goes with a folder of images, not {path}")
+        if not Path(labels).is_file():
+            raise InputError(f"{labels}: labels file not found")
+        return _read_folder(path, preprocessing, limit, seed, Path(labels))
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return _read_files([path], preprocessing, limit)
     return _choose_reader(path)(path, preprocessing, limit, seed)
 
 
-__all__ = ["Dataset", "FASHION_MNIST_CLASSES", "ImageSource", "map_idx", "open_dataset", "read_idx", "sample_indices"]
+def open_inputs(specs: list[str], preprocessing: Preprocessing, limit: int | None = None) -> Dataset:
+    """What `run --input` takes: one data source (a folder, an array, an IDX file, the built-in set), or image
+    files and folders together; the first `limit` inputs in sorted file order."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, not {limit}")
+    if len(specs) == 1 and not (Path(specs[0]).is_file() and specs[0].lower().endswith(IMAGE_SUFFIXES)):
+        data = open_dataset(specs[0], preprocessing)
+        return data if limit is None or limit >= len(data) else data.subset(np.arange(limit))
+    missing = [s for s in specs if not Path(s).exists()]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file or folder")
+    return _read_files([Path(s) for s in specs], preprocessing, limit)
+
+
+__all__ = ["Dataset", "FASHION_MNIST_CLASSES", "ImageSource", "image_files", "map_idx", "open_dataset", "open_inputs", "read_idx", "sample_indices"]

@@ -54,6 +54,19 @@ class ImageSource(ABC):
         """Start reading `index` in the pool; the returned call waits for the images."""
         return pool.submit(self.read, index).result
 
+    def paths(self) -> list | None:
+        """The file of each image, when they are files."""
+        return None
+
+    def content_digests(self, index: np.ndarray) -> list[str]:
+        """A digest of the stored content (file bytes or array row) of each image at `index`."""
+        return [_digest(np.ascontiguousarray(self.read(np.array([i]))).tobytes()) for i in index]
+
+    def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
+        """The images at `index` before normalization, NHWC in [0, 1] at `preprocessing`'s size and resize
+        (files decoded again with it); None when the source holds preprocessed tensors only."""
+        return None
+
 
 class ArraySource(ImageSource):
     """Rows of an array (in memory or memory-mapped); uint8 pixels go through `normalize` per chunk."""
@@ -84,6 +97,18 @@ class ArraySource(ImageSource):
             rows = self.array[index]
         return self._convert(np.asarray(rows))
 
+    def content_digests(self, index: np.ndarray) -> list[str]:
+        return [_digest(np.ascontiguousarray(self.array[int(i)]).tobytes()) for i in index]
+
+    def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
+        if self.normalize is None:
+            return None
+        return np.asarray(self.array[np.asarray(index, np.int64)], np.float32) / 255.0
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
 
 class FileSource(ImageSource):
     """Image files, each decoded and preprocessed by `load` in the thread pool."""
@@ -106,6 +131,19 @@ class FileSource(ImageSource):
     def submit(self, index: np.ndarray, pool: ThreadPoolExecutor) -> Callable[[], np.ndarray]:
         futures = [pool.submit(self.load, self.files[int(i)]) for i in index]
         return lambda: self._stack([f.result() for f in futures])
+
+    def paths(self) -> list | None:
+        return list(self.files)
+
+    def content_digests(self, index: np.ndarray) -> list[str]:
+        digests = []
+        for i in index:
+            with open(self.files[int(i)], "rb") as f:
+                digests.append(hashlib.file_digest(f, "sha256").hexdigest())
+        return digests
+
+    def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
+        return np.stack([preprocessing.load_unit(self.files[int(i)]) for i in index])
 
     def _stack(self, images: list[np.ndarray]) -> np.ndarray:
         if not images:
@@ -135,6 +173,16 @@ class SubsetSource(ImageSource):
 
     def submit(self, index: np.ndarray, pool: ThreadPoolExecutor) -> Callable[[], np.ndarray]:
         return self.base.submit(self.index[np.asarray(index, np.int64)], pool)
+
+    def paths(self) -> list | None:
+        files = self.base.paths()
+        return None if files is None else [files[int(i)] for i in self.index]
+
+    def content_digests(self, index: np.ndarray) -> list[str]:
+        return self.base.content_digests(self.index[np.asarray(index, np.int64)])
+
+    def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
+        return self.base.unit_pixels(self.index[np.asarray(index, np.int64)], preprocessing)
 
 
 class _InMemory(ImageSource):
@@ -169,11 +217,12 @@ class Dataset:
     """Preprocessed images (read on demand from an `ImageSource`, or an array given whole) and their labels."""
 
     def __init__(self, images: np.ndarray | ImageSource, labels: np.ndarray | None, source: str,
-                 class_names: tuple[str, ...] = (), sha256: str | None = None):
+                 class_names: tuple[str, ...] = (), sha256: str | None = None, labels_from: str | None = None):
         self.source_images = images if isinstance(images, ImageSource) else _InMemory(np.asarray(images))
         self.labels = labels  # int64 [N], or None when the source has none
         self.source = source
-        self.class_names = tuple(class_names)  # the class-folder names, when labels came from them
+        self.class_names = tuple(class_names)  # the class-folder (or labels-file) names, when labels came from them
+        self.labels_from = labels_from  # where the labels came from, when they did not come with the array
         self._sha256 = sha256
 
     def __len__(self) -> int:
@@ -228,7 +277,21 @@ class Dataset:
         """The rows `index` (ascending), read lazily from the same source."""
         index = np.asarray(index, np.int64)
         labels = None if self.labels is None else self.labels[index]
-        return Dataset(SubsetSource(self.source_images, index), labels, source or self.source, self.class_names)
+        return Dataset(SubsetSource(self.source_images, index), labels, source or self.source, self.class_names,
+                       labels_from=self.labels_from)
+
+    @property
+    def files(self) -> list | None:
+        """The image file of each row, for data read from files (None for arrays)."""
+        return self.source_images.paths()
+
+    def content_digests(self, index: np.ndarray | None = None) -> list[str]:
+        """A digest of the source content (file bytes, or the array row as stored) of each row (at `index`)."""
+        return self.source_images.content_digests(np.arange(len(self)) if index is None else np.asarray(index, np.int64))
+
+    def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
+        """Rows `index` before normalization (NHWC in [0, 1]) under `preprocessing`'s geometry, if the source has pixels."""
+        return self.source_images.unit_pixels(np.asarray(index, np.int64), preprocessing)
 
     @property
     def images(self) -> np.ndarray:

@@ -9,13 +9,20 @@ The network's input is ``(pixel * pixel_scale - mean) / std`` per channel, where
 ``pixel`` is the image scaled to [0, 1] whatever its bit depth (8-bit / 255,
 16-bit / 65535), ``pixel_scale`` is 1 when mean/std are given on [0, 1] pixels
 (torchvision's convention) or 255 when they are given on 0..255 pixels, and the
-channels come in ``channel_order`` (RGB, or BGR for Caffe-style models). Images
-are resized straight to ``input_size`` (``resize`` None) or their shorter side
-to ``resize`` and then center-cropped to ``input_size``.
+channels come in ``channel_order`` (RGB, or BGR for Caffe-style models). ``mean``
+and ``std`` are given in the order the network takes its channels, that is after
+the flip: a Caffe model's mean is B, G, R (103.939, 116.779, 123.68 on 0..255).
+Images are resized straight to ``input_size`` (``resize`` None) or their shorter
+side to ``resize`` and then center-cropped to ``input_size``, with Pillow's
+``interpolation`` filter (bilinear, bicubic, lanczos, box, hamming, nearest). Pillow
+filters antialias when they shrink (as torchvision does on PIL images and, since
+0.17, on tensors); ``antialias`` false samples without it, as OpenCV's
+``cv2.resize`` and ``F.interpolate(antialias=False)`` do (nearest and bilinear).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +32,8 @@ import numpy as np
 # anything above the limit it warns at (89.5 megapixels): a decompression bomb, not a photo.
 MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
+UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
 
 
 class ImageRefused(ValueError):
@@ -42,6 +51,8 @@ class Preprocessing:
     class_names: tuple[str, ...] = field(default_factory=tuple)
     pixel_scale: float = 1.0  # 1: mean/std apply to [0, 1] pixels; 255: to 0..255 pixels
     channel_order: str = "RGB"  # of a 3-channel input; "BGR" for Caffe-style models
+    interpolation: str = "bilinear"  # the resize filter (Pillow's)
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -58,6 +69,12 @@ class Preprocessing:
             raise ValueError(f"pixel scale must be positive (1 or 255), not {self.pixel_scale}")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel order must be one of {', '.join(CHANNEL_ORDERS)}, not {self.channel_order!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+        if not self.antialias and self.interpolation not in UNALIASED:
+            raise ValueError(f"antialias false works with {' and '.join(UNALIASED)} interpolation, not {self.interpolation}")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std, self.pixel_scale)):
+            raise ValueError("mean, std and pixel scale must be finite numbers")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -83,6 +100,8 @@ class Preprocessing:
             class_names=tuple(d.get("class_names", ())),
             pixel_scale=float(d.get("pixel_scale", 1.0)),
             channel_order=d.get("channel_order", "RGB"),
+            interpolation=d.get("interpolation", "bilinear"),
+            antialias=bool(d.get("antialias", True)),
         )
 
     def normalize_uint8(self, pixels: np.ndarray) -> np.ndarray:
@@ -110,9 +129,13 @@ class Preprocessing:
 
     def load_image(self, path) -> np.ndarray:
         """One image file to float32 CHW: bit depth to [0, 1], resize, center crop, channels, mean/std."""
+        return self.normalize_unit(self.load_unit(path)[None])[0]
+
+    def load_unit(self, path) -> np.ndarray:
+        """One image file resized and cropped to the input size: float32 HWC (RGB or one plane) in [0, 1]."""
         import warnings
 
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -123,22 +146,53 @@ class Preprocessing:
         with img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb")
-            planes = _unit_planes(img)
+            # As a viewer shows it: phones and cameras store the pixels sideways and an EXIF orientation tag.
+            planes = _unit_planes(ImageOps.exif_transpose(img))
             height, width = self.input_size
+            source = planes[0].size
             if self.resize is None:
                 size, box = (width, height), None
             else:
-                scale = self.resize / min(img.size)
-                size = (max(width, round(img.size[0] * scale)), max(height, round(img.size[1] * scale)))
+                scale = self.resize / min(source)
+                size = (max(width, round(source[0] * scale)), max(height, round(source[1] * scale)))
                 left, top = (size[0] - width) // 2, (size[1] - height) // 2
                 box = (left, top, left + width, top + height)
             # Resized as 32-bit float planes ("F"), so 16-bit images keep their depth.
             resized = []
             for plane in planes:
-                plane = plane.resize(size, Image.BILINEAR)
+                if box and size[0] * size[1] > MAX_IMAGE_PIXELS:
+                    # An extreme aspect ratio (a 1-pixel strip): resize only the source region the crop keeps.
+                    region = tuple(v / scale for v in box)
+                    plane = plane.resize((width, height), _FILTERS[self.interpolation], box=region)
+                    resized.append(np.asarray(plane, dtype=np.float32))
+                    continue
+                plane = self._resized(plane, size)
                 resized.append(np.asarray(plane.crop(box) if box else plane, dtype=np.float32))
-        pixels = np.clip(np.stack(resized, axis=-1), 0.0, 1.0)
-        return self.normalize_unit(pixels[None])[0]
+        return np.clip(np.stack(resized, axis=-1), 0.0, 1.0)
+
+    def _resized(self, plane, size: tuple[int, int]):
+        from PIL import Image
+
+        if self.antialias or self.interpolation == "nearest":
+            return plane.resize(size, _FILTERS[self.interpolation])
+        # Bilinear from the 4 nearest source pixels, pixel centres aligned (OpenCV's INTER_LINEAR, align_corners=False).
+        values = np.asarray(plane, dtype=np.float32)
+        rows = _sample_positions(values.shape[0], size[1])
+        cols = _sample_positions(values.shape[1], size[0])
+        (r0, r1, rw), (c0, c1, cw) = rows, cols
+        top = values[r0][:, c0] * (1 - cw) + values[r0][:, c1] * cw
+        bottom = values[r1][:, c0] * (1 - cw) + values[r1][:, c1] * cw
+        return Image.fromarray((top * (1 - rw[:, None]) + bottom * rw[:, None]).astype(np.float32), mode="F")
+
+
+_FILTERS = {name: i for i, name in enumerate(("nearest", "lanczos", "bilinear", "bicubic", "box", "hamming"))}  # Pillow's numbers
+
+
+def _sample_positions(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each target pixel: the two source pixels around its centre and the weight of the second."""
+    centre = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
+    low = np.floor(centre).astype(np.int64)
+    return low, np.minimum(low + 1, source - 1), (centre - low).astype(np.float32)
 
 
 def _unit_planes(img) -> list:

@@ -29,6 +29,7 @@ from edgeresnet.quant_records import BiasShiftRecord, CandidateRecord, ClippedSp
 # File names of an artifact folder.
 FP32_MODEL_FILE = "model.fp32.onnx"
 REPORT_FILE = "report.json"
+MODEL_CARD_FILE = "model-card.json"  # the resolved model description, as a card `--card` reads
 REPORT_HTML = "report.html"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"  # ed25519 over the exact bytes of manifest.json
@@ -284,7 +285,7 @@ class Report:
     class_names: list[str]
     fp32: RunnerResult
     int8: RunnerResult
-    drop_pts: float
+    drop_pts: float | None  # None on unlabelled data: only the top-1 agreement with FP32 is measured
     agreement: float
     drift: Drift
     gate: Gate
@@ -300,6 +301,7 @@ class Report:
     layer_drift: list[LayerDriftRecord] | None = _omit_none()  # every quantized layer, graph order
     layer_drift_samples: int | None = _omit_none()  # evaluation images it was measured on
     bias_correction: list[BiasShiftRecord] | None = _omit_none()  # with --bias-correction
+    preprocessing_check: dict[str, Any] | None = None  # PreprocessingCheck.to_dict(); None: not run (no weights)
     devices: list[DeviceColumn] | None = _omit_none()  # combined reports only
     artifact: ArtifactRef | None = _omit_none()  # combined reports only
     schema: str = REPORT_SCHEMA
@@ -367,7 +369,7 @@ class TargetRecord:
 
 @dataclass
 class AccuracyRecord:
-    drop_pts: float
+    drop_pts: float | None  # None on unlabelled data
     agreement: float
     gate: Gate
     fp32_top1: float | None

@@ -17,6 +17,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from PIL import Image
 
 from edgeresnet.artifact import MANIFEST, safe_extract
 from edgeresnet.errors import InputError
@@ -275,3 +276,24 @@ def test_full_disk_leaves_nothing(tmp_path, small_data):
 def test_debug_shows_the_traceback():
     result = run_cli("--debug", "compile", "--target", "rpi9")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_run_takes_image_files_and_folders_one_line_each_in_file_order(tmp_path, ort_artifact):
+    rng = np.random.default_rng(0)
+    (tmp_path / "pics").mkdir()
+    for name in ("c.png", "a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "pics" / name)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "one.jpg")
+    single = run_cli("run", str(ort_artifact), "--input", str(tmp_path / "one.jpg"))
+    assert single.returncode == 0, single.stderr
+    line = single.stdout.strip().splitlines()
+    assert len(line) == 1 and line[0].split("\t")[0] == str(tmp_path / "one.jpg")
+    assert 0 < float(line[0].split("\t")[2]) <= 1
+    both = run_cli("run", str(ort_artifact), "--input", str(tmp_path / "pics"), "--input", str(tmp_path / "one.jpg"))
+    files = [row.split("\t")[0] for row in both.stdout.strip().splitlines()]
+    expected = sorted([str(tmp_path / "one.jpg"), *(str(tmp_path / "pics" / n) for n in ("a.png", "b.jpg", "c.png"))])
+    assert files == expected
+    first = json.loads(run_cli("run", str(ort_artifact), "--input", str(tmp_path / "pics"), "--limit", "2", "--json").stdout)
+    assert [p["file"] for p in first["predictions"]] == [str(tmp_path / "pics" / "a.png"), str(tmp_path / "pics" / "b.jpg")]
+    refused = run_cli("run", str(ort_artifact), "--input", str(tmp_path / "pics"), "--input", str(tmp_path / "x.npy"))
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1

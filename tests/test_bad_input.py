@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from edgeresnet.artifact import MANIFEST, verify_folder, write_manifest
 from edgeresnet.schema import CalibrationRecordEntry, InputRecord, Manifest, ModelRecord, TargetRecord
@@ -82,7 +83,6 @@ def corpus(tmp_path_factory, small_data, ort_artifact):
     mixed = d / "mixed"
     for name in ("cat", "dog"):
         (mixed / name).mkdir(parents=True)
-    from PIL import Image
 
     for place in ("cat/a.png", "dog/b.png", "stray.png"):
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(mixed / place)
@@ -97,6 +97,18 @@ def corpus(tmp_path_factory, small_data, ort_artifact):
     (d / "card-broken.toml").write_text("input_size = [32, \n")
     (d / "card-mean.json").write_text(json.dumps({"mean": [0.5, 0.5], "std": [0.5, 0.5]}))
     (d / "names3.txt").write_text("a\nb\nc\n")
+    (d / "card-nan.json").write_text('{"mean": [NaN, 0.5, 0.5]}')
+    (d / "card-crlf.toml").write_bytes(b"\xef\xbb\xbfnum_classes = 10\r\nchannel_order = 'sideways'\r\n")
+    (d / "junk").mkdir()
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / "junk" / "good.png")
+    (d / "junk" / "notes.jpg").write_text("a text file saved with an image extension")
+    (d / "flat").mkdir()
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(d / "flat" / "a.png")
+    (d / "flat" / "labels.csv").write_text("filename,label\nb.png,cat\n")
+    torch.save(build_resnet("resnet20"), d / "whole-model.pt")
+    torch.save({"state_dict": {f"student.{k}": v for k, v in list(build_resnet("resnet20").state_dict().items())[:70]},
+                "ema": {f"teacher.{k}": v for k, v in list(build_resnet("resnet20").state_dict().items())[50:]}},
+               d / "two-halves.ckpt")
     (d / "a-file").write_text("I am a file")
     other_target = _edited_copy(ort_artifact, d / "other-target", lambda m: m["target"].update(name="jetson-orin-nx"))
     _edited_copy(ort_artifact, d / "edited-accuracy", lambda m: m["accuracy"].update(fp32_top1=99.0, int8_top1=99.0))
@@ -155,6 +167,14 @@ CASES = {
                                       "--calib", "{calib}", "--out", OUT], 2, "at least 32x32"),
     "class names for another head": ([*COMPILE, "--class-names", "{dir}/names3.txt"], 2, "names 3 classes, the model has 10"),
     "unknown preset": ([*COMPILE, "--preset", "coco"], 2, "unknown preprocessing preset"),
+    "card with a NaN mean": ([*COMPILE, "--card", "{dir}/card-nan.json"], 2, "mean must be finite numbers"),
+    "CRLF/BOM card with a bad channel order": ([*COMPILE, "--card", "{dir}/card-crlf.toml"], 2, "channel order must be one of RGB, BGR"),
+    "junk file with an image extension": ([*COMPILE[:-4], "--eval", "{dir}/junk", "--out", OUT], 2, "notes.jpg: not a readable image"),
+    "labels file missing an image": ([*COMPILE[:-4], "--eval", "{dir}/flat", "--out", OUT], 2, "no label for 1 of the 1 images"),
+    "--labels with an array": ([*COMPILE, "--labels", "{dir}/names3.txt"], 2, "--labels goes with a folder of images"),
+    "pickled whole model": ([*COMPILE, "--weights", "{dir}/whole-model.pt"], 2, "torch.save(model.state_dict(), PATH)"),
+    "no single prefix fits": ([*COMPILE, "--weights", "{dir}/two-halves.ckpt"], 2, "no single key prefix"),
+    "run on a junk image": (["run", "{ort}", "--input", "{dir}/junk/notes.jpg"], 2, "not a readable image"),
     "bad input size": ([*COMPILE, "--input-size", "big"], 2, "input size must be N or HxW"),
     # artifacts that cannot be quietly altered
     "edited accuracy": (["verify", "{dir}/edited-accuracy"], 1, "manifest accuracy.fp32_top1 is 99.0, but report.json says"),

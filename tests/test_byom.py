@@ -19,7 +19,7 @@ from edgeresnet.models import ModelDescription, load_model
 from edgeresnet.models.resnet import build_resnet
 from edgeresnet.pipeline.frontend import calibration_data, chance_gate, evaluation_data
 from edgeresnet.preprocessing import IMAGENET, Preprocessing
-from helpers import run_cli
+from helpers import reference_for_input, run_cli
 
 
 def _random_checkpoint(path: Path, arch: str, classes: int, seed: int = 0) -> Path:
@@ -142,14 +142,9 @@ def test_resnet50_37_classes_at_224_exports_with_its_own_head(tmp_path):
 @pytest.fixture(scope="module")
 def unit_pixel_weights(tmp_path_factory) -> Path:
     """The reference network made to take plain [0, 1] pixels: its normalization (x - 0.286) / 0.353 folded
-    into conv1 and bn1 (exact away from the zero padding), as if it had been trained on [0, 1] pixels."""
-    state = {k: v.clone() for k, v in load_model("resnet20-fmnist").module.state_dict().items()}
-    mean, std = 0.286, 0.353
-    weight = state["conv1.weight"]
-    state["conv1.weight"] = weight / std
-    state["bn1.running_mean"] = state["bn1.running_mean"] + (mean / std) * weight.sum(dim=(1, 2, 3))
+    into conv1 and bn1, as if it had been trained on [0, 1] pixels."""
     path = tmp_path_factory.mktemp("unit") / "resnet20-unit.pth"
-    torch.save(state, path)
+    torch.save(reference_for_input((1 / 0.353,), -0.286 / 0.353), path)
     return path
 
 
@@ -169,10 +164,22 @@ def test_unit_pixel_model_reports_right_with_its_card(tmp_path, unit_pixel_weigh
     manifest = json.loads((tmp_path / "art" / MANIFEST).read_text())
     assert manifest["input"]["mean"] == [0.0] and manifest["input"]["std"] == [1.0] and manifest["input"]["channels"] == 1
     assert manifest["input"]["sources"]["channels"] == "conv1.weight of resnet20-unit.pth"
+    assert manifest["input"]["interpolation"] == "bilinear" and manifest["input"]["antialias"] is True
+    # The card written into the artifact states the channel order and the resize filter, and reads back as a card.
+    shipped = tmp_path / "art" / "model-card.json"
+    assert "model-card.json" in manifest["files"] and "channel_order" in json.loads(shipped.read_text())
+    again = load_model("resnet20", unit_pixel_weights, ModelDescription(card=str(shipped)))
+    assert again.preprocessing.to_dict() == {k: manifest["input"][k] for k in again.preprocessing.to_dict()}
 
 
-def test_unit_pixel_model_without_its_card_stops_at_the_fp32_gate(tmp_path, unit_pixel_weights):
+def test_unit_pixel_model_without_its_card_stops_before_calibration_and_at_the_fp32_gate(tmp_path, unit_pixel_weights):
     result = _compile_unit(unit_pixel_weights, tmp_path / "art", "--input-size", "28")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("edgeresnet: error: preprocessing check:") and "--pixel-scale 1 --mean 0 --std 1" in last
+    assert "calibrating (" not in result.stderr  # stopped before calibrating
+    # Told to go on, the FP32 gate stops it later, as before.
+    result = _compile_unit(unit_pixel_weights, tmp_path / "art", "--input-size", "28", "--allow-preprocessing-mismatch")
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("edgeresnet: error: FP32 top-1") and "near chance" in last
@@ -264,3 +271,40 @@ def test_labelled_folders_name_the_classes_of_a_model_without_names(tmp_path):
     evaluation_data(loaded, str(tmp_path / "data"), None, 0)
     assert loaded.preprocessing.class_names == tuple(classes)
     assert loaded.sources["class_names"] == f"class-folder names of {tmp_path / 'data'}"
+
+
+def test_calibration_and_evaluation_sharing_images_is_warned_about(tmp_path, capsys):
+    from edgeresnet.pipeline.frontend import check_shared_images
+
+    rng = np.random.default_rng(5)
+    pictures = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    for folder, rows in (("calib", [0, 1, 2, 3]), ("eval", [3, 4, 5])):
+        (tmp_path / folder).mkdir()
+        for row in rows:  # the shared picture under another name
+            Image.fromarray(pictures[row]).save(tmp_path / folder / f"{folder}-{row}.png")
+    pre = Preprocessing((32, 32), 3, (0, 0, 0), (1, 1, 1))
+    calibration, evaluation = open_dataset(str(tmp_path / "calib"), pre), open_dataset(str(tmp_path / "eval"), pre)
+    message = check_shared_images(calibration, evaluation)
+    assert message.startswith("1 of the 3 evaluation images are also calibration images") and message in capsys.readouterr().err
+    np.save(tmp_path / "a.npy", pictures[:3])
+    np.save(tmp_path / "b.npy", pictures[3:])
+    assert check_shared_images(open_dataset(str(tmp_path / "a.npy"), pre), open_dataset(str(tmp_path / "b.npy"), pre)) is None
+
+
+def test_unlabelled_evaluation_says_so_and_reports_agreement_never_a_drop(tmp_path):
+    from edgeresnet.calibration import load_fashion_mnist
+
+    np.save(tmp_path / "unlabelled.npy", load_fashion_mnist("test")[0][:64])
+    out = tmp_path / "art"
+    result = run_cli("compile", "--target", "ort-cpu", "--calib", "fashion-mnist:train", "--calib-samples", "64",
+                     "--eval", str(tmp_path / "unlabelled.npy"), "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith("evaluation:")]
+    assert len(said) == 1 and "has no labels" in said[0] and "top-1 agreement with FP32" in said[0]
+    assert "top-1 agreement with FP32" in result.stdout and "drop" not in result.stdout.split("artifact:")[0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["drop_pts"] is None and 0.9 <= report["agreement"] <= 1.0
+    assert json.loads((out / MANIFEST).read_text())["accuracy"]["drop_pts"] is None
+    page = (out / "report.html").read_text()
+    assert "unlabelled evaluation: no accuracy, no drop" in page and 'id="drop"' not in page
+    assert run_cli("verify", str(out)).returncode == 0

@@ -61,7 +61,7 @@ def test_json_keys_are_kept(printed, command):
 
 
 def test_nested_keys_are_kept(printed):
-    assert list(printed["run"]["predictions"][0]) == ["index", "class", "name"]
+    assert list(printed["run"]["predictions"][0]) == ["index", "file", "class", "name", "score"]
     assert list(printed["bench"]["int8"]) == ["runtime", "p50_ms", "p90_ms", "runs"]
     assert list(printed["evaluate"]["drift"]) == ["agreement", "cosine", "sqnr_db", "max_abs_diff"]
     assert {"runtime", "arch", "samples", "top1", "top5", "per_class"} <= set(printed["evaluate"]["onnx"])

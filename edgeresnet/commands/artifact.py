@@ -27,23 +27,22 @@ def verify_command(artifact, digest, public_key, as_json):
 
 @click.command(name="run")
 @click.argument("artifact", type=click.Path())
-@click.option("--input", "input_spec", required=True, help="Images: a file folder, .npy/.npz, an IDX file, or 'fashion-mnist:test'.")
-@click.option("--limit", type=int, default=None, help="Run on at most this many inputs.")
+@click.option("--input", "inputs", required=True, multiple=True,
+              help="Image files and folders (repeat --input for several), or one .npy/.npz, IDX file or 'fashion-mnist:test'.")
+@click.option("--limit", type=int, default=None, help="Run on the first N inputs (in sorted file order).")
 @click.option("--emulate", is_flag=True, help="Run an aarch64 TVM artifact under qemu-user (builds a cached runtime folder once).")
 @json_option
-def run_command(artifact, input_spec, limit, emulate, as_json):
-    """Run an artifact on this machine where it can run, after verifying it."""
+def run_command(artifact, inputs, limit, emulate, as_json):
+    """Run an artifact on this machine where it can run, after verifying it: one line per input (file, class, score)."""
     import edgeresnet
 
-    result = edgeresnet.run_artifact(artifact, input_spec, limit=limit, emulate=emulate)
+    result = edgeresnet.run_artifact(artifact, list(inputs), limit=limit, emulate=emulate)
 
     def human(r):
-        for p in r.predictions[:20]:
-            click.echo(f"{p.index}: {p.name} (class {p.klass})")
-        if len(r.predictions) > 20:
-            click.echo(f"... {len(r.predictions) - 20} more")
+        for p in r.predictions:
+            click.echo(f"{p.file if p.file else p.index}\t{p.name}\t{p.score:.4f}")
         tail = f", top-1 {r.top1:.2f}%" if r.top1 is not None else ""
-        click.echo(f"{r.samples} inputs on {r.runtime}: {r.ms_per_image} ms per image{tail}")
+        click.echo(f"{r.samples} inputs on {r.runtime}: {r.ms_per_image} ms per image{tail}", err=True)
     emit(result, as_json, human)
 
 

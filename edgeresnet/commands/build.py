@@ -39,14 +39,16 @@ def _print_summary(report: Report) -> None:
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
 @click.option("--allow-low-fp32", is_flag=True,
               help="Go on when labelled FP32 top-1 is near chance (normally exit 1: the preprocessing or labels do not fit the model).")
+@click.option("--allow-preprocessing-mismatch", is_flag=True,
+              help="Go on when the preprocessing check finds an alternative that fits the model clearly better (normally exit 1, naming its options).")
 @click.option("--sign-key", type=click.Path(dir_okay=False), default=None,
               help="ed25519 private key (PEM; openssl genpkey -algorithm ed25519): signs manifest.json into manifest.sig.")
 @with_description
 @with_backend_options
 @json_option
-def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, max_drop, bias_correction,
-                    batch, dynamic_batch, golden_samples, records, out, force, tar, as_json,
-                    description, allow_low_fp32, sign_key, backend_options):
+def compile_command(target, model, weights, calib, calib_samples, method, percentile, seed, eval_data, eval_samples, labels,
+                    max_drop, bias_correction, batch, dynamic_batch, golden_samples, records, out, force, tar, as_json,
+                    description, allow_low_fp32, allow_preprocessing_mismatch, sign_key, backend_options):
     """Run the whole pipeline into one artifact folder: export, calibrate, quantize, build, validate, report."""
     import edgeresnet
 
@@ -55,7 +57,8 @@ def compile_command(target, model, weights, calib, calib_samples, method, percen
         method=method, percentile=percentile, calib_samples=calib_samples, eval_samples=eval_samples, seed=seed, max_drop=max_drop,
         bias_correction=bias_correction, batch=batch, dynamic_batch=edgeresnet.DynamicBatch.parse(dynamic_batch) if dynamic_batch else None,
         golden_samples=golden_samples, records=records, out=out, force=force, tar=tar, progress=not as_json,
-        description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key, backend_options=backend_options,
+        description=description, allow_low_fp32=allow_low_fp32, sign_key=sign_key, labels=labels,
+        allow_preprocessing_mismatch=allow_preprocessing_mismatch, backend_options=backend_options,
     ))
     emit(result.to_dict(), as_json, lambda r: (_print_summary(result.report), click.echo(f"artifact: {result.folder}"),
                                               click.echo(f"digest: sha256:{result.digest} (also in {result.folder}.manifest.sha256)")))

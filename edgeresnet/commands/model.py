@@ -88,17 +88,20 @@ def quantize(model, weights, scheme, calib, calib_samples, method, percentile, s
                                              "clipped share) on a sample of the images; prints the ten worst.")
 @with_description
 @json_option
-def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, seed, layers, as_json, description):
+def evaluate_command(onnx_model, model, weights, eval_data, eval_samples, labels, seed, layers, as_json, description):
     """Measure an ONNX model (FP32 or INT8) in ONNX Runtime against the FP32 model (exported, checked against PyTorch)."""
     import edgeresnet
 
     result = edgeresnet.evaluate_onnx(onnx_model, model=model or edgeresnet.DEFAULT_MODEL, weights=weights,
                                       eval=eval_data, eval_samples=eval_samples, seed=seed, progress=not as_json,
-                                      description=description, layers=layers)
+                                      description=description, layers=layers, labels=labels)
     def human(r):
         m = r.measurement
-        top1 = (m.fp32.accuracy.top1, m.tested.accuracy.top1) if m.tested.accuracy else (None, None)
-        click.echo(f"FP32 top-1 {top1[0]}%, {top1[1]}% for {onnx_model} [{m.tested.result().runtime}]; "
+        if m.tested.accuracy is None:
+            click.echo(f"top-1 agreement with FP32 {m.drift.agreement * 100:.2f}% for {onnx_model} "
+                       f"[{m.tested.result().runtime}] on {m.tested.samples} unlabelled images")
+            return
+        click.echo(f"FP32 top-1 {m.fp32.accuracy.top1}%, {m.tested.accuracy.top1}% for {onnx_model} [{m.tested.result().runtime}]; "
                    f"drop {m.drop:+.2f} pts, agreement {m.drift.agreement * 100:.2f}% on {m.tested.samples} images")
         if r.layer_drift is not None:
             from edgeresnet.drift import worst_layers_table

@@ -81,7 +81,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 description_options = [
     click.option("--card", type=click.Path(dir_okay=False), default=None,
                  help="Model card (JSON, or TOML by suffix): num_classes, input_size, channels, mean, std, pixel_scale, resize, "
-                      "channel_order, class_names(_file), preset; these options override it. What was used, and from where, goes into the report and manifest."),
+                      "channel_order, interpolation, antialias, class_names(_file), weights_key, preset; these options override it. What was used, and from where, goes into the report and manifest."),
     click.option("--preset", default=None, help="Preprocessing preset: imagenet (224, resize 256, ImageNet mean/std), "
                  "cifar (32, CIFAR mean/std), unit (plain [0,1] pixels) [default: the weights' metadata, else the architecture's: "
                  "imagenet for resnet18..152, cifar for resnet20..110]."),
@@ -92,9 +92,18 @@ description_options = [
     click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
     click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
     click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
-    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order of 3-channel input."),
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None,
+                 help="Channel order of 3-channel input; --mean/--std are given in this order."),
+    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "lanczos", "box", "hamming", "nearest"]),
+                 default=None, help="Resize filter [default: bilinear]."),
+    click.option("--antialias/--no-antialias", default=None,
+                 help="Antialias when shrinking (Pillow, torchvision) or not (OpenCV; bilinear and nearest) [default: antialias]."),
     click.option("--class-names", "class_names_file", type=click.Path(dir_okay=False), default=None,
-                 help="File of class names, one per line [default: the card's, else labelled class-folder names]."),
+                 help="Class names: one per line, a JSON list, or a JSON object from index to name (id2label) "
+                      "[default: the card's, else labelled class-folder names]."),
+    click.option("--weights-key", default=None, metavar="PREFIX",
+                 help="Which tensors of the checkpoint are the weights, by key prefix (e.g. state_dict_ema. for an EMA copy) "
+                      "[default: the one prefix that fits the network]."),
 ]
 
 
@@ -102,11 +111,12 @@ def with_description(f):
     """Adds the model-description options; the command gets them as one `description` (None when none given)."""
     @functools.wraps(f)
     def wrapper(*args, card, preset, num_classes, input_size, channels, mean, std, pixel_scale, resize, channel_order,
-                class_names_file, **kwargs):
+                interpolation, antialias, class_names_file, weights_key, **kwargs):
         from edgeresnet.models import ModelDescription
 
         given = dict(card=card, preset=preset, num_classes=num_classes, channels=channels, pixel_scale=pixel_scale,
                      resize=resize, channel_order=channel_order, class_names_file=class_names_file,
+                     interpolation=interpolation, antialias=antialias, weights_key=weights_key,
                      input_size=ModelDescription.parse_size(input_size) if input_size else None,
                      mean=ModelDescription.parse_floats(mean, "--mean") if mean else None,
                      std=ModelDescription.parse_floats(std, "--std") if std else None)
@@ -118,7 +128,8 @@ def with_description(f):
 
 model_option = click.option("--model", default=None, help="Model name from `edgeresnet models` [default: resnet20-fmnist].")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                              help="A .pt/.pth state dict (torchvision key names) instead of the shipped weights.")
+                              help="Weights instead of the shipped ones: a .pt/.pth/.ckpt checkpoint or a .safetensors file "
+                                   "(torchvision key names, under any one prefix: Lightning, DataParallel, torch.compile, EMA).")
 
 
 calib_options = [
@@ -134,6 +145,9 @@ calib_options = [
 eval_options = [
     click.option("--eval", "eval_data", default=None, help="Evaluation data, same forms as --calib [default: fashion-mnist:test, all 10,000 images]."),
     click.option("--eval-samples", type=int, default=None, help="Evaluate on a deterministic sample instead of all images."),
+    click.option("--labels", type=click.Path(dir_okay=False), default=None,
+                 help="Labels of an --eval folder: a CSV/TSV of filename,label (class index or name, header optional) "
+                      "[default: class folders, or labels.csv/labels.tsv in a flat folder, or FOLDER.csv beside it]."),
 ]
 
 

@@ -8,6 +8,7 @@ Listing the zoo needs no torch; building or loading a network imports it.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -123,22 +124,35 @@ MIN_INPUT_SIDE = {"imagenet": 32, "cifar": 4}
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
-               description: ModelDescription | None = None) -> LoadedModel:
+               description: ModelDescription | None = None, weights_key: str | None = None) -> LoadedModel:
     """Build `name` with the head and input its checkpoint and description give, and load the weights.
 
-    Classes and input channels come from an option or the model card, else from the checkpoint's
+    The weights are read first (`checkpoint.py`: whichever framework wrote them), so a checkpoint
+    that does not fit is the first error, before any check that depends on its head. Classes and
+    input channels come from an option or the model card, else from the checkpoint's
     fc.weight/conv1.weight, else the entry's defaults; preprocessing from the options, the card or
     a preset, else the weights' metadata or the architecture's default (see description.py).
     """
     from edgeresnet.digest import sha256_file
 
-    from .checkpoint import apply_state_dict, checkpoint_shape, read_state_dict
+    from .checkpoint import apply_state_dict, checkpoint_shape, read_checkpoint, select_state_dict
     from .description import resolve
 
     entry = get_entry(name)
+    if weights_key is None and description is not None:
+        weights_key = description.weights_key or (read_card(description.card).weights_key if description.card else None)
     path = Path(weights) if weights is not None else (entry.weights.file if entry.weights else None)
-    state = read_state_dict(path) if path is not None else None
+    state, sources = None, {}
+    if path is not None:
+        selected = select_state_dict(read_checkpoint(path), set(ARCHITECTURES[entry.arch].state_keys()), weights_key)
+        state = selected.state
+        sources["weights"] = f"tensors under {selected.prefix!r} of {path.name}" if selected.prefix else path.name
+        if selected.notice:
+            print(f"edgeresnet: {selected.notice}", file=sys.stderr)
     classes, channels = checkpoint_shape(state) if state is not None else (None, None)
+    if state is not None and (classes is None or channels is None):
+        # Without fc.weight/conv1.weight the head is unknown: the keys' own error comes before any class count.
+        apply_state_dict(entry.build(), state, f"weights {path}")
     resolved = resolve(description, entry.preprocessing, entry.default_source, entry.num_classes,
                        classes, channels, path.name if path else None)
     stem = ARCHITECTURES[entry.arch].stem
@@ -150,7 +164,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
         apply_state_dict(module, state, f"weights {path}")
     module.eval()
     return LoadedModel(entry, module, path, sha256_file(path) if path else None, resolved.preprocessing,
-                       resolved.sources, resolved.num_classes)
+                       {**resolved.sources, **sources}, resolved.num_classes)
 
 
 def describe_models() -> list[dict[str, Any]]:

@@ -29,6 +29,26 @@ class Architecture:
     def default_classes(self) -> int:
         return 1000 if self.stem == "imagenet" else 10
 
+    def state_keys(self) -> list[str]:
+        """The network's state-dict keys (torchvision's names), whatever its head and input channels."""
+        def bn(name: str) -> list[str]:
+            return [f"{name}.{p}" for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+
+        keys = ["conv1.weight", *bn("bn1")]
+        expansion = EXPANSION[self.block]
+        convs = 3 if self.block == "bottleneck" else 2
+        inplanes = self.widths[0]
+        for index, (planes, blocks) in enumerate(zip(self.widths, self.layers)):
+            for block in range(blocks):
+                stride = 2 if index > 0 and block == 0 else 1
+                prefix = f"layer{index + 1}.{block}"
+                for conv in range(1, convs + 1):
+                    keys += [f"{prefix}.conv{conv}.weight", *bn(f"{prefix}.bn{conv}")]
+                if stride != 1 or inplanes != planes * expansion:
+                    keys += [f"{prefix}.downsample.0.weight", *bn(f"{prefix}.downsample.1")]
+                inplanes = planes * expansion
+        return keys + ["fc.weight", "fc.bias"]
+
     def cost(self, num_classes: int, input_shape: tuple[int, int, int]) -> tuple[int, int]:
         """(parameters, multiply-accumulates of one forward pass over convolutions and the classifier)."""
         channels, height, width = input_shape

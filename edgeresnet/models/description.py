@@ -11,8 +11,12 @@ these keys; options given on the command line override it, and it overrides the 
     std = [0.229, 0.224, 0.225]
     pixel_scale = 1                # 1: mean/std on [0, 1] pixels; 255: on 0..255 pixels
     resize = 256                   # shorter side, then center crop to input_size; omit (or 0) to resize straight
-    channel_order = "RGB"          # or "BGR"
-    class_names = ["cat", "dog"]   # or class_names_file = "classes.txt" (one per line, beside the card)
+    channel_order = "RGB"          # or "BGR"; mean/std are in this order (a Caffe model's mean is B, G, R)
+    interpolation = "bilinear"     # the resize filter: bilinear | bicubic | lanczos | box | hamming | nearest
+    antialias = true               # false: sample without antialiasing when shrinking (OpenCV; nearest, bilinear)
+    class_names = ["cat", "dog"]   # or {"0": "cat", "1": "dog"} (id2label), or class_names_file = "classes.txt"
+                                   # (one per line, a JSON list or a JSON id2label object; beside the card)
+    weights_key = "state_dict_ema" # which tensors of the checkpoint (a key prefix; default: found)
 
 Every resolved value records where it came from (the card, an option, the checkpoint, the
 weights' metadata, or the architecture's default), for the report and the manifest.
@@ -21,16 +25,17 @@ weights' metadata, or the architecture's default), for the report and the manife
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from edgeresnet.errors import InputError
-from edgeresnet.preprocessing import PRESETS, Preprocessing
+from edgeresnet.preprocessing import INTERPOLATIONS, PRESETS, Preprocessing
 
 CARD_KEYS = ("preset", "num_classes", "input_size", "channels", "mean", "std", "pixel_scale", "resize",
-             "channel_order", "class_names", "class_names_file")
+             "channel_order", "interpolation", "antialias", "class_names", "class_names_file", "weights_key")
 MAX_INPUT_SIDE = 4096
 MAX_CLASSES = 100_000
 
@@ -49,8 +54,11 @@ class ModelDescription:
     pixel_scale: float | None = None
     resize: int | None = None  # 0: resize straight to the input size
     channel_order: str | None = None
+    interpolation: str | None = None
+    antialias: bool | None = None
     class_names: tuple[str, ...] | None = None
     class_names_file: str | None = None
+    weights_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.preset is not None and self.preset not in PRESETS:
@@ -61,10 +69,18 @@ class ModelDescription:
             raise InputError(f"input size must be 1..{MAX_INPUT_SIDE} pixels a side, not {list(self.input_size)}")
         if self.channels is not None and self.channels not in (1, 3):
             raise InputError(f"channels must be 1 or 3, not {self.channels}")
+        for key in ("mean", "std"):
+            if getattr(self, key) is not None and not all(math.isfinite(v) for v in getattr(self, key)):
+                raise InputError(f"{key} must be finite numbers, not {list(getattr(self, key))}")
+        if self.pixel_scale is not None and not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
+            raise InputError(f"pixel scale must be a positive number (1 or 255), not {self.pixel_scale}")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
 
     @property
     def given(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "card" and getattr(self, f.name) is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("card", "weights_key")
+                and getattr(self, f.name) is not None}
 
     @classmethod
     def parse_size(cls, text: str) -> tuple[int, int]:
@@ -90,7 +106,7 @@ def read_card(path: str | Path) -> ModelDescription:
     """A model card (JSON, or TOML by its .toml suffix) as a description; unknown keys are refused."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no part of the card
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the model card ({getattr(exc, 'strerror', None) or exc})") from None
     try:
@@ -99,6 +115,7 @@ def read_card(path: str | Path) -> ModelDescription:
         raise InputError(f"{path}: not a valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} model card ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a model card is a table of keys ({', '.join(CARD_KEYS)})")
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # "_..." keys are comments (JSON has none)
     unknown = sorted(set(data) - set(CARD_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown model-card key(s) {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}")
@@ -113,15 +130,17 @@ def read_card(path: str | Path) -> ModelDescription:
                     raise ValueError("input_size is N or [height, width]")
                 values[key] = (_integer(size[0], key), _integer(size[-1], key))
             elif key in ("mean", "std"):
-                values[key] = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
+                values[key] = tuple(_number(v, key) for v in (value if isinstance(value, list) else [value]))
             elif key == "pixel_scale":
-                values[key] = float(value)
+                values[key] = _number(value, key)
+            elif key == "antialias":
+                if not isinstance(value, bool):
+                    raise ValueError(f"antialias is true or false, not {value!r}")
+                values[key] = value
             elif key == "resize":
                 values[key] = 0 if value in (None, 0, False) else _integer(value, key)
             elif key == "class_names":
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ValueError("class_names is a list of strings")
-                values[key] = tuple(value)
+                values[key] = class_names_of(value)
             elif key == "class_names_file":
                 values[key] = str(path.parent / str(value))
             else:
@@ -131,19 +150,55 @@ def read_card(path: str | Path) -> ModelDescription:
     return ModelDescription(card=str(path), **values)
 
 
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key} must be finite numbers, not {value!r}")
+    return float(value)
+
+
 def _integer(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise ValueError(f"{key} must be an integer, not {value!r}")
     return int(value)
 
 
+def class_names_of(value: Any) -> tuple[str, ...]:
+    """A list of names, or an object from class index to name (Hugging Face's id2label), as a tuple in class order."""
+    if isinstance(value, dict):
+        try:
+            index = {int(k): v for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise ValueError("class names as an object map class indices (0, 1, ...) to names") from None
+        if sorted(index) != list(range(len(index))):
+            raise ValueError(f"class names as an object need every index 0..{len(index) - 1} once, "
+                             f"not {sorted(index)[:8]}")
+        value = [index[i] for i in range(len(index))]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("class names are a non-empty list of names or an object from index to name")
+    return tuple(v.strip() for v in value)
+
+
 def read_class_names(path: str | Path) -> tuple[str, ...]:
+    """Class names from a file: one per line, a JSON list, or a JSON object from index to name (id2label).
+
+    A JSON file may hold the names under "id2label" or "class_names" (a Hugging Face config.json)."""
+    path = Path(path)
     try:
-        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read class names ({getattr(exc, 'strerror', None) or exc})") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+        try:
+            value = json.loads(text)
+            if isinstance(value, dict):
+                value = next((value[k] for k in ("id2label", "class_names") if k in value), value)
+            return class_names_of(value)
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise InputError(f"{path}: not a JSON list of class names or an object from index to name "
+                             f"({str(exc).splitlines()[0]})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise InputError(f"{path}: no class names (one per line)")
+        raise InputError(f"{path}: no class names (one per line, a JSON list, or a JSON object from index to name)")
     return tuple(names)
 
 
@@ -160,6 +215,44 @@ def merged(options: ModelDescription | None) -> tuple[ModelDescription, dict[str
     return combined, sources
 
 
+def card_of(preprocessing: Preprocessing, num_classes: int) -> dict[str, Any]:
+    """The resolved description as a model card (what `--card` reads back), for the artifact."""
+    return {
+        "_about": "How this model takes its input; edgeresnet compile --card reads it back. mean and std are per "
+                  f"network input channel, in channel_order ({'B, G, R' if preprocessing.channel_order == 'BGR' else 'R, G, B'} "
+                  f"for 3 channels), on pixels scaled by pixel_scale; images are resized with interpolation.",
+        "num_classes": num_classes, "input_size": list(preprocessing.input_size), "channels": preprocessing.channels,
+        "mean": list(preprocessing.mean), "std": list(preprocessing.std), "pixel_scale": preprocessing.pixel_scale,
+        "channel_order": preprocessing.channel_order, "resize": preprocessing.resize or 0,
+        "interpolation": preprocessing.interpolation, "antialias": preprocessing.antialias,
+        "class_names": list(preprocessing.class_names) or None,
+    }
+
+
+# Where each part of the preprocessing came from is recorded apart (sources["mean_std"], ...), for the console line.
+PREPROCESSING_PARTS = ("mean_std", "pixel_scale", "channel_order", "resize")
+PART_OF = {"mean": "mean_std", "std": "mean_std", "interpolation": "resize", "antialias": "resize"}
+
+
+def describe_sources(preprocessing: Preprocessing, sources: dict[str, str]) -> str:
+    """One line: the preprocessing and where mean/std, pixel scale, channel order and resize came from."""
+    def numbers(values: tuple[float, ...]) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    height, width = preprocessing.input_size
+    geometry = (f"shorter side to {preprocessing.resize} then center crop {height}x{width}" if preprocessing.resize
+                else f"straight to {height}x{width}")
+    filter_ = preprocessing.interpolation + ("" if preprocessing.antialias else ", no antialias")
+    parts = [(f"mean {numbers(preprocessing.mean)} std {numbers(preprocessing.std)}", "mean_std"),
+             (f"pixel scale {preprocessing.pixel_scale:g}", "pixel_scale"),
+             (f"channel order {preprocessing.channel_order if preprocessing.channels == 3 else 'gray'}", "channel_order"),
+             (f"resize {geometry} ({filter_})", "resize")]
+    origins = {sources.get(key, "defaults") for _, key in parts}
+    if len(origins) == 1:
+        return f"preprocessing: {', '.join(text for text, _ in parts)}; all from {origins.pop()}"
+    return "preprocessing: " + "; ".join(f"{text} from {sources.get(key, 'defaults')}" for text, key in parts)
+
+
 @dataclass(frozen=True)
 class Resolved:
     num_classes: int
@@ -174,7 +267,8 @@ def resolve(description: ModelDescription | None, base: Preprocessing, base_sour
     given, sources = merged(description)
     if given.preset:
         base, base_source = PRESETS[given.preset], f"preset {given.preset} ({sources['preset']})"
-    resolved_sources = {"normalization": base_source, "input_size": base_source, "class_names": base_source}
+    resolved_sources = {"normalization": base_source, "input_size": base_source, "class_names": base_source,
+                        **{part: base_source for part in PREPROCESSING_PARTS}}
 
     classes, classes_source = base_classes, base_source
     if checkpoint_classes is not None:
@@ -197,14 +291,16 @@ def resolve(description: ModelDescription | None, base: Preprocessing, base_sour
     if channels != base.channels and given.mean is None:
         # A 3-channel default for a 1-channel network (or back): the channel average, and said so.
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
-        resolved_sources["normalization"] = f"{base_source}, averaged over channels for {channels}-channel input"
+        resolved_sources["normalization"] = resolved_sources["mean_std"] = (
+            f"{base_source}, averaged over channels for {channels}-channel input")
     changes: dict[str, Any] = {"channels": channels, "mean": mean, "std": std}
-    for key in ("input_size", "mean", "std", "pixel_scale", "channel_order", "resize"):
+    for key in ("input_size", "mean", "std", "pixel_scale", "channel_order", "resize", "interpolation", "antialias"):
         value = getattr(given, key)
         if value is None:
             continue
         changes[key] = (None if value == 0 else value) if key == "resize" else value
         resolved_sources["input_size" if key == "input_size" else "normalization"] = sources[key]
+        resolved_sources[PART_OF.get(key, key)] = sources[key]
     if given.input_size is not None and given.resize is None and base.resize is not None:
         # A preset's resize (256 for 224) scales with the input: keep its ratio.
         changes["resize"] = round(base.resize * min(given.input_size) / min(base.input_size))

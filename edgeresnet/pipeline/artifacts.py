@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeresnet.schema import FP32_MODEL_FILE, Manifest
 from edgeresnet.artifact import Verification, check_device_config, opened, read_manifest, verify_folder
-from edgeresnet.calibration import open_dataset
+from edgeresnet.calibration import open_inputs
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.evaluate import accuracy, collect_logits
 from edgeresnet.preprocessing import Preprocessing
@@ -83,9 +83,11 @@ class Prediction:
     index: int
     klass: int
     name: str
+    score: float  # softmax probability of the predicted class
+    file: str | None = None  # the image file, for inputs read from files
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "class": self.klass, "name": self.name}
+        return {"index": self.index, "file": self.file, "class": self.klass, "name": self.name, "score": self.score}
 
 
 @dataclass
@@ -106,18 +108,26 @@ class RunResult:
         return result
 
 
-def run_artifact(artifact: str | Path, input_spec: str, limit: int | None = None, emulate: bool = False) -> RunResult:
-    """Verify the artifact, run it on images/.npy/.npz/IDX input, and return predictions and latency."""
+def run_artifact(artifact: str | Path, inputs: str | list[str], limit: int | None = None, emulate: bool = False) -> RunResult:
+    """Verify the artifact, run it on image files and folders (several), or one .npy/.npz/IDX input, and
+    return one prediction per input (in sorted file order; `limit`: the first ones) and the latency."""
+    specs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not specs:
+        raise InputError("--input: give at least one image file, folder or array")
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
     with verified_runner(artifact, emulate) as (_, manifest, runner):
         preprocessing = Preprocessing.from_dict(manifest.input.preprocessing)
-        data = open_dataset(input_spec, preprocessing, limit=limit)
+        data = open_inputs([str(s) for s in specs], preprocessing, limit=limit)
         started = time.perf_counter()
         logits = collect_logits(runner, data, progress=False)
         seconds = time.perf_counter() - started
     names = preprocessing.class_names
-    predictions = [Prediction(i, int(p), names[p] if p < len(names) else str(p)) for i, p in enumerate(logits.argmax(1))]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scores = shifted / shifted.sum(axis=1, keepdims=True)
+    files = data.files
+    predictions = [Prediction(i, int(p), names[p] if p < len(names) else str(p), round(float(scores[i, p]), 6),
+                              str(files[i]) if files else None) for i, p in enumerate(logits.argmax(1))]
     return RunResult(str(artifact), manifest.target.name, runner.runtime, len(data), predictions,
                      round(seconds * 1000 / len(data), 3),
                      accuracy(logits, data.labels).top1 if data.labels is not None else None)

@@ -9,6 +9,7 @@ place only when complete.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
                                  measure, standing_in_for)
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
+from edgeresnet.preprocessing_check import PreprocessingCheck
+from edgeresnet.models.description import card_of
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
-from edgeresnet.schema import (FP32_MODEL_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
+from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
                                Confusion, DataSummary, Gate, InputRecord, Manifest,
                                ModelRecord, PytorchAgreement, Report, TargetRecord, build_details,
                                to_json, write)
@@ -39,8 +42,9 @@ from edgeresnet.targets.base import Backend, BackendOptions, BuildContext, Dynam
 from edgeresnet.targets.capabilities import Tunable
 
 from . import golden
-from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_run_options, evaluation_data,
-                       export_and_quantize, fp32_reference, log, warn)
+from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_preprocessing_fits, check_run_options,
+                       check_shared_images, evaluation_data, export_and_quantize, fp32_reference, log,
+                       state_preprocessing, warn)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
 CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
@@ -70,6 +74,8 @@ class CompileOptions:
     progress: bool = True
     description: ModelDescription | None = None  # the user's model card / options (head, input, preprocessing)
     allow_low_fp32: bool = False  # go on when labelled FP32 top-1 is near chance
+    allow_preprocessing_mismatch: bool = False  # go on when an alternative preprocessing fits the model clearly better
+    labels: str | None = None  # a CSV/TSV of filename,label for an evaluation folder
     sign_key: str | None = None  # ed25519 private key (PEM): writes manifest.sig
     backend_options: BackendOptions | None = None  # of the target's backend's `options` class; None: its defaults
 
@@ -167,7 +173,12 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                   backend_options: BackendOptions, clock: Stopwatch):
     loaded = load_model(options.model, options.weights, options.description)
     calibration = calibration_data(loaded, options.calib, options.calib_samples, options.seed, options.model_batch)
-    evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed)
+    evaluation = evaluation_data(loaded, options.eval, options.eval_samples, options.seed, options.labels, options.progress)
+    state_preprocessing(loaded, options.progress)
+    shared_warning = check_shared_images(calibration, evaluation)
+    preprocessing_check, preprocessing_warning = check_preprocessing_fits(
+        loaded, calibration, evaluation, options.seed, options.allow_preprocessing_mismatch, options.allow_low_fp32,
+        options.progress)
     clock.lap("load")
     calibrator = calibration_options(options.method or backend.quant_scheme.calibration, options.percentile)
     quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
@@ -245,13 +256,17 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
                         target.name, measured.build.golden_tools)
     if measured.warning:
         warn(measured.warning)
-    warnings = [warning for warning in (fp32_warning, quantized.record.warning, measured.warning) if warning]
+    warnings = [warning for warning in (preprocessing_warning, shared_warning, fp32_warning,
+                                        quantized.record.warning, measured.warning) if warning]
     report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
-                     sensitivity, steps, pytorch_agreement, warnings)
+                     sensitivity, steps, pytorch_agreement, warnings, preprocessing_check)
     report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
     if options.bias_correction:
         report.bias_correction = shifts
     write(report, staging / REPORT_FILE)
+    card = {k: v for k, v in card_of(loaded.preprocessing, loaded.num_classes or loaded.entry.num_classes).items()
+            if v is not None}
+    (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     fp32, int8 = measured.measurement.fp32, measured.measurement.tested
     (staging / REPORT_HTML).write_text(render_html(report, _confusion(fp32), _confusion(int8), folder=staging))
     clock.lap("report")
@@ -266,7 +281,7 @@ def _confusion(evaluation: Evaluation) -> list[list[int]] | None:
 
 def _report(options: CompileOptions, config: QuantizeConfig, record: CalibrationRecord, target: Target, loaded: LoadedModel,
             calibration: Dataset, evaluation: Dataset, measured: _Measured, sensitivity: list[LayerSensitivity], steps: list[FallbackStep],
-            pytorch_agreement: PytorchAgreement, warnings: list[str]) -> Report:
+            pytorch_agreement: PytorchAgreement, warnings: list[str], preprocessing_check: PreprocessingCheck | None) -> Report:
     build, result = measured.build, measured.measurement
     described = calibration.describe()
     data = evaluation.describe()
@@ -279,7 +294,8 @@ def _report(options: CompileOptions, config: QuantizeConfig, record: Calibration
         class_names=list(loaded.preprocessing.class_names),
         fp32=replace(result.fp32.result(), pytorch_agreement=pytorch_agreement),
         int8=result.tested.result(),
-        drop_pts=result.drop, agreement=result.drift.agreement, drift=result.drift,
+        drop_pts=result.drop if evaluation.labels is not None else None,  # unlabelled: agreement only
+        agreement=result.drift.agreement, drift=result.drift,
         gate=Gate(options.max_drop, options.max_drop is None or result.drop <= options.max_drop),
         fallback_layers=[s.layer for s in steps],
         fallback_steps=steps,
@@ -290,6 +306,7 @@ def _report(options: CompileOptions, config: QuantizeConfig, record: Calibration
         confusion=Confusion(_confusion(result.fp32), _confusion(result.tested)),
         model_description=loaded.summary(),
         warnings=warnings,
+        preprocessing_check=preprocessing_check.to_dict() if preprocessing_check else None,
     )
 
 

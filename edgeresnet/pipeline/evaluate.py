@@ -32,7 +32,7 @@ class EvaluateResult:
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
         fp32 = {**m.fp32.to_dict(), "pytorch_agreement": self.pytorch_agreement.to_dict()}
-        result = {"fp32": fp32, "onnx": m.tested.to_dict(), "drop_pts": m.drop,
+        result = {"fp32": fp32, "onnx": m.tested.to_dict(), "drop_pts": m.drop if m.tested.accuracy is not None else None,
                   "agreement": m.drift.agreement, "drift": m.drift.to_dict(), "evaluation": to_json(self.evaluation)}
         if self.layer_drift is None:
             return result
@@ -43,11 +43,13 @@ def evaluate_onnx(
     onnx_model: str | Path, model: str = DEFAULT_MODEL, weights: str | None = None, eval: str | None = None,
     eval_samples: int | None = None, seed: int = 0, progress: bool = True, description: ModelDescription | None = None,
     layers: bool = False,
+    labels: str | None = None,
 ) -> EvaluateResult:
     if seed < 0:
         raise InputError(f"--seed must be zero or more, not {seed}")
     loaded = load_model(model, weights, description)
-    data = evaluation_data(loaded, eval, eval_samples, seed)
+    # Quiet: evaluate prints its one result line (which says when the data is unlabelled), or one error line.
+    data = evaluation_data(loaded, eval, eval_samples, seed, labels, progress=False)
     try:
         runner = OnnxRuntimeRunner(Path(onnx_model), any_batch=True)
     except Exception as exc:  # ORT raises its own exception types for bad files

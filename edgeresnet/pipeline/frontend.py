@@ -6,6 +6,7 @@ loaded, calibrated and quantized the same way whichever command asked.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,6 +19,8 @@ from edgeresnet.calibration import Dataset, open_dataset
 from edgeresnet.errors import CheckFailed, InputError
 from edgeresnet.export import PytorchAgreement, check_against_pytorch, export_onnx_model
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
+from edgeresnet.models.description import describe_sources
+from edgeresnet.preprocessing_check import PreprocessingCheck, check_preprocessing
 from edgeresnet.quant_scheme import CalibrationMethod, CalibrationOptions, QuantScheme
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
@@ -52,13 +55,68 @@ class Stopwatch:
         return {"created_unix": int(time.time()), "seconds": round(time.time() - self.started, 2), "stages": self.stages}
 
 
-def resolve_data(spec: str | None, default: str, loaded: LoadedModel, option: str, limit: int | None, seed: int) -> Dataset:
+def resolve_data(spec: str | None, default: str, loaded: LoadedModel, option: str, limit: int | None, seed: int,
+                 labels: str | None = None) -> Dataset:
     """The user's data, or the built-in split for models trained on the built-in data set."""
     if spec is None:
         if loaded.entry.weights is None or "Fashion-MNIST" not in loaded.entry.weights.meta.get("dataset", ""):
             raise InputError(f"model {loaded.name} was not trained on the built-in data set: pass --{option} with your own data")
         spec = default
-    return open_dataset(spec, loaded.preprocessing, limit=limit, seed=seed)
+    return open_dataset(spec, loaded.preprocessing, limit=limit, seed=seed, labels=labels)
+
+
+def state_preprocessing(loaded: LoadedModel, progress: bool) -> None:
+    """One line: the preprocessing, and where its mean/std, pixel scale, channel order and resize came from."""
+    log(progress, describe_sources(loaded.preprocessing, loaded.sources))
+
+
+def check_shared_images(calibration: Dataset, evaluation: Dataset) -> str | None:
+    """A warning when calibration and evaluation hold the same images (by content): the measured drop flatters INT8."""
+    calibration_files, evaluation_files = calibration.files, evaluation.files
+    index = np.arange(len(evaluation))
+    if calibration_files is not None and evaluation_files is not None:
+        # Only files of a size some calibration file has can share its content: most are never read.
+        sizes = {os.path.getsize(f) for f in calibration_files}
+        index = np.array([i for i, f in enumerate(evaluation_files) if os.path.getsize(f) in sizes], np.int64)
+    shared = set(calibration.content_digests()) & set(evaluation.content_digests(index))
+    if not shared:
+        return None
+    message = (f"{len(shared)} of the {len(evaluation)} evaluation images are also calibration images (same content): "
+               f"INT8 is measured on what it was calibrated on, so its drop may look better than it is")
+    warn(message)
+    return message
+
+
+def check_preprocessing_fits(loaded: LoadedModel, calibration: Dataset, evaluation: Dataset, seed: int,
+                             allow_mismatch: bool, allow_low_fp32: bool, progress: bool) -> tuple[PreprocessingCheck | None, str | None]:
+    """Before calibration: does the described preprocessing fit the model (preprocessing_check.py)? Stops with
+    the options that fit, unless overridden; returns the check and the warning an override leaves."""
+    if loaded.weights_path is None:  # random weights fit no preprocessing better than another
+        return None, None
+    classes = loaded.num_classes or loaded.entry.num_classes
+    data = evaluation if evaluation.labels is not None else calibration
+    sources = f"from {loaded.sources.get('normalization', 'defaults')}"
+    result = check_preprocessing(loaded.module, loaded.preprocessing, data, classes, chance_gate(classes), sources, seed)
+    described = result.described
+    if described is not None:
+        score = f"FP32 top-1 {described.top1:.1f}% on {len(described.correct)} labelled images" if described.correct is not None \
+            else f"first-BatchNorm statistics distance {described.distance:.2f}"
+        log(progress, f"preprocessing check: {result.verdict}, {score}, {len(result.candidates) - 1} alternatives "
+                      f"({result.seconds:.1f} s)")
+    if result.verdict == "mismatch":
+        message = f"preprocessing check: {result.message}"
+        if not allow_mismatch:
+            raise CheckFailed(f"{message}; pass those options (or put them in the model card), or "
+                              f"--allow-preprocessing-mismatch to go on")
+        warn(message)
+        return result, message + " (--allow-preprocessing-mismatch given)"
+    if result.verdict == "model_or_labels":
+        message = f"preprocessing check: {result.message}"
+        if not allow_low_fp32:
+            raise CheckFailed(f"{message}; check the weights (--weights, --weights-key) and the labels, or pass "
+                              f"--allow-low-fp32 to go on")
+        return result, message + " (--allow-low-fp32 given)"
+    return result, None
 
 
 def check_run_options(batch: int, seed: int) -> None:
@@ -81,12 +139,19 @@ def calibration_data(loaded: LoadedModel, calib: str | None, samples: int, seed:
     return data
 
 
-def evaluation_data(loaded: LoadedModel, eval: str | None, samples: int | None, seed: int) -> Dataset:
-    data = resolve_data(eval, BUILTIN_EVALUATION, loaded, "eval", samples, seed)
+def evaluation_data(loaded: LoadedModel, eval: str | None, samples: int | None, seed: int,
+                    labels: str | None = None, progress: bool = True) -> Dataset:
+    data = resolve_data(eval, BUILTIN_EVALUATION, loaded, "eval", samples, seed, labels)
+    if data.labels is None:
+        log(progress, f"evaluation: {data.source} has no labels (no class folders, no labels.csv beside it, no --labels): "
+                      f"INT8 is measured as its top-1 agreement with FP32, not as an accuracy drop")
+    elif data.labels_from:
+        log(progress, f"evaluation labels: {data.labels_from}")
     if data.class_names and not loaded.preprocessing.class_names and len(data.class_names) == (loaded.num_classes or 0):
-        # The class-folder names of labelled evaluation data name the classes when nothing else did.
+        # The class-folder (or labels-file) names of labelled evaluation data name the classes when nothing else did.
         loaded.described = replace(loaded.preprocessing, class_names=data.class_names)
-        loaded.sources["class_names"] = f"class-folder names of {data.source}"
+        from_file = data.labels_from and not data.labels_from.startswith("class folders")
+        loaded.sources["class_names"] = f"label names in {data.labels_from}" if from_file else f"class-folder names of {data.source}"
     return data
 
 
@@ -185,4 +250,5 @@ def load_and_quantize(model: str, weights: str | None, calib: str | None, calib_
     check_run_options(batch, seed)
     loaded = load_model(model, weights, description)
     calibration = calibration_data(loaded, calib, calib_samples, seed, batch)
+    state_preprocessing(loaded, progress)
     return export_and_quantize(loaded, calibration, scheme, method, batch, progress=progress)

@@ -73,7 +73,9 @@ def _accuracy(r: Report) -> str:
         rows.append(("top-5", _fmt(r.fp32.top5), _fmt(r.int8.top5)))
     rows.append(("images", f"{r.fp32.samples:,}", f"{r.int8.samples:,}"))
     drop_error = drop_standard_error_pts(r.agreement, r.int8.samples)
-    facts = [f"drop: <b id=\"drop\">{r.drop_pts:+.2f}</b> points (± {drop_error:.2f})",
+    # Unlabelled data has no accuracy: its one figure is the top-1 agreement with FP32, never a drop.
+    facts = [f"drop: <b id=\"drop\">{r.drop_pts:+.2f}</b> points (± {drop_error:.2f})" if r.drop_pts is not None
+             else "unlabelled evaluation: no accuracy, no drop",
              f"top-1 agreement with FP32: <b id=\"agreement\">{pct(r.agreement)}</b>",
              f"logit cosine {r.drift.cosine}, SQNR {_db(r.drift.sqnr_db)}"]
     twin = r.int8.bit_identical_to

@@ -1,0 +1,75 @@
+"""edgeresnet/preprocessing.py on images as phones, cameras and editors write them, and its resize options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeresnet.preprocessing import Preprocessing
+
+RGB = Preprocessing((8, 8), 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+@pytest.fixture
+def picture():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (10, 20, 3), dtype=np.uint8)
+
+
+def test_exif_orientation_is_applied(tmp_path, picture):
+    upright = Image.fromarray(picture)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned, tagged to be turned back
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    sideways.save(tmp_path / "phone.png", exif=exif)
+    upright.save(tmp_path / "upright.png")
+    assert np.array_equal(RGB.load_unit(tmp_path / "phone.png"), RGB.load_unit(tmp_path / "upright.png"))
+
+
+@pytest.mark.parametrize("mode, expected_close", [("CMYK", True), ("P", False), ("RGBA", True), ("LA", False)])
+def test_other_colour_modes_become_rgb(tmp_path, picture, mode, expected_close):
+    image = Image.fromarray(picture)
+    converted = image.convert(mode) if mode != "RGBA" else Image.fromarray(np.dstack([picture, np.full(picture.shape[:2], 90, np.uint8)]))
+    path = tmp_path / f"x.{'jpg' if mode == 'CMYK' else 'png'}"
+    converted.save(path, **({"transparency": 0} if mode == "P" else {}), **({"quality": 100} if mode == "CMYK" else {}))
+    x = RGB.load_unit(path)
+    assert x.shape == (8, 8, 1 if mode == "LA" else 3) and 0 <= x.min() and x.max() <= 1
+    if expected_close:  # same colours, alpha dropped (as torchvision's loader does)
+        reference = RGB.load_unit(_saved(tmp_path, image))
+        assert np.abs(x - reference).max() < 0.1
+
+
+def _saved(folder, image):
+    image.save(folder / "ref.png")
+    return folder / "ref.png"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3000), (3000, 1), (7, 13)])
+def test_odd_sizes_with_and_without_crop(tmp_path, shape):
+    Image.fromarray(np.full(shape, 200, np.uint8)).save(tmp_path / "odd.png")
+    for p in (RGB, Preprocessing((8, 8), 3, (0.0,) * 3, (1.0,) * 3, resize=10)):
+        x = p.load_unit(tmp_path / "odd.png")
+        assert x.shape == (8, 8, 1) and np.allclose(x, 200 / 255, atol=1e-5)
+        assert p.load_image(tmp_path / "odd.png").shape == (3, 8, 8)
+
+
+def test_interpolation_and_antialias_change_the_resize(tmp_path):
+    stripes = np.zeros((60, 60), np.uint8)  # 7.5 source pixels per output pixel: samples fall between stripes unevenly
+    stripes[:, ::2] = 255
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    gray = Preprocessing((8, 8), 1, (0.0,), (1.0,))
+    smooth = gray.load_unit(tmp_path / "stripes.png")
+    aliased = Preprocessing((8, 8), 1, (0.0,), (1.0,), antialias=False).load_unit(tmp_path / "stripes.png")
+    bicubic = Preprocessing((8, 8), 1, (0.0,), (1.0,), interpolation="bicubic").load_unit(tmp_path / "stripes.png")
+    assert np.allclose(smooth, 0.5, atol=0.02)  # antialiased: the stripes average out
+    assert not np.allclose(aliased, 0.5, atol=0.1)  # sampled: the pattern aliases
+    assert not np.array_equal(smooth, bicubic)
+    with pytest.raises(ValueError, match="antialias false works with bilinear and nearest"):
+        Preprocessing((8, 8), 1, (0.0,), (1.0,), interpolation="bicubic", antialias=False)
+
+
+def test_old_manifests_without_the_new_fields_read_as_bilinear():
+    d = RGB.to_dict()
+    del d["interpolation"], d["antialias"]
+    assert Preprocessing.from_dict(d) == RGB
