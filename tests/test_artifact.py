@@ -208,7 +208,7 @@ CASES = {
     "labels out of range": (["evaluate", "{dir}/good.onnx", "--eval", "{dir}/badlabels.npz"], 2, "labels run from 0 to 99"),
     "unknown model": (["compile", "--target", "ort-cpu", "--model", "resnet19", "--out", OUT], 2, "unknown model"),
     "unknown target": (["compile", "--target", "rpi9", "--out", OUT], 2, "unknown target"),
-    "unknown method": (["compile", "--target", "ort-cpu", "--method", "mse", "--out", OUT], 2, "--method"),
+    "unknown method": (["compile", "--target", "ort-cpu", "--method", "kl", "--out", OUT], 2, "--method"),
     "calib samples zero": (["compile", "--target", "ort-cpu", "--calib-samples", "0", "--out", OUT], 2, "at least 1"),
     "eval samples zero": (["compile", "--target", "ort-cpu", "--eval-samples", "0", "--out", OUT], 2, "at least 1"),
     "negative max drop": (["compile", "--target", "ort-cpu", "--max-drop", "-1", "--out", OUT], 2, "--max-drop"),
