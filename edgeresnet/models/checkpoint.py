@@ -134,6 +134,7 @@ def select_state_dict(checkpoint: Checkpoint, expected: set[str], weights_key: s
                 counts[prefix] = counts.get(prefix, 0) + 1
     fitting = sorted(p for p, n in counts.items() if n == len(required))
     option = "--weights-key"
+    notice: str | None
     if weights_key is not None:
         prefix = weights_key if weights_key == "" or weights_key.endswith(".") else weights_key + "."
         if prefix not in counts:

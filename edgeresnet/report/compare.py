@@ -54,7 +54,7 @@ class Column:
     int8_top1: float | None
     int8_samples: int
     top1_standard_error_pts: float | None
-    drop_pts: float
+    drop_pts: float | None  # None: unlabelled evaluation (agreement only)
     drop_standard_error_pts: float
     agreement_with_fp32: float
     int8_runtime: str
@@ -233,7 +233,8 @@ def render_comparison_html(comparison: Comparison) -> str:
         row("FP32 top-1", [f"{col.fp32_top1:.2f}%" if col.fp32_top1 is not None else None for col in c.columns]),
         row("INT8 top-1 (± s.e.)", [f"{col.int8_top1:.2f}% ± {col.top1_standard_error_pts:.2f}" if col.int8_top1 is not None else None
                                     for col in c.columns]),
-        row("drop (pts, ± s.e.)", [f"{col.drop_pts:+.2f} ± {col.drop_standard_error_pts:.2f}" for col in c.columns]),
+        row("drop (pts, ± s.e.)", [f"{col.drop_pts:+.2f} ± {col.drop_standard_error_pts:.2f}" if col.drop_pts is not None
+                                   else "unlabelled: agreement only" for col in c.columns]),
         row("agreement with FP32", [pct(col.agreement_with_fp32) for col in c.columns]),
         row("lost most in", [", ".join(f"{x.name} ({x.drop_pts:+.1f})" for x in col.lost_most) or "no class fell"
                              for col in c.columns]),
