@@ -35,7 +35,7 @@ def test_manifest_records_what_the_artifact_is(ort_artifact):
     assert {"torch", "onnx", "onnxruntime", "numpy"} <= set(manifest["toolchain"])
     assert "apache-tvm" not in manifest["toolchain"]  # each backend lists its own tools; ONNX Runtime needs no TVM
     golden = {f"golden/{name}" for name in ("inputs.npy", "labels.npy", "fp32_logits.npy", "int8_logits.npy", "golden.json")}
-    assert set(manifest["files"]) == {"model.int8.onnx", "model.fp32.onnx", "report.json", "report.html"} | golden
+    assert set(manifest["files"]) == {"model.int8.onnx", "model.fp32.onnx", "model-card.json", "report.json", "report.html"} | golden
     assert "gate" in manifest["accuracy"] and "created_unix" in manifest["build"]
 
 
