@@ -237,10 +237,9 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
             "parallel_split": scheduled.parallel_split(details.threads),
             "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
         }
-        provenance = {}
-        if context.records is not None:
-            # Tuning records are an input of the build, like the calibration data: which, and how made.
-            provenance["tuning_records"] = build_details["tuning_records"] = records_provenance(context.records)
+        # Tuning records are an input of the build, like the calibration data: which, and how made.
+        provenance: dict[str, Any] = {} if context.records is None else {"tuning_records": records_provenance(context.records)}
+        build_details.update(provenance)
         not_measured = ["latency on the board itself: run run.py there (emulated timings say nothing about the board)"]
         threads = os.cpu_count() or 1
         if target.arch != "aarch64":
@@ -252,18 +251,18 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
             not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {native_files}")
         else:
             files += native_files
-            build_details["native_runner"] = {"runner": native.RUNNER, "files": list(native.FILES),
-                                              "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION}
+            build_details.update(native_runner={"runner": native.RUNNER, "files": list(native.FILES),
+                                                "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION})
 
         kernels = int8_kernel_summary(folder / LIBRARY)
-        build_details.update(kernels)
-        if details.dotprod and (kernels["conv_kernels_with_sdot"] < kernels["conv_kernels"] or not kernels["conv_kernels"]):
-            raise CheckFailed(f"{target.name} has the dot-product extension, but only {kernels['conv_kernels_with_sdot']} "
-                              f"of the {kernels['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
-        if not details.dotprod and kernels["sdot_instructions"]:
-            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels['sdot_instructions']}")
-        if not details.dotprod and kernels["conv_kernels_with_widening_multiply"] < kernels["conv_kernels"]:
-            raise CheckFailed(f"only {kernels['conv_kernels_with_widening_multiply']} of the {kernels['conv_kernels']} convolution "
+        build_details.update(kernels.to_dict())
+        if details.dotprod and (kernels.conv_kernels_with_sdot < kernels.conv_kernels or not kernels.conv_kernels):
+            raise CheckFailed(f"{target.name} has the dot-product extension, but only {kernels.conv_kernels_with_sdot} "
+                              f"of the {kernels.conv_kernels} convolution kernels in {LIBRARY} use sdot")
+        if not details.dotprod and kernels.sdot_instructions:
+            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels.sdot_instructions}")
+        if not details.dotprod and kernels.conv_kernels_with_widening_multiply < kernels.conv_kernels:
+            raise CheckFailed(f"only {kernels.conv_kernels_with_widening_multiply} of the {kernels.conv_kernels} convolution "
                               f"kernels in {target.name}'s {LIBRARY} use the smull + sadalp or Winograd smlal kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
