@@ -139,9 +139,7 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
 
     def toolchain(self, target: Target) -> dict[str, str]:
         versions = {package: _package_version(package) for package in ("apache-tvm", "apache-tvm-ffi")}
-        if target.details.cross_compiler:
-            versions["cross_compiler"] = _compiler_version(target.details.cross_compiler)
-        return versions
+        return {**versions, **_cross_compiler_version(target.details.cross_compiler)}
 
     def check_records(self, target: Target, records: Path) -> None:
         check_records_for(records, target.name, llvm_target(target))
@@ -235,7 +233,7 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
             "schedules": scheduled.to_dict(),
             "scheduled_share": scheduled.share,
             "parallel_split": scheduled.parallel_split(details.threads),
-            "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
+            "toolchain": _cross_compiler_version(cross),
         }
         # Tuning records are an input of the build, like the calibration data: which, and how made.
         provenance: dict[str, Any] = {} if context.records is None else {"tuning_records": records_provenance(context.records)}
@@ -353,3 +351,8 @@ def _compiler_version(compiler: str) -> str:
         return subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     except (OSError, IndexError):
         return "unknown"
+
+
+def _cross_compiler_version(compiler: str | None) -> dict[str, str]:
+    """The toolchain entry of a cross build: the compiler's version line; nothing for a native build."""
+    return {"cross_compiler": _compiler_version(compiler)} if compiler else {}
