@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from edgeresnet import metrics
+from edgeresnet import metrics, schema
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.runners import Runner
@@ -137,11 +137,7 @@ class Evaluation:
 
     def result(self) -> RunnerResult:
         """As the report shows it."""
-        accuracy = self.accuracy
-        return RunnerResult(runtime=self.runner["runtime"], arch=self.runner.get("arch"),
-                            bit_identical_to=self.runner.get("bit_identical_to"), samples=self.samples,
-                            top1=accuracy.top1 if accuracy else None, top5=accuracy.top5 if accuracy else None,
-                            per_class=accuracy.per_class if accuracy else None)
+        return schema.from_json(RunnerResult, self.to_dict())
 
 
 def evaluate(runner: Runner, data: Dataset, desc: str = "evaluating", progress: bool = True) -> Evaluation:

@@ -23,7 +23,7 @@ filters antialias when they shrink (as torchvision does on PIL images and, since
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,19 @@ MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _floats(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+# How each field's JSON value becomes the field's type; a field not named here is taken as it is.
+_FROM_JSON = {"input_size": tuple, "channels": int, "mean": _floats, "std": _floats, "class_names": tuple,
+              "pixel_scale": float, "antialias": bool}
 
 
 class ImageRefused(ValueError):
@@ -81,28 +94,19 @@ class Preprocessing:
         return (self.channels, *self.input_size)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["mean"] = list(self.mean)
-        d["std"] = list(self.std)
-        d["class_names"] = list(self.class_names)
-        return d
+        # JSON has no tuples: the sequence fields are written as lists, the rest as they are.
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
-        return cls(
-            input_size=tuple(d["input_size"]),
-            channels=int(d["channels"]),
-            mean=tuple(float(v) for v in d["mean"]),
-            std=tuple(float(v) for v in d["std"]),
-            resize=d.get("resize"),
-            layout=d.get("layout", "NCHW"),
-            class_names=tuple(d.get("class_names", ())),
-            pixel_scale=float(d.get("pixel_scale", 1.0)),
-            channel_order=d.get("channel_order", "RGB"),
-            interpolation=d.get("interpolation", "bilinear"),
-            antialias=bool(d.get("antialias", True)),
-        )
+        """The JSON form back: the four fields without a default are required (KeyError), the rest default."""
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            if spec.name in d:
+                values[spec.name] = _FROM_JSON.get(spec.name, _as_is)(d[spec.name])
+            elif spec.default is MISSING and spec.default_factory is MISSING:
+                raise KeyError(spec.name)
+        return cls(**values)
 
     def normalize_uint8(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images already at input size, NHW (grayscale) or NHWC, to float32 NCHW."""

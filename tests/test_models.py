@@ -18,10 +18,10 @@ PUBLISHED = {"resnet18": (11_689_512, 1.814), "resnet34": (21_797_672, 3.664), "
 
 @pytest.mark.parametrize("arch", sorted(PUBLISHED))
 def test_imagenet_models_match_published_counts(arch):
-    rows = {r["name"]: r for r in describe_models()}
+    rows = {r.name: r for r in describe_models()}
     params, gmacs = PUBLISHED[arch]
-    assert rows[arch]["params"] == params
-    assert round(rows[arch]["macs"] / 1e9, 3) == gmacs
+    assert rows[arch].params == params
+    assert round(rows[arch].macs / 1e9, 3) == gmacs
 
 
 @pytest.mark.parametrize("arch,n", [("resnet20", 3), ("resnet32", 5), ("resnet44", 7), ("resnet56", 9), ("resnet110", 18)])

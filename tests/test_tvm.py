@@ -83,14 +83,14 @@ def test_arm_artifacts_are_aarch64_with_sdot_only_where_the_board_has_it(arm_art
         library = arm_artifacts[target] / "model.so"
         assert _elf_machine(library) == AARCH64_MACHINE
         sdot = int8_kernel_summary(library)
-        assert sdot["conv_kernels"] >= 8, sdot
-        assert sdot["conv_kernels_with_sdot"] == (sdot["conv_kernels"] if expect_sdot else 0), (target, sdot)
-        assert (sdot["sdot_instructions"] > 0) == expect_sdot
-        assert sdot["conv_kernels_with_widening_multiply"] == (0 if expect_sdot else sdot["conv_kernels"]), (target, sdot)
-        assert sdot["conv_kernels_with_smull_sadalp"] > 0 or expect_sdot
+        assert sdot.conv_kernels >= 8, sdot
+        assert sdot.conv_kernels_with_sdot == (sdot.conv_kernels if expect_sdot else 0), (target, sdot)
+        assert (sdot.sdot_instructions > 0) == expect_sdot
+        assert sdot.conv_kernels_with_widening_multiply == (0 if expect_sdot else sdot.conv_kernels), (target, sdot)
+        assert sdot.conv_kernels_with_smull_sadalp > 0 or expect_sdot
         report = json.loads((arm_artifacts[target] / "report.json").read_text())
-        assert report["target_details"]["sdot_instructions"] == sdot["sdot_instructions"]
-        assert report["target_details"]["conv_kernels_with_sdot"] == sdot["conv_kernels_with_sdot"]
+        assert report["target_details"]["sdot_instructions"] == sdot.sdot_instructions
+        assert report["target_details"]["conv_kernels_with_sdot"] == sdot.conv_kernels_with_sdot
 
 
 @pytest.mark.slow

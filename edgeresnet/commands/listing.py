@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeresnet import schema
 from edgeresnet.commands.options import emit, json_option, table
 
 
@@ -14,12 +15,12 @@ def models(as_json: bool) -> None:
     from edgeresnet.models import describe_models
 
     rows = describe_models()
-    for row in rows:
-        row["input"] = "x".join(map(str, row["input"]))
-        row["gmacs"] = f"{row['macs'] / 1e9:.3f}"
-        row["top1_text"] = f"{row['top1']:.2f}" if "top1" in row else "-"
+    # The JSON rows give the input shape as text ("1x28x28"), as the table does.
+    json_rows = [{**schema.to_json(row), "input": "x".join(map(str, row.input))} for row in rows]
+    text_rows = [{**json_row, "gmacs": f"{row.macs / 1e9:.3f}", "top1_text": "-" if row.top1 is None else f"{row.top1:.2f}"}
+                 for row, json_row in zip(rows, json_rows)]
     emit(
-        [{k: v for k, v in r.items() if k not in ("gmacs", "top1_text")} for r in rows] if as_json else rows,
+        json_rows if as_json else text_rows,
         as_json,
         lambda rs: table(rs, [("name", "model"), ("depth", "depth"), ("input", "input"), ("classes", "classes"),
                                ("params", "params"), ("gmacs", "GMACs"), ("top1_text", "top-1 %")]),

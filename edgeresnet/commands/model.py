@@ -51,9 +51,10 @@ def train(arch, epochs, batch_size, max_lr, seed, data, output, as_json) -> None
         edgeresnet.TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, max_lr=max_lr, seed=seed),
         output, data_root=data, command=command, log=(lambda _m: None) if as_json else click.echo,
     )
-    emit(meta, as_json, lambda m: click.echo(
-        f"wrote {output}: test top-1 {m['metrics']['top1']:.2f}%, top-5 {m['metrics']['top5']:.2f}%"
-    ))
+    from edgeresnet.models import WeightsCard
+
+    metrics = WeightsCard.from_dict(meta).metrics
+    emit(meta, as_json, lambda _m: click.echo(f"wrote {output}: test top-1 {metrics.top1:.2f}%, top-5 {metrics.top5:.2f}%"))
 
 
 @click.command()

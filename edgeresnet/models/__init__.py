@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeresnet import DEFAULT_MODEL
+from edgeresnet import DEFAULT_MODEL, schema
 from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import CIFAR, IMAGENET, Preprocessing
 from edgeresnet.schema import ModelSummary
@@ -29,6 +29,30 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 @dataclass(frozen=True)
+class WeightsMetrics:
+    top1: float  # percent, on the test set
+    top5: float
+    test_images: int
+
+
+@dataclass(frozen=True)
+class WeightsCard:
+    """The metadata JSON beside a weights file, as `edgeresnet train` writes it (the fields read here)."""
+
+    name: str
+    arch: str
+    num_classes: int
+    in_channels: int
+    dataset: str  # where the training and test images came from
+    preprocessing: dict[str, Any]  # Preprocessing's JSON form
+    metrics: WeightsMetrics
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any]) -> "WeightsCard":
+        return schema.from_json(cls, meta)
+
+
+@dataclass(frozen=True)
 class Weights:
     """A shipped weights file and the metadata JSON beside it."""
 
@@ -38,9 +62,13 @@ class Weights:
     def meta(self) -> dict[str, Any]:
         return json.loads(self.file.with_suffix(".json").read_text())
 
+    @cached_property
+    def card(self) -> WeightsCard:
+        return WeightsCard.from_dict(self.meta)
+
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.meta["preprocessing"])
+        return Preprocessing.from_dict(self.card.preprocessing)
 
 
 @dataclass(frozen=True)
@@ -77,10 +105,8 @@ def _zoo() -> dict[str, ModelEntry]:
         entries[arch] = ModelEntry(arch, arch, spec.default_classes, 3, preprocessing)
     for meta_file in sorted(WEIGHTS_DIR.glob("*.json")):
         weights = Weights(meta_file.with_suffix(".pt"))
-        meta = weights.meta
-        entries[meta["name"]] = ModelEntry(
-            meta["name"], meta["arch"], meta["num_classes"], meta["in_channels"], weights.preprocessing, weights
-        )
+        card = weights.card
+        entries[card.name] = ModelEntry(card.name, card.arch, card.num_classes, card.in_channels, weights.preprocessing, weights)
     return entries
 
 
@@ -167,28 +193,36 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
                        {**resolved.sources, **sources}, resolved.num_classes)
 
 
-def describe_models() -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of the zoo as `models --json` lists it (field order is the key order)."""
+
+    name: str
+    arch: str
+    depth: int
+    input: list[int]  # the input shape, channels first
+    classes: int
+    params: int
+    macs: int
+    flops: int
+    weights: bool  # whether trained weights ship with it
+    top1: float | None = field(default=None, metadata={"omit_none": True})  # shipped accuracy, with weights only
+    dataset: str | None = field(default=None, metadata={"omit_none": True})
+
+
+def describe_models() -> list[ModelRow]:
     """The zoo as rows: name, parameters, MACs and FLOPs at the model's input size, shipped accuracy."""
     rows = []
     for entry in MODELS.values():
         spec = ARCHITECTURES[entry.arch]
         params, macs = spec.cost(entry.num_classes, (entry.in_channels, *entry.preprocessing.input_size))
-        row = {
-            "name": entry.name,
-            "arch": entry.arch,
-            "depth": spec.depth,
-            "input": list(entry.preprocessing.input_shape),
-            "classes": entry.num_classes,
-            "params": params,
-            "macs": macs,
-            "flops": 2 * macs,
-            "weights": entry.weights is not None,
-        }
-        if entry.weights is not None:
-            row["top1"] = entry.weights.meta["metrics"]["top1"]
-            row["dataset"] = entry.weights.meta["dataset"]
-        rows.append(row)
+        card = entry.weights.card if entry.weights is not None else None
+        rows.append(ModelRow(
+            name=entry.name, arch=entry.arch, depth=spec.depth, input=list(entry.preprocessing.input_shape),
+            classes=entry.num_classes, params=params, macs=macs, flops=2 * macs, weights=entry.weights is not None,
+            top1=card.metrics.top1 if card else None, dataset=card.dataset if card else None,
+        ))
     return rows
 
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelDescription", "ModelEntry", "read_card", "Weights", "describe_models", "get_entry", "load_model"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "LoadedModel", "ModelDescription", "ModelEntry", "ModelRow", "read_card", "Weights", "WeightsCard", "describe_models", "get_entry", "load_model"]

@@ -103,9 +103,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         result = {"artifact": self.artifact, "target": self.target, "runtime": self.runtime, "samples": self.samples,
                   "predictions": [p.to_dict() for p in self.predictions], "ms_per_image": self.ms_per_image}
-        if self.top1 is not None:
-            result["top1"] = self.top1
-        return result
+        return result if self.top1 is None else {**result, "top1": self.top1}
 
 
 def run_artifact(artifact: str | Path, inputs: str | list[str], limit: int | None = None, emulate: bool = False) -> RunResult:

@@ -59,7 +59,7 @@ def resolve_data(spec: str | None, default: str, loaded: LoadedModel, option: st
                  labels: str | None = None) -> Dataset:
     """The user's data, or the built-in split for models trained on the built-in data set."""
     if spec is None:
-        if loaded.entry.weights is None or "Fashion-MNIST" not in loaded.entry.weights.meta.get("dataset", ""):
+        if loaded.entry.weights is None or "Fashion-MNIST" not in loaded.entry.weights.card.dataset:
             raise InputError(f"model {loaded.name} was not trained on the built-in data set: pass --{option} with your own data")
         spec = default
     return open_dataset(spec, loaded.preprocessing, limit=limit, seed=seed, labels=labels)

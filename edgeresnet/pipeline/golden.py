@@ -80,9 +80,9 @@ def write_golden(staging: Path, samples: int, seed: int, evaluation: Dataset, fp
         "fp32_runtime": fp32.result().runtime,
         "int8_runtime": host.tested.result().runtime,
         "host_arch": host.tested.result().arch or platform.machine(),
+        **({} if labels is None else
+           {"host_top1": {"fp32": metrics.top1(fp32_logits, labels), "int8": metrics.top1(int8_logits, labels)}}),
     }
-    if labels is not None:
-        meta["host_top1"] = {"fp32": metrics.top1(fp32_logits, labels), "int8": metrics.top1(int8_logits, labels)}
     written = [f"{FOLDER}/{name}" for name in files.values() if name]
     for tool in tools:
         meta[tool.name], tool_files = tool.write(folder, inputs, int8_logits)

@@ -139,9 +139,7 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
 
     def toolchain(self, target: Target) -> dict[str, str]:
         versions = {package: _package_version(package) for package in ("apache-tvm", "apache-tvm-ffi")}
-        if target.details.cross_compiler:
-            versions["cross_compiler"] = _compiler_version(target.details.cross_compiler)
-        return versions
+        return {**versions, **_cross_compiler_version(target.details.cross_compiler)}
 
     def check_records(self, target: Target, records: Path) -> None:
         check_records_for(records, target.name, llvm_target(target))
@@ -235,12 +233,11 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
             "schedules": scheduled.to_dict(),
             "scheduled_share": scheduled.share,
             "parallel_split": scheduled.parallel_split(details.threads),
-            "toolchain": {"cross_compiler": _compiler_version(cross)} if cross else {},
+            "toolchain": _cross_compiler_version(cross),
         }
-        provenance = {}
-        if context.records is not None:
-            # Tuning records are an input of the build, like the calibration data: which, and how made.
-            provenance["tuning_records"] = build_details["tuning_records"] = records_provenance(context.records)
+        # Tuning records are an input of the build, like the calibration data: which, and how made.
+        provenance: dict[str, Any] = {} if context.records is None else {"tuning_records": records_provenance(context.records)}
+        build_details.update(provenance)
         not_measured = ["latency on the board itself: run run.py there (emulated timings say nothing about the board)"]
         threads = os.cpu_count() or 1
         if target.arch != "aarch64":
@@ -252,18 +249,18 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
             not_measured.append(f"no native runner (edgeresnet-run) in this artifact: {native_files}")
         else:
             files += native_files
-            build_details["native_runner"] = {"runner": native.RUNNER, "files": list(native.FILES),
-                                              "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION}
+            build_details.update(native_runner={"runner": native.RUNNER, "files": list(native.FILES),
+                                                "bytes": native.size_bytes(folder), "tvm_runtime": emulation.TVM_VERSION})
 
         kernels = int8_kernel_summary(folder / LIBRARY)
-        build_details.update(kernels)
-        if details.dotprod and (kernels["conv_kernels_with_sdot"] < kernels["conv_kernels"] or not kernels["conv_kernels"]):
-            raise CheckFailed(f"{target.name} has the dot-product extension, but only {kernels['conv_kernels_with_sdot']} "
-                              f"of the {kernels['conv_kernels']} convolution kernels in {LIBRARY} use sdot")
-        if not details.dotprod and kernels["sdot_instructions"]:
-            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels['sdot_instructions']}")
-        if not details.dotprod and kernels["conv_kernels_with_widening_multiply"] < kernels["conv_kernels"]:
-            raise CheckFailed(f"only {kernels['conv_kernels_with_widening_multiply']} of the {kernels['conv_kernels']} convolution "
+        build_details.update(kernels.to_dict())
+        if details.dotprod and (kernels.conv_kernels_with_sdot < kernels.conv_kernels or not kernels.conv_kernels):
+            raise CheckFailed(f"{target.name} has the dot-product extension, but only {kernels.conv_kernels_with_sdot} "
+                              f"of the {kernels.conv_kernels} convolution kernels in {LIBRARY} use sdot")
+        if not details.dotprod and kernels.sdot_instructions:
+            raise CheckFailed(f"{target.name}'s {details.cpu} lacks sdot, yet {LIBRARY} contains {kernels.sdot_instructions}")
+        if not details.dotprod and kernels.conv_kernels_with_widening_multiply < kernels.conv_kernels:
+            raise CheckFailed(f"only {kernels.conv_kernels_with_widening_multiply} of the {kernels.conv_kernels} convolution "
                               f"kernels in {target.name}'s {LIBRARY} use the smull + sadalp or Winograd smlal kernel")
 
         # The same integer module built for this host: the full-evaluation-set measurement.
@@ -354,3 +351,8 @@ def _compiler_version(compiler: str) -> str:
         return subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     except (OSError, IndexError):
         return "unknown"
+
+
+def _cross_compiler_version(compiler: str | None) -> dict[str, str]:
+    """The toolchain entry of a cross build: the compiler's version line; nothing for a native build."""
+    return {"cross_compiler": _compiler_version(compiler)} if compiler else {}

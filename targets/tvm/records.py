@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeresnet import schema
 from edgeresnet.errors import InputError
 
 DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
@@ -22,27 +24,47 @@ SUMMARY_FILE = "tuning.json"
 SCHEMA = "edgeresnet.tuning/2"
 
 
-def read_summary(records: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TuningRun:
+    """One `edgeresnet tune` run of a summary's `runs` (the fields the backend reads)."""
+    trials_per_kernel: int | None = None
+
+
+@dataclass(frozen=True)
+class TuningSummary:
+    """`tuning.json` as the backend reads it: what the records were tuned for and how they were made."""
+    schema: str
+    target: str | None = None
+    llvm_target: dict[str, Any] | None = None
+    measured_on: str | None = None
+    reproduce: str | None = None
+    runs: list[TuningRun] = field(default_factory=list)
+
+
+def read_summary(records: str | Path) -> TuningSummary:
     folder = Path(records)
     missing = [name for name in (*DATABASE_FILES, SUMMARY_FILE) if not (folder / name).is_file()]
     if missing:
         raise InputError(f"{folder} is not a tuning-records folder of edgeresnet tune (missing {', '.join(missing)})")
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        data = json.loads((folder / SUMMARY_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{folder / SUMMARY_FILE}: unreadable ({exc})") from None
-    if not isinstance(summary, dict) or summary.get("schema") != SCHEMA:
-        found = summary.get("schema") if isinstance(summary, dict) else None
+    found = schema.schema_of(data)
+    if found != SCHEMA:
         hint = "; tune again with this version" if isinstance(found, str) and found.startswith("edgeresnet.tuning/") else ""
         raise InputError(f"{folder / SUMMARY_FILE}: not an {SCHEMA} summary{hint}")
-    return summary
+    try:
+        return schema.from_json(TuningSummary, data)
+    except schema.SchemaError as exc:
+        raise InputError(f"{folder / SUMMARY_FILE}: {exc}") from None
 
 
-def check_records_for(records: str | Path, profile_name: str, llvm_target: dict) -> dict[str, Any]:
+def check_records_for(records: str | Path, profile_name: str, llvm_target: dict) -> TuningSummary:
     """The records' summary, if they were tuned for this profile and LLVM target; else an InputError."""
     summary = read_summary(records)
-    if summary.get("target") != profile_name or summary.get("llvm_target") != llvm_target:
-        raise InputError(f"{records} holds records tuned for {summary.get('target')} ({summary.get('llvm_target')}), "
+    if summary.target != profile_name or summary.llvm_target != llvm_target:
+        raise InputError(f"{records} holds records tuned for {summary.target} ({summary.llvm_target}), "
                          f"not for {profile_name} ({llvm_target})")
     return summary
 
@@ -52,8 +74,8 @@ def records_provenance(records: str | Path) -> dict[str, Any]:
     folder = Path(records)
     summary = read_summary(folder)
     return {"sha256": {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in DATABASE_FILES},
-            "measured_on": summary.get("measured_on"), "reproduce": summary.get("reproduce"),
-            "trials_per_kernel": [run.get("trials_per_kernel") for run in summary.get("runs", [])]}
+            "measured_on": summary.measured_on, "reproduce": summary.reproduce,
+            "trials_per_kernel": [run.trials_per_kernel for run in summary.runs]}
 
 
 @contextlib.contextmanager
