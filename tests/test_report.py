@@ -27,7 +27,7 @@ def test_report_page_reads_cleanly_on_a_phone(ort_artifact):
     """No console error, every plot decoded, nothing fetched, no sideways scroll at 412 px, printable."""
     check = check_page(ort_artifact / "report.html", "report-ort-cpu-small")
     check.assert_ok()
-    assert check.images == 3  # per-class accuracy, confusion difference, sensitivity
+    assert check.images == 4  # per-class accuracy, confusion difference, sensitivity, where the drift starts
     assert check.screenshot.stat().st_size > 10_000
 
 
