@@ -552,16 +552,18 @@ def cost_of(model: str, board: Board, runtime: str, threads: int, counts: list[C
         prefetched += sum(c.prefetched)
         for mnemonic in words[c.block[2]]:
             mixes[name][mnemonic] += c.executions
-    compute = memory = 0.0
-    regions = sorted({region for region, _ in work})
+    # Whole cycles per thread and region, so that every sum below (cycles, all threads, per thread) adds exactly.
+    whole = {key: (round(w[0]), round(w[1])) for key, w in work.items()}
+    compute = memory = 0
+    regions = sorted({region for region, _ in whole})
     for region in regions:
-        slowest = max((sum(w), thread) for (r, thread), w in work.items() if r == region)
-        compute += work[(region, slowest[1])][0]
-        memory += work[(region, slowest[1])][1]
+        slowest = max((sum(w), thread) for (r, thread), w in whole.items() if r == region)
+        compute += whole[(region, slowest[1])][0]
+        memory += whole[(region, slowest[1])][1]
     total = compute + memory
-    all_threads = sum(sum(w) for w in work.values())
-    per_thread: dict[int, float] = defaultdict(float)
-    for (region, thread), w in sorted(work.items()):
+    all_threads = sum(sum(w) for w in whole.values())
+    per_thread: dict[int, int] = defaultdict(int)
+    for (region, thread), w in sorted(whole.items()):
         per_thread[thread] += sum(w)
     top = sorted(kernels.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_KERNELS]
     return Cost(model, board.name, runtime, threads, runtime_version(runtime), round(instructions), round(compute),
