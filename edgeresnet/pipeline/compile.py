@@ -21,7 +21,6 @@ from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_fo
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.bias_correction import bias_sample, correct_bias
-from edgeresnet.quant_records import BiasShiftRecord
 from edgeresnet.drift import drift_sample, layer_drift
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
@@ -32,8 +31,8 @@ from edgeresnet.models.description import card_of
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
-from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
-                               Confusion, DataSummary, Gate, InputRecord, Manifest,
+from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, BiasShiftRecord,
+                               CalibrationRecordEntry, Confusion, DataSummary, Gate, InputRecord, Manifest,
                                ModelRecord, PytorchAgreement, Report, TargetRecord, build_details,
                                to_json, write)
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
