@@ -38,11 +38,12 @@ from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, RE
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BackendOptions, BuildContext, DynamicBatch, Target, TargetBuild
-from edgeresnet.targets.capabilities import Tunable
+from edgeresnet.targets.capabilities import ProgramBuildContext, QdqStep, QuantizesItself, Tunable
 
 from . import golden
 from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_preprocessing_fits, check_run_options,
-                       check_shared_images, evaluation_data, export_and_quantize, fp32_reference, log,
+                       check_shared_images, evaluation_data, export_and_quantize, export_and_quantize_program,
+                       fp32_reference, log,
                        state_preprocessing, warn)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
@@ -144,6 +145,9 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     backend_options = options.backend_options or backend.options()
     if type(backend_options) is not backend.options:
         raise InputError(f"{type(backend_options).__name__} are not options of {backend.name}, which builds {target.name}")
+    if options.bias_correction and isinstance(backend, QuantizesItself):
+        raise InputError(f"--bias-correction shifts biases in a Q/DQ graph; {target.name} builds with {backend.name}, "
+                         f"which quantizes in its own framework")
     backend.preflight(target)
     if options.records is not None:
         if not isinstance(backend, Tunable):
@@ -180,19 +184,31 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         options.progress)
     clock.lap("load")
     calibrator = calibration_options(options.method or backend.quant_scheme.calibration, options.percentile)
-    quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
-                                    options.dynamic_batch is not None, options.progress, clock)
-    int8_model = quantized.int8
     shifts: list[BiasShiftRecord] = []
-    if options.bias_correction:
-        int8_model, shifts = correct_bias(quantized.fp32, int8_model, bias_sample(calibration))
-        clock.lap("bias_correction")
+    skipped: list[QdqStep] = []  # the Q/DQ graph's steps a backend that quantizes itself does not offer
+    int8_model: onnx.ModelProto | None = None
+    if isinstance(backend, QuantizesItself):
+        quantizer = backend
+        fp32_model, config, program = export_and_quantize_program(
+            loaded, calibration, quantizer, backend.quant_scheme, calibrator, options.model_batch,
+            options.dynamic_batch is not None, options.progress, clock)
+        record = program.calibration
+        skipped = [QdqStep.SENSITIVITY, *([QdqStep.FALLBACK] if options.max_drop is not None else []), QdqStep.LAYER_DRIFT]
+    else:
+        quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
+                                        options.dynamic_batch is not None, options.progress, clock)
+        fp32_model, config, record, int8_model = quantized.fp32, quantized.config, quantized.record, quantized.int8
+        if options.bias_correction:
+            int8_model, shifts = correct_bias(fp32_model, int8_model, bias_sample(calibration))
+            clock.lap("bias_correction")
 
-    fp32_runner, pytorch_agreement = fp32_reference(loaded, quantized.fp32, calibration)
-    sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
-    sensitivity = layer_sensitivity(int8_model, collect_logits(fp32_runner, sample, progress=False), sample,
-                                    options.progress)
-    clock.lap("sensitivity")
+    fp32_runner, pytorch_agreement = fp32_reference(loaded, fp32_model, calibration)
+    sensitivity: list[LayerSensitivity] = []
+    if int8_model is not None:
+        sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
+        sensitivity = layer_sensitivity(int8_model, collect_logits(fp32_runner, sample, progress=False), sample,
+                                        options.progress)
+        clock.lap("sensitivity")
 
     def build(candidate: onnx.ModelProto) -> TargetBuild:
         return backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
@@ -221,7 +237,12 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         references[position] = main
         return _Measured(built, standing_in_for(twin, main), references)
 
-    built = build(int8_model)
+    if int8_model is not None:
+        built = build(int8_model)
+    else:
+        assert isinstance(backend, QuantizesItself)
+        built = backend.build_program(ProgramBuildContext(target, loaded, program.program, staging, options.model_batch,
+                                                          backend_options))
     # FP32 and every runner that sees the whole evaluation set share one pass over it (each image decoded once).
     runners = [built.runner, *built.reference_runners]
     whole = [i for i in range(len(runners)) if i > 0 or built.sample_limit is None]
@@ -232,7 +253,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     measured = measured_against(built, fp32_eval, dict(zip(whole, evaluations)))
     clock.lap("build_and_validate")
     steps: list[FallbackStep] = []
-    if options.max_drop is not None and measured.drop > options.max_drop:
+    if options.max_drop is not None and measured.drop > options.max_drop and int8_model is not None:
         log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
         latest: list[_Measured] = []  # the last candidate measured, alone: each holds its logits
 
@@ -247,19 +268,23 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
 
     # On evaluation images (disjoint from the calibration data), the model as it ships (after any fallback).
     drift_images = drift_sample(evaluation)
-    drift = layer_drift(quantized.fp32, int8_model, drift_images)
+    drift = layer_drift(fp32_model, int8_model, drift_images) if int8_model is not None else None
     clock.lap("layer_drift")
-    write_bytes_atomically(staging / FP32_MODEL_FILE, quantized.fp32.SerializeToString())
+    write_bytes_atomically(staging / FP32_MODEL_FILE, fp32_model.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, measured.build.golden_tools)
     if measured.warning:
         warn(measured.warning)
     warnings = [warning for warning in (preprocessing_warning, shared_warning, fp32_warning,
-                                        quantized.record.warning, measured.warning) if warning]
-    report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
+                                        record.warning, measured.warning) if warning]
+    report = _report(options, config, record, target, loaded, calibration, evaluation, measured,
                      sensitivity, steps, pytorch_agreement, warnings, preprocessing_check)
-    report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
+    if drift is not None:
+        report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
+    if skipped:
+        report.skipped_steps = [f"{step.value}: {backend.name} quantizes in its own framework, not in a Q/DQ graph"
+                                for step in skipped]
     if options.bias_correction:
         report.bias_correction = shifts
     write(report, staging / REPORT_FILE)

@@ -145,6 +145,8 @@ class Report:
     preprocessing_check: dict[str, Any] | None = None  # PreprocessingCheck.to_dict(); None: not run (no weights)
     devices: list[DeviceColumn] | None = omit_none()  # combined reports only
     artifact: ArtifactRef | None = omit_none()  # combined reports only
+    # Steps not run because the backend quantizes in its own framework (targets.capabilities.QdqStep), and why.
+    skipped_steps: list[str] | None = omit_none()
     schema: str = REPORT_SCHEMA
 
     @property
