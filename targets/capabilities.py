@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .base import BackendOptions, BuildContext, QuantizeRequest, Target, TargetBuild
 
@@ -61,6 +61,9 @@ class TuneSummary(Protocol):
 class Tunable(ABC):
     """A backend whose kernels `edgeresnet tune` can tune, and whose builds take the records (`compile --records`)."""
 
+    tuner: ClassVar[str]  # how it tunes, for `tune --help` (e.g. "MetaSchedule, from the rule schedules")
+    tuning_devices: ClassVar[str]  # where it measures, for `tune --target`'s help
+
     @abstractmethod
     def check_records(self, target: Target, records: Path) -> None:
         """Accept tuning records made for `target`, or raise InputError."""
@@ -91,6 +94,9 @@ class RemoteRun:
 class DeviceFarm(ABC):
     """A backend whose artifacts run on remote boards (`validate --rpc ADDRESS`, in the backend's address form)."""
 
+    farm_address: ClassVar[str]  # the address form, as a metavar (e.g. "KEY@HOST:PORT")
+    farm_help: ClassVar[str]  # what the address names, for `--rpc`'s help
+
     @abstractmethod
     def check_farm_address(self, text: str) -> None:
         """Refuse a malformed address (InputError) before anything is read."""
@@ -106,6 +112,8 @@ class DeviceFarm(ABC):
 
 class Emulation(ABC):
     """A backend that can run artifacts for another machine on this one, emulated (`run --emulate`)."""
+
+    emulation_help: ClassVar[str]  # what runs under which emulator, for `run --emulate`'s help
 
     @abstractmethod
     def open_emulated(self, target: Target, folder: Path, manifest: Manifest) -> Runner:
