@@ -164,7 +164,6 @@ class QdqStep(Enum):
     """The pipeline's steps that read or rewrite ONNX Runtime's Q/DQ graph: only backends that build from
     that graph offer them."""
 
-    BIAS_CORRECTION = "bias correction"
     SENSITIVITY = "layer sensitivity"
     FALLBACK = "fallback of sensitive layers to float"
     LAYER_DRIFT = "per-layer drift"
@@ -196,8 +195,9 @@ class QuantizesItself(ABC, Generic[Program]):
     ExecuTorch's XNNPACK delegate) and builds from that program, not from ONNX Runtime's Q/DQ graph.
 
     Export of the FP32 model (the reference and model.fp32.onnx), evaluation of the built artifact against
-    it, golden vectors and the device check run as for any backend; no `QdqStep` runs, and the report lists
-    the ones skipped (`skipped_steps`).
+    it, golden vectors and the device check run as for any backend; no `QdqStep` runs, the report lists
+    the ones skipped (`skipped_steps`), and `--bias-correction` (a shift of a Q/DQ graph's biases) is refused.
+    Inherit it before `Backend`: its `build` stands in for the Q/DQ one, which the pipeline never calls.
     """
 
     @abstractmethod
