@@ -63,9 +63,13 @@ def test_the_plugin_compiles_end_to_end_with_its_own_option(plugin_path, small_d
     assert report["sensitivity"] and report["layer_drift"] and "skipped_steps" not in report  # a Q/DQ backend: all run
     assert "toy plug-in, graph optimizations on" in report["int8"]["runtime"]
     assert (out / "model.plugin.onnx").is_file()
-    verified = run_cli("verify", str(out), "--json", env=plugin_path)
-    assert verified.returncode == 0 and json.loads(verified.stdout)["target"] == "plugin-cpu"
-    ran = run_cli("run", str(out), "--input", str(small_data["eval"]), "--limit", "4", "--json", env=plugin_path)
+    assert_verifies_and_runs(out, "plugin-cpu", small_data, plugin_path)
+
+
+def assert_verifies_and_runs(out: Path, target: str, small_data: dict, env: dict[str, str]) -> None:
+    verified = run_cli("verify", str(out), "--json", env=env)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["target"] == target
+    ran = run_cli("run", str(out), "--input", str(small_data["eval"]), "--limit", "4", "--json", env=env)
     assert ran.returncode == 0 and json.loads(ran.stdout)["samples"] == 4
 
 
@@ -91,10 +95,7 @@ def test_a_backend_that_quantizes_in_pytorch_compiles_and_names_the_steps_not_ru
     assert 0.99 < report["drift"]["cosine"] <= 1.0  # int8 steps of the untrained network's own ranges
     assert (out / "model.pt2").is_file() and (out / "model.fp32.onnx").is_file()
     assert "Not run for this backend" in (out / "report.html").read_text()
-    verified = run_cli("verify", str(out), "--json", env=plugin_path)
-    assert verified.returncode == 0 and json.loads(verified.stdout)["target"] == "pytorch-cpu"
-    ran = run_cli("run", str(out), "--input", str(small_data["eval"]), "--limit", "4", "--json", env=plugin_path)
-    assert ran.returncode == 0 and json.loads(ran.stdout)["samples"] == 4
+    assert_verifies_and_runs(out, "pytorch-cpu", small_data, plugin_path)
 
 
 def test_bias_correction_is_bad_input_for_a_backend_that_quantizes_in_pytorch(plugin_path, small_data, tmp_path):
