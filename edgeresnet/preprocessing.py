@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ def _floats(values: Any) -> tuple[float, ...]:
 
 
 # How each field's JSON value becomes the field's type; a field not named here is taken as it is.
-_FROM_JSON: dict[str, Callable[[Any], Any]] = {"input_size": tuple, "channels": int, "mean": _floats, "std": _floats, "class_names": tuple,
+_FROM_JSON = {"input_size": tuple, "channels": int, "mean": _floats, "std": _floats, "class_names": tuple,
               "pixel_scale": float, "antialias": bool}
 
 
@@ -128,8 +127,8 @@ class Preprocessing:
                 raise ValueError(f"images have {pixels.shape[-1]} channels, the model takes {self.channels}")
         if self.channels == 3 and self.channel_order == "BGR":
             pixels = pixels[..., ::-1]
-        scaled = pixels.astype(np.float32) * np.float32(self.pixel_scale)
-        x = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        x = pixels.astype(np.float32) * np.float32(self.pixel_scale)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
     def load_image(self, path) -> np.ndarray:
@@ -204,7 +203,6 @@ def _unit_planes(img) -> list:
     """The image as float ("F" mode) planes scaled to [0, 1]: 8-bit / 255, 16-bit / 65535; alpha dropped."""
     from PIL import Image
 
-    values: np.ndarray
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(img, dtype=np.float64)
         if img.mode == "I" and (values.min() < 0 or values.max() > 65535):
