@@ -43,8 +43,7 @@ from edgeresnet.targets.capabilities import ProgramBuildContext, QdqStep, Quanti
 from . import golden
 from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_preprocessing_fits, check_run_options,
                        check_shared_images, evaluation_data, export_and_quantize, export_and_quantize_program,
-                       fp32_reference, log,
-                       state_preprocessing, warn)
+                       fp32_reference, log, state_preprocessing, warn)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
 CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
@@ -188,9 +187,8 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     skipped: list[QdqStep] = []  # the Q/DQ graph's steps a backend that quantizes itself does not offer
     int8_model: onnx.ModelProto | None = None
     if isinstance(backend, QuantizesItself):
-        quantizer = backend
         fp32_model, config, program = export_and_quantize_program(
-            loaded, calibration, quantizer, backend.quant_scheme, calibrator, options.model_batch,
+            loaded, calibration, backend, backend.quant_scheme, calibrator, options.model_batch,
             options.dynamic_batch is not None, options.progress, clock)
         record = program.calibration
         skipped = [QdqStep.SENSITIVITY, *([QdqStep.FALLBACK] if options.max_drop is not None else []), QdqStep.LAYER_DRIFT]
