@@ -141,7 +141,8 @@ def _image_loader(preprocessing: Preprocessing) -> Callable[[Path], np.ndarray]:
 def image_files(folder: Path) -> list[Path]:
     """The image files under `folder`, sorted; hidden files and folders (.DS_Store, .ipynb_checkpoints, macOS's
     ._ files) are skipped, symlinked folders followed (each real folder once)."""
-    found, seen = [], set()
+    found: list[Path] = []
+    seen: set[str] = set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
         if real in seen:
@@ -176,6 +177,8 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
         # One folder holding everything is a wrapper (an archive's top folder), not one class.
         return _read_folder(path / classes[0], preprocessing, limit, seed)
     labelled = table is not None or bool(classes)
+    labels_from: str | None
+    labels: np.ndarray | None
     if table is not None:
         class_names, labels_from = table.class_names, f"{table.file} (by {table.by})"
     elif labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
@@ -191,7 +194,7 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
     if table is not None:
         labels = labels_of(table, chosen)
     else:
-        labels = np.array([class_index[class_of(p)] for p in chosen], np.int64) if labelled else None
+        labels = np.array([class_index[str(class_of(p))] for p in chosen], np.int64) if labelled else None
     source = FileSource(chosen, _image_loader(preprocessing), preprocessing.input_shape)
     return Dataset(source, labels, str(path), class_names, labels_from=labels_from)
 

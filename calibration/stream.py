@@ -19,7 +19,7 @@ import os
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def _digest(data: bytes) -> str:
 class FileSource(ImageSource):
     """Image files, each decoded and preprocessed by `load` in the thread pool."""
 
-    def __init__(self, files: list, load: Callable[[object], np.ndarray], image_shape: tuple[int, ...]):
+    def __init__(self, files: list, load: Callable[[Any], np.ndarray], image_shape: tuple[int, ...]):
         self.files = files
         self.load = load
         self._shape = tuple(image_shape)
@@ -315,6 +315,7 @@ class Dataset:
         if self._sha256 is None:
             for _ in self.batches():
                 pass
+        assert self._sha256 is not None  # a full pass over the data sets it
         return self._sha256
 
     def describe(self) -> DataSummary:

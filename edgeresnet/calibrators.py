@@ -12,7 +12,7 @@ fixed bin edges.
 
 Why not ONNX Runtime's calibrators through `quantize_static`: it forwards neither
 `num_bins` nor `num_quantized_bins`, so its entropy calibrator ran with 128/128 bins
-and returned the min-max range (see the field notes). The min-max and percentile
+and returned the min-max range. The min-max and percentile
 calibrators here reproduce ONNX Runtime's numbers exactly (same tensors, same
 reductions, the same `np.histogram` of |x| on the same edges), so the profiles whose
 default is one of them ship the same bytes as before.

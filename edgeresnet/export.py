@@ -94,8 +94,9 @@ def export_onnx_model(
         # The TorchScript exporter is deprecated in favour of dynamo, which needs
         # onnxscript; it is the mature path for plain CNNs and fast (< 1 s).
         warnings.simplefilter("ignore")
+        # The stub names paths only; the TorchScript exporter writes to a file object as well.
         torch.onnx.export(
-            folded, example, buffer, dynamo=False, opset_version=opset,
+            folded, (example,), buffer, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
             do_constant_folding=True,

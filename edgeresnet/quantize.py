@@ -51,8 +51,14 @@ class QuantizeConfig:
             object.__setattr__(self, "calibration", calibration_options(self.calibration or self.scheme.calibration))
 
     @property
+    def options(self) -> CalibrationOptions:
+        """The typed calibration options (`__post_init__` resolved a name or None to them)."""
+        assert isinstance(self.calibration, (MinMaxOptions, PercentileOptions, EntropyOptions, MseOptions, AutoOptions))
+        return self.calibration
+
+    @property
     def method(self) -> CalibrationMethod:
-        return self.calibration.method
+        return self.options.method
 
 
 @dataclass(frozen=True)
@@ -142,13 +148,14 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
         # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
         # opset >= 13 (export uses 17) ORT 1.32's update_opset_version leaves the model as it is.
         prepared = load_model_with_shape_infer(source)
-    if isinstance(config.calibration, AutoOptions):
-        return calibrate_automatically(model, prepared, calibration, config, config.calibration, progress)
+    options = config.options
+    if isinstance(options, AutoOptions):
+        return calibrate_automatically(model, prepared, calibration, config, options, progress)
     tensors = tensors_to_calibrate(prepared, config.scheme.op_types)
-    calibrator = create_calibrator(config.calibration)
+    calibrator = create_calibrator(options)
     run = calibrate_with_progress(prepared, tensors, calibration, calibrator, config.method.value, progress)
     quantized = place_qdq(model, prepared, run.ranges, config, config.method)
-    record = CalibrationRecord(config.calibration, run.samples,
+    record = CalibrationRecord(options, run.samples,
                                scale_stability(run, config.scheme.activation_symmetric, stability_threshold(config.method)),
                                run.samples * (1 + calibrator.histogram_passes), tuple(calibrator.clipped_spikes()))
     return Quantization(quantized, record)
@@ -231,6 +238,9 @@ class _Graph:
     def __init__(self, model: onnx.ModelProto):
         self.model = model
         self.graph = model.graph
+        self._index()
+
+    def _index(self) -> None:
         self.producer = {out: node for node in self.graph.node for out in node.output}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in self.graph.node:
@@ -270,7 +280,7 @@ class _Graph:
         used = {i for node in self.graph.node for i in node.input}
         for init in [i for i in self.graph.initializer if i.name not in used]:
             self.graph.initializer.remove(init)
-        self.__init__(self.model)
+        self._index()
 
 
 def place_residual_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -286,9 +296,10 @@ def place_residual_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in list(g.graph.node):
         if node.op_type != "Add" or len(node.input) != 2:
             continue
-        sources = [g.qdq_source(i) for i in node.input]
-        if None in sources:
+        first, second = (g.qdq_source(i) for i in node.input)
+        if first is None or second is None:
             continue
+        sources = (first, second)
         branch = max((0, 1), key=lambda i: depth.get(sources[i], 0))
         node.input[branch] = sources[branch]
     g.prune()

@@ -99,8 +99,10 @@ def train_on_fashion_mnist(
     background = (0.0 - FASHION_MNIST.mean[0]) / FASHION_MNIST.std[0]
 
     # channels_last runs this network's small convolutions about 1.5x faster on CPU.
-    model = build_resnet(config.arch, num_classes=len(CLASS_NAMES), in_channels=1).to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
+    # torch's stubs leave memory_format out of Module.to's overloads.
+    model = build_resnet(config.arch, num_classes=len(CLASS_NAMES), in_channels=1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD(

@@ -5,7 +5,8 @@ A backend (ONNX Runtime, TensorRT, TVM, a plug-in, ...) is one package with one
 declares its targets (typed `Target` profiles), the quantization scheme it consumes,
 whether it takes a dynamic batch and its own options (a `BackendOptions` dataclass
 whose fields become command-line options); it checks its toolchain (`preflight`),
-quantizes (`quantize`, by default ONNX Runtime's Q/DQ in its scheme), builds an
+quantizes (`quantize`, by default ONNX Runtime's Q/DQ in its scheme, or in its own framework with the
+`QuantizesItself` capability), builds an
 artifact (`build`), opens a finished artifact (`open_artifact`) and reports its
 toolchain versions for the manifest. What only some backends can do (tuning, a device
 farm, emulation, model checks) is a capability in `capabilities`: the pipeline asks
@@ -167,8 +168,8 @@ class Backend(ABC):
 
     def quantize(self, request: QuantizeRequest) -> Quantization:
         """The INT8 model its `build` takes as `BuildContext.int8_model`: ONNX Runtime's Q/DQ placement in the
-        backend's `quant_scheme` unless it quantizes otherwise (e.g. in PyTorch, for a runtime that takes
-        a PyTorch-quantized program rather than a Q/DQ graph)."""
+        backend's `quant_scheme` unless it places them otherwise. A backend that quantizes in PyTorch instead
+        (a runtime that takes a PyTorch-quantized program) has the `capabilities.QuantizesItself` capability."""
         from edgeresnet.quantize import calibrate_and_quantize
 
         return calibrate_and_quantize(request.fp32, request.calibration, request.config, request.progress)

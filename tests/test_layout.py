@@ -11,6 +11,7 @@ tree, not by the modules' imports.
 from __future__ import annotations
 
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from importlib import metadata
 import pytest
 
 from edgeresnet.targets import ENTRY_POINT_GROUP
-from helpers import REPO
+from helpers import REPO, run_cli
 
 # Source folder -> the installed package it becomes (pyproject's package-dir).
 PACKAGE_ROOTS = {REPO / "edgeresnet": "edgeresnet", REPO / "targets": "edgeresnet.targets",
@@ -189,10 +190,24 @@ def _light_run(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("args", [["--help"], ["targets", "--json"], ["models", "--json"], ["compile", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["targets", "--json"], ["models", "--json"], ["compile", "--help"],
+                                  ["tune", "--help"], ["validate", "--help"]])
 def test_light_commands_import_neither_torch_nor_tvm(args):
     outcome = _light_run(*args)
     assert outcome == {"code": 0, "heavy": []}
+
+
+def test_capability_help_comes_from_the_backends_that_offer_it():
+    """`tune`, `validate --rpc` and `run --emulate` name what each offering backend declares, and no backend by hand."""
+    from edgeresnet.targets.tvm.backend import TvmBackend
+
+    def text(*args: str) -> str:
+        return " ".join(run_cli(*args).stdout.split())
+    assert f"tvm (rpi4, rpi5, jetson-orin-cpu, arm64, x86-64): {TvmBackend.tuner}" in text("tune", "--help")
+    assert f"tvm: {TvmBackend.farm_address}, {TvmBackend.farm_help}" in text("validate", "--help")
+    assert TvmBackend.emulation_help in text("run", "--help")
+    commands = (REPO / "edgeresnet" / "commands").glob("*.py")
+    assert [p.name for p in commands if re.search(r"\bTVM\b|MetaSchedule|RPC tracker", p.read_text())] == []
 
 
 @pytest.mark.parametrize("fixture", ["ort_artifact", "jetson_artifact"])

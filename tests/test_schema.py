@@ -89,7 +89,7 @@ def test_unbounded_sqnr_round_trips_as_null():
 
 # --- string-key reads ------------------------------------------------------------------------------------
 
-SCHEMA_MODULE = "edgeresnet/schema.py"  # the one module that maps the schema to and from JSON
+SCHEMA_PACKAGE = "edgeresnet/schema"  # the one package that maps the schema to and from JSON
 # Issue 24 asks for at most 80 string-key reads in all. What is left: the TVM lowering's ONNX attributes
 # and constants, TVM's own mappings (tracker summaries, function attributes, LLVM target options), the
 # model-card sources, report page details and the tables of a few commands. The ceiling is what the code
@@ -110,12 +110,12 @@ def string_key_reads(source: str) -> int:
 
 
 def counted_files() -> list[Path]:
-    """The .py files under edgeresnet/ and targets/ (no symbolic links, no templates/ folder) and cli.py."""
+    """The .py files under edgeresnet/ and targets/ (no symbolic links, no templates/ folder, not the schema package) and cli.py."""
     files = [REPO / "cli.py"]
     for folder in ("edgeresnet", "targets"):
         for path in sorted((REPO / folder).rglob("*.py")):
             relative = path.relative_to(REPO)
-            if path.is_symlink() or "templates" in relative.parts or relative.as_posix() == SCHEMA_MODULE:
+            if path.is_symlink() or "templates" in relative.parts or relative.parent.as_posix() == SCHEMA_PACKAGE:
                 continue
             files.append(path)
     return files
@@ -127,5 +127,5 @@ def test_the_counter_counts_subscripts_and_gets_by_literal_only():
 
 def test_string_key_reads_stay_under_the_ceiling():
     counts = {path.relative_to(REPO).as_posix(): string_key_reads(path.read_text()) for path in counted_files()}
-    assert "edgeresnet/pipeline/compile.py" in counts and SCHEMA_MODULE not in counts
+    assert "edgeresnet/pipeline/compile.py" in counts and not any(name.startswith(SCHEMA_PACKAGE + "/") for name in counts)
     assert sum(counts.values()) <= STRING_KEY_READS_CEILING, sorted(counts.items(), key=lambda kv: -kv[1])[:8]

@@ -45,7 +45,7 @@ def test_integer_path_matches_onnxruntime_qdq(reference_qdq, host_library):
 
     ORT's optimized path fuses Q/DQ into u8s8 kernels that saturate on x86 without
     VNNI: on this model it disagrees with its own exact execution on about 5% of
-    images (field notes), so it is no reference for the integer numerics.
+    images, so it is no reference for the integer numerics.
     """
     loaded, qdq, test = reference_qdq
     tvm_logits = collect_logits(TvmHostRunner(host_library[0], 1, 2, "test"), test.images, progress=False)

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from edgeresnet.commands.options import emit, json_option
+from edgeresnet.commands.options import emit, json_option, offered_by
+from edgeresnet.pipeline.backends import emulation_offers
 
 
 @click.command(name="verify")
@@ -30,7 +31,7 @@ def verify_command(artifact, digest, public_key, as_json):
 @click.option("--input", "inputs", required=True, multiple=True,
               help="Image files and folders (repeat --input for several), or one .npy/.npz, IDX file or 'fashion-mnist:test'.")
 @click.option("--limit", type=int, default=None, help="Run on the first N inputs (in sorted file order).")
-@click.option("--emulate", is_flag=True, help="Run an aarch64 TVM artifact under qemu-user (builds a cached runtime folder once).")
+@click.option("--emulate", is_flag=True, help=f"Run the artifact under emulation; backends that offer it: {offered_by(emulation_offers())}.")
 @json_option
 def run_command(artifact, inputs, limit, emulate, as_json):
     """Run an artifact on this machine where it can run, after verifying it: one line per input (file, class, score)."""

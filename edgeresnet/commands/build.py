@@ -6,8 +6,10 @@ import sys
 
 import click
 
-from edgeresnet.commands.options import (apply_options, calib_options, emit, eval_options, json_option, model_option, table,
-                                        target_choice, weights_option, with_backend_options, with_description)
+from edgeresnet.commands.options import (apply_options, calib_options, emit, eval_options, farm_addresses, json_option,
+                                        model_option, offered_by, table, target_choice, weights_option,
+                                        with_backend_options, with_description)
+from edgeresnet.pipeline.backends import dynamic_batch_offers, tuning_offers
 from edgeresnet.schema import Report
 
 
@@ -29,11 +31,13 @@ def _print_summary(report: Report) -> None:
               help="Shift each quantized layer's bias by its mean INT8 - FP32 output difference per channel on calibration images.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Static batch size of the shipped model.")
 @click.option("--dynamic-batch", default=None, metavar="MIN,OPT,MAX",
-              help="A dynamic batch dimension instead (ONNX Runtime and TensorRT targets; TensorRT gets these profile bounds).")
+              help="A dynamic batch dimension instead, with these optimization-profile bounds (backends that take one: "
+                   f"{', '.join(offer.backend for offer in dynamic_batch_offers()) or 'none'}).")
 @click.option("--golden-samples", type=int, default=256, show_default=True,
               help="Evaluation images shipped in golden/ with the host's FP32 and INT8 logits, for the on-device check (run.py --check).")
 @click.option("--records", type=click.Path(file_okay=False), default=None,
-              help="Tuning records from `edgeresnet tune` for this target: kernels with a record take its schedule (TVM targets).")
+              help="Tuning records from `edgeresnet tune` for this target: kernels with a record take its schedule "
+                   f"(tunable backends: {', '.join(offer.backend for offer in tuning_offers()) or 'none'}).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Artifact folder [default: build/<model>-<target>].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--tar", is_flag=True, help="Also write <folder>.tar.gz.")
@@ -66,24 +70,24 @@ def compile_command(target, model, weights, calib, calib_samples, method, percen
         sys.exit(1)
 
 
-@click.command()
-@click.option("--target", required=True, type=target_choice(),
-              help="A target of a tunable backend (TVM: x86-64 locally; rpi4, rpi5, ... through --rpc).")
+@click.command(help="Tune the kernels of a target with its backend's tuner; `compile --records` reuses the records. "
+                    f"Tunable backends: {offered_by(tuning_offers())}.")
+@click.option("--target", required=True, type=target_choice(), help="A target of a tunable backend (below).")
 @click.option("--records", required=True, type=click.Path(file_okay=False),
               help="Records folder: created, or extended when it holds records of the same target.")
 @model_option
 @weights_option
 @click.option("--calib", default=None, help="Calibration data for the quantized model (its constants do not change the kernels).")
 @click.option("--calib-samples", type=int, default=64, show_default=True)
-@click.option("--trials", type=int, default=64, show_default=True, help="MetaSchedule candidates measured per kernel.")
+@click.option("--trials", type=int, default=64, show_default=True, help="Candidate schedules measured per kernel.")
 @click.option("--kernels", "max_kernels", type=int, default=None, help="Tune only the N kernels with the most work.")
 @click.option("--all-kernels", is_flag=True, help="Also tune the small pooling/elementwise kernels, not just the convolutions.")
-@click.option("--rpc", default=None, metavar="KEY@HOST:PORT", help="Measure on the board registered under KEY with the TVM RPC tracker at HOST:PORT.")
+@click.option("--rpc", default=None, metavar="ADDRESS",
+              help=f"Measure on a board of a device farm, in the backend's address form: {farm_addresses()}.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 def tune(target, records, model, weights, calib, calib_samples, trials, max_kernels, all_kernels, rpc, batch, seed, as_json):
-    """Tune the TVM kernels of a target with MetaSchedule, starting from the rule schedules; `compile --records` reuses them."""
     import edgeresnet
 
     result = edgeresnet.tune(edgeresnet.TuneOptions(

@@ -1,4 +1,5 @@
-"""A device's measurement beside the host's, from boards over TVM RPC: `validate` (`report --device` takes a device report file)."""
+"""A device's measurement beside the host's, from the boards of a device farm: `validate` (`report --device` takes a
+device report file)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,26 @@ import sys
 
 import click
 
-from edgeresnet.commands.options import emit, json_option
+from edgeresnet.commands.options import emit, farm_addresses, json_option
+from edgeresnet.pipeline.backends import farm_offers
 
 
-@click.command(name="validate")
+@click.command(name="validate", help="Evaluate an artifact on the boards of a device farm (sharded across free boards) and "
+                                      "put the result beside the host measurement, as `report --device` does. Exits 1 "
+                                      "when the boards drift past the budget. Backends with device farms: "
+                                      f"{', '.join(offer.offerer for offer in farm_offers()) or 'none'}.")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--rpc", required=True, metavar="KEY@HOST:PORT", help="The boards registered under KEY with the TVM RPC tracker at HOST:PORT.")
+@click.option("--rpc", required=True, metavar="ADDRESS", help=f"The device farm, in the backend's address form: {farm_addresses()}.")
 @click.option("--eval", "eval_data", default=None, help="Data to evaluate instead of the artifact's golden vectors (labelled for top-1).")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate a deterministic sample of this many images of --eval.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--min-agreement", type=float, default=99.0, show_default=True, help="Minimum top-1 agreement with the host INT8, percent.")
 @click.option("--max-extra-drop", type=float, default=0.5, show_default=True, help="Allowed drop against FP32 beyond the host's, points.")
-@click.option("--label", default=None, help="Name of the device column [default: the RPC key and board count].")
+@click.option("--label", default=None, help="Name of the device column [default: the boards' runtime and the target].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json/report.html with the device column [default: <artifact>.device beside it].")
 @json_option
 def validate_command(artifact, rpc, eval_data, eval_samples, seed, min_agreement, max_extra_drop, label, out, as_json):
-    """Evaluate a TVM artifact's library on the boards of a TVM RPC tracker (sharded across free boards) and
-    put the result beside the host measurement, as `report --device` does. Exits 1 when the boards drift past the budget."""
     from edgeresnet.pipeline.validate import validate_artifact
 
     result = validate_artifact(artifact, rpc, eval_data, eval_samples, seed, out, label, min_agreement, max_extra_drop)

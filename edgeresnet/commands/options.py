@@ -57,6 +57,24 @@ def scheme_choice() -> RegistryChoice:
     return RegistryChoice(scheme_names, get_quant_scheme)
 
 
+def offered_by(offers) -> str:
+    """The backends that offer a capability, for a command's help (`pipeline.backends.CapabilityOffer`s)."""
+    return "; ".join(offer.line() for offer in offers) or "none of the installed backends"
+
+
+def farm_addresses() -> str:
+    """Each device farm's address form and what it names, for an `--rpc` option's help."""
+    from edgeresnet.pipeline.backends import farm_offers
+
+    return "; ".join(f"{offer.backend}: {offer.address}, {offer.help}" for offer in farm_offers()) or "none"
+
+
+def _method_default() -> str:
+    from edgeresnet.pipeline.backends import backend_defaults
+
+    return ", ".join(f"{method} for {backend} targets" for backend, method in backend_defaults())
+
+
 def with_backend_options(f):
     """Adds each registered backend's own options (`--<backend>-<field>`, from its options dataclass); the
     command gets the target's backend's filled options class as `backend_options` (None when none given)."""
@@ -137,7 +155,7 @@ calib_options = [
     click.option("--calib-samples", type=int, default=512, show_default=True, help="Calibration samples, drawn deterministically."),
     click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "mse", "auto"]), default=None,
                  help="Calibration method; auto calibrates with every method and ships the best on held-out calibration "
-                      "images [default: the target's profile: minmax for ort-cpu and Jetson, percentile for TVM targets]."),
+                      f"images [default: the target's quantization scheme's: {_method_default()}]."),
     click.option("--percentile", type=float, default=None,
                  help="The percentile method's clipping percentile, in [90, 100) [default: 99.999]."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and evaluation sampling."),

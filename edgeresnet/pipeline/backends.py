@@ -16,11 +16,12 @@ from edgeresnet.errors import InputError
 from edgeresnet.targets import aliases, all_targets, backend_of, backends, describe, get_quant_scheme, get_target
 from edgeresnet.targets import quant_schemes, target_names
 from edgeresnet.targets.base import BackendOptions
-from edgeresnet.targets.capabilities import ModelCheckOption, ModelCheckReport, ModelChecks
+from edgeresnet.targets.capabilities import DeviceFarm, Emulation, ModelCheckOption, ModelCheckReport, ModelChecks, Tunable
 
 # The registry's lookups the command line's choices use, with what is defined below.
-__all__ = ["BackendOption", "ModelCheckCommand", "backend_options", "check_model", "get_quant_scheme", "get_target",
-           "model_check_commands", "options_for", "scheme_names", "target_names", "target_rows"]
+__all__ = ["BackendOption", "CapabilityOffer", "ModelCheckCommand", "backend_options", "check_model", "dynamic_batch_offers",
+           "emulation_offers", "farm_offers", "backend_defaults", "get_quant_scheme", "get_target", "model_check_commands", "options_for",
+           "scheme_names", "target_names", "target_rows", "tuning_offers"]
 
 # The types a backend option may have; None is allowed as a default of an optional field.
 OPTION_TYPES = (bool, int, float, str)
@@ -122,3 +123,51 @@ def check_model(command: str, path: str | Path, **options: Any) -> list[ModelChe
         if isinstance(backend, ModelChecks) and backend.check_command == command:
             return backend.check_model_file(Path(path), **options)
     raise InputError(f"no backend offers the model check {command!r}")
+
+
+@dataclass(frozen=True)
+class CapabilityOffer:
+    """One backend's offer of a capability, as the help of the command that uses it names it."""
+
+    backend: str
+    targets: tuple[str, ...]
+    help: str
+    address: str = ""  # a device farm's address form
+
+    @property
+    def offerer(self) -> str:
+        return f"{self.backend} ({', '.join(self.targets)})"
+
+    def line(self) -> str:
+        return f"{self.offerer}: {self.help}"
+
+
+def _targets_of(backend_name: str) -> tuple[str, ...]:
+    return tuple(t.name for t in all_targets() if t.backend == backend_name)
+
+
+def tuning_offers() -> list[CapabilityOffer]:
+    """Backends whose kernels `tune` tunes: how, and where it measures."""
+    return [CapabilityOffer(b.name, _targets_of(b.name), f"{b.tuner}; {b.tuning_devices}")
+            for b in backends() if isinstance(b, Tunable)]
+
+
+def farm_offers() -> list[CapabilityOffer]:
+    """Backends whose artifacts run on the boards of a device farm (`validate --rpc`, `tune --rpc`)."""
+    return [CapabilityOffer(b.name, _targets_of(b.name), b.farm_help, b.farm_address)
+            for b in backends() if isinstance(b, DeviceFarm)]
+
+
+def emulation_offers() -> list[CapabilityOffer]:
+    """Backends that run artifacts for another machine here, emulated (`run --emulate`)."""
+    return [CapabilityOffer(b.name, _targets_of(b.name), b.emulation_help) for b in backends() if isinstance(b, Emulation)]
+
+
+def dynamic_batch_offers() -> list[CapabilityOffer]:
+    """Backends whose artifacts take a dynamic batch dimension (`compile --dynamic-batch`)."""
+    return [CapabilityOffer(b.name, _targets_of(b.name), "") for b in backends() if b.dynamic_batch]
+
+
+def backend_defaults() -> list[tuple[str, str]]:
+    """(backend, its quantization scheme's default calibration method), for `--method`'s help."""
+    return [(b.name, b.quant_scheme.calibration.value) for b in backends()]

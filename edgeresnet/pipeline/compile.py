@@ -21,7 +21,6 @@ from edgeresnet.artifact import manifest_digest, pack, package_versions, sign_fo
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.calibration import Dataset
 from edgeresnet.bias_correction import bias_sample, correct_bias
-from edgeresnet.quant_records import BiasShiftRecord
 from edgeresnet.drift import drift_sample, layer_drift
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import (Evaluation, Measurement, against, collect_logits, evaluate_together, identical_on_sample,
@@ -32,19 +31,19 @@ from edgeresnet.models.description import card_of
 from edgeresnet.quant_scheme import CalibrationMethod, calibration_options
 from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.report import render_html
-from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, CalibrationRecordEntry,
-                               Confusion, DataSummary, Gate, InputRecord, Manifest,
+from edgeresnet.schema import (FP32_MODEL_FILE, MODEL_CARD_FILE, REPORT_FILE, REPORT_HTML, AccuracyRecord, BiasShiftRecord,
+                               CalibrationRecordEntry, Confusion, DataSummary, Gate, InputRecord, Manifest,
                                ModelRecord, PytorchAgreement, Report, TargetRecord, build_details,
                                to_json, write)
 from edgeresnet.sensitivity import FallbackStep, LayerSensitivity, fall_back_until, layer_sensitivity, sensitivity_sample
 from edgeresnet.targets import backend_of, describe, get_target
 from edgeresnet.targets.base import Backend, BackendOptions, BuildContext, DynamicBatch, Target, TargetBuild
-from edgeresnet.targets.capabilities import Tunable
+from edgeresnet.targets.capabilities import ProgramBuildContext, QdqStep, QuantizesItself, Tunable
 
 from . import golden
 from .frontend import (Stopwatch, calibration_data, check_fp32_sanity, check_preprocessing_fits, check_run_options,
-                       check_shared_images, evaluation_data, export_and_quantize, fp32_reference, log,
-                       state_preprocessing, warn)
+                       check_shared_images, evaluation_data, export_and_quantize, export_and_quantize_program,
+                       fp32_reference, log, state_preprocessing, warn)
 
 # Packages every build runs on, whatever the backend; a backend adds its own (Backend.toolchain).
 CORE_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy")
@@ -145,6 +144,9 @@ def compile_artifact(options: CompileOptions) -> CompileResult:
     backend_options = options.backend_options or backend.options()
     if type(backend_options) is not backend.options:
         raise InputError(f"{type(backend_options).__name__} are not options of {backend.name}, which builds {target.name}")
+    if options.bias_correction and isinstance(backend, QuantizesItself):
+        raise InputError(f"--bias-correction shifts biases in a Q/DQ graph; {target.name} builds with {backend.name}, "
+                         f"which quantizes in its own framework")
     backend.preflight(target)
     if options.records is not None:
         if not isinstance(backend, Tunable):
@@ -181,19 +183,30 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         options.progress)
     clock.lap("load")
     calibrator = calibration_options(options.method or backend.quant_scheme.calibration, options.percentile)
-    quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
-                                    options.dynamic_batch is not None, options.progress, clock)
-    int8_model = quantized.int8
     shifts: list[BiasShiftRecord] = []
-    if options.bias_correction:
-        int8_model, shifts = correct_bias(quantized.fp32, int8_model, bias_sample(calibration))
-        clock.lap("bias_correction")
+    skipped: list[QdqStep] = []  # the Q/DQ graph's steps a backend that quantizes itself does not offer
+    int8_model: onnx.ModelProto | None = None
+    if isinstance(backend, QuantizesItself):
+        fp32_model, config, program = export_and_quantize_program(
+            loaded, calibration, backend, backend.quant_scheme, calibrator, options.model_batch,
+            options.dynamic_batch is not None, options.progress, clock)
+        record = program.calibration
+        skipped = [QdqStep.SENSITIVITY, *([QdqStep.FALLBACK] if options.max_drop is not None else []), QdqStep.LAYER_DRIFT]
+    else:
+        quantized = export_and_quantize(loaded, calibration, backend.quant_scheme, calibrator, options.model_batch,
+                                        options.dynamic_batch is not None, options.progress, clock)
+        fp32_model, config, record, int8_model = quantized.fp32, quantized.config, quantized.record, quantized.int8
+        if options.bias_correction:
+            int8_model, shifts = correct_bias(fp32_model, int8_model, bias_sample(calibration))
+            clock.lap("bias_correction")
 
-    fp32_runner, pytorch_agreement = fp32_reference(loaded, quantized.fp32, calibration)
-    sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
-    sensitivity = layer_sensitivity(int8_model, collect_logits(fp32_runner, sample, progress=False), sample,
-                                    options.progress)
-    clock.lap("sensitivity")
+    fp32_runner, pytorch_agreement = fp32_reference(loaded, fp32_model, calibration)
+    sensitivity: list[LayerSensitivity] = []
+    if int8_model is not None:
+        sample = sensitivity_sample(calibration)  # a bounded prefix of the calibration data
+        sensitivity = layer_sensitivity(int8_model, collect_logits(fp32_runner, sample, progress=False), sample,
+                                        options.progress)
+        clock.lap("sensitivity")
 
     def build(candidate: onnx.ModelProto) -> TargetBuild:
         return backend.build(BuildContext(target, loaded, candidate, staging, options.model_batch,
@@ -222,7 +235,12 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
         references[position] = main
         return _Measured(built, standing_in_for(twin, main), references)
 
-    built = build(int8_model)
+    if int8_model is not None:
+        built = build(int8_model)
+    else:
+        assert isinstance(backend, QuantizesItself)
+        built = backend.build_program(ProgramBuildContext(target, loaded, program.program, staging, options.model_batch,
+                                                          backend_options))
     # FP32 and every runner that sees the whole evaluation set share one pass over it (each image decoded once).
     runners = [built.runner, *built.reference_runners]
     whole = [i for i in range(len(runners)) if i > 0 or built.sample_limit is None]
@@ -233,7 +251,7 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
     measured = measured_against(built, fp32_eval, dict(zip(whole, evaluations)))
     clock.lap("build_and_validate")
     steps: list[FallbackStep] = []
-    if options.max_drop is not None and measured.drop > options.max_drop:
+    if options.max_drop is not None and measured.drop > options.max_drop and int8_model is not None:
         log(options.progress, f"drop {measured.drop:.3f} pts exceeds --max-drop {options.max_drop}: keeping sensitive layers in float")
         latest: list[_Measured] = []  # the last candidate measured, alone: each holds its logits
 
@@ -248,19 +266,23 @@ def _compile_into(staging: Path, options: CompileOptions, target: Target, backen
 
     # On evaluation images (disjoint from the calibration data), the model as it ships (after any fallback).
     drift_images = drift_sample(evaluation)
-    drift = layer_drift(quantized.fp32, int8_model, drift_images)
+    drift = layer_drift(fp32_model, int8_model, drift_images) if int8_model is not None else None
     clock.lap("layer_drift")
-    write_bytes_atomically(staging / FP32_MODEL_FILE, quantized.fp32.SerializeToString())
+    write_bytes_atomically(staging / FP32_MODEL_FILE, fp32_model.SerializeToString())
     host = golden.host_measurement(measured.measurement, measured.references, len(evaluation))
     golden.write_golden(staging, options.golden_samples, options.seed, evaluation, fp32_eval, host, loaded.name,
                         target.name, measured.build.golden_tools)
     if measured.warning:
         warn(measured.warning)
     warnings = [warning for warning in (preprocessing_warning, shared_warning, fp32_warning,
-                                        quantized.record.warning, measured.warning) if warning]
-    report = _report(options, quantized.config, quantized.record, target, loaded, calibration, evaluation, measured,
+                                        record.warning, measured.warning) if warning]
+    report = _report(options, config, record, target, loaded, calibration, evaluation, measured,
                      sensitivity, steps, pytorch_agreement, warnings, preprocessing_check)
-    report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
+    if drift is not None:
+        report.layer_drift, report.layer_drift_samples = drift, len(drift_images)
+    if skipped:
+        report.skipped_steps = [f"{step.value}: {backend.name} quantizes in its own framework, not in a Q/DQ graph"
+                                for step in skipped]
     if options.bias_correction:
         report.bias_correction = shifts
     write(report, staging / REPORT_FILE)

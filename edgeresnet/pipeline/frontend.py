@@ -26,6 +26,7 @@ from edgeresnet.quantize import CalibrationRecord, QuantizeConfig
 from edgeresnet.runners import OnnxRuntimeRunner, Runner
 from edgeresnet.targets import backend_of_scheme
 from edgeresnet.targets.base import QuantizeRequest
+from edgeresnet.targets.capabilities import ProgramQuantization, QuantizesItself
 
 BUILTIN_CALIBRATION = "fashion-mnist:train"
 BUILTIN_EVALUATION = "fashion-mnist:test"
@@ -207,24 +208,46 @@ class Quantized:
 def export_and_quantize(loaded: LoadedModel, calibration: Dataset, scheme: QuantScheme,
                         method: CalibrationOptions | CalibrationMethod | str | None = None, batch: int = 1, dynamic_batch: bool = False,
                         progress: bool = True, clock: Stopwatch | None = None) -> Quantized:
+    fp32, config = _export(loaded, calibration, scheme, method, batch, dynamic_batch, progress, clock)
+    # The backend that consumes the scheme quantizes (ONNX Runtime's Q/DQ placement unless it does otherwise).
+    quantization = backend_of_scheme(scheme.name).quantize(QuantizeRequest(loaded, fp32, calibration, config, progress))
+    _state_calibration(quantization.calibration, progress, clock)
+    return Quantized(loaded, calibration, config, fp32, quantization.model, quantization.calibration)
+
+
+def export_and_quantize_program(loaded: LoadedModel, calibration: Dataset, backend: QuantizesItself[Any],
+                                scheme: QuantScheme, method: CalibrationOptions | CalibrationMethod | None, batch: int,
+                                dynamic_batch: bool, progress: bool,
+                                clock: Stopwatch) -> tuple[onnx.ModelProto, QuantizeConfig, ProgramQuantization[Any]]:
+    """The front half for a backend that quantizes in its own framework: the FP32 export and its program."""
+    fp32, config = _export(loaded, calibration, scheme, method, batch, dynamic_batch, progress, clock)
+    quantization = backend.quantize_program(QuantizeRequest(loaded, fp32, calibration, config, progress))
+    _state_calibration(quantization.calibration, progress, clock)
+    return fp32, config, quantization
+
+
+def _export(loaded: LoadedModel, calibration: Dataset, scheme: QuantScheme,
+            method: CalibrationOptions | CalibrationMethod | str | None, batch: int, dynamic_batch: bool, progress: bool,
+            clock: Stopwatch | None) -> tuple[onnx.ModelProto, QuantizeConfig]:
     fp32 = export_onnx_model(loaded, batch=batch, dynamic_batch=dynamic_batch)
     if clock:
         clock.lap("export")
     config = QuantizeConfig(scheme=scheme, calibration=method)
     log(progress, f"calibrating ({config.method.value}) on {len(calibration)} samples from {calibration.source}")
-    # The backend that consumes the scheme quantizes (ONNX Runtime's Q/DQ placement unless it does otherwise).
-    quantization = backend_of_scheme(scheme.name).quantize(QuantizeRequest(loaded, fp32, calibration, config, progress))
-    stability = quantization.calibration.stability
-    if quantization.calibration.selection:
-        log(progress, f"calibration: auto shipped {quantization.calibration.selection.reason}")
+    return fp32, config
+
+
+def _state_calibration(record: CalibrationRecord, progress: bool, clock: Stopwatch | None) -> None:
+    stability = record.stability
+    if record.selection:
+        log(progress, f"calibration: auto shipped {record.selection.reason}")
     if stability.max_relative_change is not None:
         log(progress, f"calibration: largest activation scale change, first {stability.half_samples} samples vs all: "
                       f"{stability.max_relative_change:.1%} ({stability.tensor})")
-    if quantization.calibration.warning:
-        warn(quantization.calibration.warning)
+    if record.warning:
+        warn(record.warning)
     if clock:
         clock.lap("quantize")
-    return Quantized(loaded, calibration, config, fp32, quantization.model, quantization.calibration)
 
 
 # Images on which the FP32 reference is checked against PyTorch before it measures anything.

@@ -90,11 +90,13 @@ def _accuracy(r: Report) -> str:
     if losses:
         notes.append("lost most in: " + ", ".join(f"{esc(c.name)} ({c.fp32:.1f}% &rarr; {c.int8:.1f}%)" for c in losses))
     not_measured = "".join(f"<li>{esc(n)}</li>" for n in r.not_measured)
+    skipped = "".join(f"<li>{esc(step)}</li>" for step in r.skipped_steps or [])
     return (f'<h2>Accuracy</h2><section id="accuracy"><p>On {r.int8.samples:,} images of <code>{esc(source)}</code>.</p>'
             + table(("", "FP32", "INT8 (shipped)"), rows, "accuracy-table")
             + "<p>" + "; ".join(facts) + ".</p>"
             + "".join(f"<p>{n}</p>" for n in notes)
-            + (f"<p>Not measured here:</p><ul>{not_measured}</ul>" if not_measured else "") + "</section>")
+            + (f"<p>Not measured here:</p><ul>{not_measured}</ul>" if not_measured else "")
+            + (f"<p>Not run for this backend:</p><ul>{skipped}</ul>" if skipped else "") + "</section>")
 
 
 def _fmt(value: float | None) -> str | None:

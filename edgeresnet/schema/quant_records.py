@@ -1,5 +1,5 @@
 """report.json's records of how the INT8 model was chosen and where it drifts: auto's candidates, clipped
-spikes, per-layer drift, bias shifts. Part of `edgeresnet.schema` (which maps them to and from JSON);
+spikes, per-layer drift, bias shifts (edgeresnet.schema.mapping maps them to and from JSON);
 standard library only, like it.
 """
 
