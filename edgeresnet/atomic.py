@@ -6,7 +6,7 @@ also locked (`fcntl.flock` on a hidden lock file beside it) for the whole build,
 processes writing one destination cannot race; its staging folders carry the writer's
 pid, so the next writer removes those a dead process left behind. SIGTERM is turned into
 the same exception as Ctrl-C, so every staging folder and temporary folder is removed on
-either.
+either; `edgeresnet.processes` kills the helper processes at once and bounds the time to exit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from edgeresnet import processes
 from edgeresnet.errors import InputError
 
 
@@ -84,6 +85,12 @@ def terminate_like_ctrl_c() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) in (signal.SIG_DFL, None):
             signal.signal(signum, handler)
+
+    def record(signum: int) -> None:
+        if signum != signal.SIGINT and signum not in _received:
+            _received.append(signum)
+
+    processes.watch_for_termination(record)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -187,6 +194,7 @@ def _staged(destination: Path) -> Iterator[Path]:
         os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise _explain(exc, destination) from None
+    processes.remove_on_forced_exit(staging)
     try:
         yield staging
         if destination.exists():
@@ -202,3 +210,5 @@ def _staged(destination: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        processes.forget_on_forced_exit(staging)

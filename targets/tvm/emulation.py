@@ -10,6 +10,7 @@ instruction the board lacks (an sdot on a Cortex-A72 dies with SIGILL).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from edgeresnet.errors import MissingDependency
+from edgeresnet.processes import die_with_parent, forget_on_forced_exit, remove_on_forced_exit
 
 DEFAULT_FOLDER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeresnet" / "aarch64-runtime"
 FOLDER_ENV = "EDGERESNET_AARCH64_RUNTIME"
@@ -55,7 +57,7 @@ def qemu_binary() -> str:
 
 
 def _run(command: list[str], **kwargs) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=die_with_parent(), **kwargs)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise MissingDependency(f"building the aarch64 runtime failed at '{' '.join(command[:3])} ...': {detail[-1] if detail else result.returncode}")
@@ -92,7 +94,18 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise MissingDependency("building the aarch64 runtime needs apt-get and dpkg-deb (Debian)")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    # Compiles started side by side on an empty cache: one builds, the others wait for it and reuse its folder.
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / COMPLETE_MARK).is_file():
+            return folder
+        _build_runtime_into(folder, log)
+    return folder
+
+
+def _build_runtime_into(folder: Path, log) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".aarch64-runtime.", dir=folder.parent))
+    remove_on_forced_exit(staging)
     try:
         log("building the aarch64 emulation runtime (arm64 Python from Debian, aarch64 wheels from PyPI; once)")
         env = {**os.environ, "APT_CONFIG": str(_apt_config(staging / "apt"))}
@@ -113,12 +126,12 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
         shutil.rmtree(staging / "apt")
         shutil.rmtree(wheels)
         (staging / COMPLETE_MARK).write_text("ok\n")
-        if folder.exists():
+        if folder.exists():  # an incomplete one (no mark), which no process uses
             shutil.rmtree(folder)
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
+        forget_on_forced_exit(staging)
 
 
 def native_command(folder: Path, qemu_cpu: str, program: Path, *args: str) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeresnet.errors import CheckFailed
+from edgeresnet.processes import die_with_parent
 from edgeresnet.runners import Runner
 
 from . import emulation, native
@@ -76,7 +77,7 @@ class QemuRunner(Runner):
                 command, env = emulation.python_command(self.runtime_folder, self.qemu_cpu, self.artifact / "run.py", "--npy",
                                                         str(inputs), "--logits-out", str(logits), "--warmup", "0", "--quiet")
             env["TVM_NUM_THREADS"] = str(self.threads)
-            result = subprocess.run(command, env=env, capture_output=True, text=True)
+            result = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
             if result.returncode != 0:
                 tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
                 raise CheckFailed(f"the aarch64 library failed under qemu -cpu {self.qemu_cpu} (exit {result.returncode}): {' | '.join(tail)}")
