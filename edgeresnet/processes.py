@@ -5,7 +5,7 @@ Two mechanisms, one for each way the parent can end:
   child SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), which covers a SIGKILL of the parent.
 - `watch_for_termination` (the command line) reacts to SIGTERM, SIGHUP and SIGINT from a thread of its own
   (`signal.set_wakeup_fd` wakes it even while the main thread is inside a C extension such as ONNX
-  Runtime or TVM's compiler): it kills every descendant at once, then gives the main thread a grace period
+  Runtime or TVM's compiler): it terminates every descendant at once, then gives the main thread a grace period
   to unwind and remove its staging folders, and past it removes them itself and exits. The whole stays
   under Docker's 10 s between SIGTERM and SIGKILL.
 """
@@ -27,19 +27,27 @@ GRACE_S = 5.0  # the main thread's time to unwind after a termination signal, be
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 _folders_to_remove: set[str] = set()
+_prctl = None
 _wakeup_sockets: list[socket.socket] = []  # open as long as the process: the wakeup fd must stay valid
 
 
-def _set_parent_death_signal(prctl, parent_pid: int) -> None:
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _libc_prctl():
+    global _prctl
+    if _prctl is None:
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _prctl
+
+
+def _set_parent_death_signal(parent_pid: int) -> None:
+    _libc_prctl()(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died between the fork and the prctl
         os._exit(1)
 
 
 def die_with_parent() -> Callable[[], None]:
     """A function for the child to call first (`preexec_fn=`, `initializer=`): it dies when this process does."""
-    # libc is opened here, in the parent: a child forked from a threaded process calls as little as it can.
-    return functools.partial(_set_parent_death_signal, ctypes.CDLL(None, use_errno=True).prctl, os.getpid())
+    _libc_prctl()  # opened here, in the parent: a child forked from a threaded process should do as little as it can
+    return functools.partial(_set_parent_death_signal, os.getpid())  # picklable, for a spawned pool's initializer
 
 
 def descendants(pid: int | None = None) -> list[int]:
@@ -62,10 +70,10 @@ def descendants(pid: int | None = None) -> list[int]:
     return found
 
 
-def kill_descendants() -> None:
+def signal_descendants(signum: int) -> None:
     for pid in descendants():
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
@@ -96,12 +104,15 @@ def watch_for_termination(on_signal: Callable[[int], None]) -> None:
             if received:
                 break
         on_signal(received[0])
-        kill_descendants()
-        # Whatever the main thread was doing, a helper it waits on is gone now; it has GRACE_S to clean up.
+        # SIGTERM ends the helpers at once (none handles it); multiprocessing's resource tracker ignores it and
+        # leaves by itself when this process is gone. Whatever the main thread waited on has ended now.
+        signal_descendants(signal.SIGTERM)
         threading.Event().wait(GRACE_S)
-        kill_descendants()
+        signal_descendants(signal.SIGKILL)
         for folder in list(_folders_to_remove):
             shutil.rmtree(folder, ignore_errors=True)
+        name = signal.Signals(received[0]).name
+        os.write(2, f"edgeresnet: terminated ({name}); stopped after {GRACE_S:g} s, staging folders removed\n".encode())
         os._exit(128 + received[0])
 
     _wakeup_sockets.extend((reader, writer))

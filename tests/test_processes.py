@@ -83,7 +83,8 @@ def test_sigterm_exits_and_removes_staging_even_when_the_main_thread_does_not_un
     process.send_signal(signal.SIGTERM)
     helper.wait(timeout=DOCKER_GRACE_S)
     assert process.wait(timeout=DOCKER_GRACE_S) == 128 + signal.SIGTERM
-    assert "swallowed" in process.stderr.read()
+    stderr = process.stderr.read()
+    assert "swallowed" in stderr and "edgeresnet: terminated (SIGTERM); stopped after 5 s" in stderr
     assert not staging.exists()
 
 
@@ -118,17 +119,28 @@ def _is_qemu(helper: psutil.Process) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("appears", [_is_host_build, _is_qemu], ids=["board-build", "emulation"])
-def test_sigterm_stops_compile_promptly_and_leaves_nothing(tmp_path, small_data, appears):
+@pytest.mark.parametrize("signum, appears, code, message", [
+    (signal.SIGTERM, _is_host_build, 143, "terminated (SIGTERM)"),
+    (signal.SIGTERM, _is_qemu, 143, "terminated (SIGTERM)"),
+    (signal.SIGINT, _is_host_build, 130, "aborted"),
+], ids=["sigterm-board-build", "sigterm-emulation", "ctrl-c-board-build"])
+def test_termination_stops_compile_promptly_and_leaves_nothing(tmp_path, small_data, signum, appears, code, message):
     process, out, helpers = _compile_until(tmp_path, small_data, appears)
-    process.send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    code = process.wait(timeout=DOCKER_GRACE_S)
-    assert time.monotonic() - sent < DOCKER_GRACE_S
-    stderr = (tmp_path / "stderr").read_text()
-    assert code == 128 + signal.SIGTERM, stderr[-2000:]
-    assert "terminated (SIGTERM)" in stderr
-    gone, alive = psutil.wait_procs(helpers, timeout=DOCKER_GRACE_S)
+    process.send_signal(signum)
+    assert process.wait(timeout=DOCKER_GRACE_S) == code, (tmp_path / "stderr").read_text()[-2000:]
+    assert (tmp_path / "stderr").read_text().splitlines()[-1] == f"edgeresnet: {message}" + (
+        "; nothing half-written was left" if signum == signal.SIGTERM else "")
+    _, alive = psutil.wait_procs(helpers, timeout=DOCKER_GRACE_S)
     assert not alive, [" ".join(p.cmdline()) for p in alive]
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rpi5")] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("appears", [_is_host_build, _is_qemu], ids=["board-build", "emulation"])
+def test_no_helper_outlives_a_killed_compile(tmp_path, small_data, appears):
+    process, _, helpers = _compile_until(tmp_path, small_data, appears)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, alive = psutil.wait_procs(helpers, timeout=DOCKER_GRACE_S)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
