@@ -3,6 +3,7 @@
 Two mechanisms, one for each way the parent can end:
 - `die_with_parent` (a subprocess `preexec_fn`, a process pool's `initializer`) asks Linux to send the
   child SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), which covers a SIGKILL of the parent.
+  Linux sends it when the thread that started the child ends, so start children from threads that wait on them.
 - `watch_for_termination` (the command line) reacts to SIGTERM, SIGHUP and SIGINT from a thread of its own
   (`signal.set_wakeup_fd` wakes it even while the main thread is inside a C extension such as ONNX
   Runtime or TVM's compiler): it terminates every descendant at once, then gives the main thread a grace period
