@@ -173,7 +173,8 @@ def _compile_until(tmp_path: Path, small_data: dict, appears) -> tuple[subproces
     out = tmp_path / "rpi5"
     command = [sys.executable, "-m", "edgeresnet.cli", "compile", "--target", "rpi5", "--model", "resnet20",
                "--calib", str(small_data["calib"]), "--eval", str(small_data["eval"]), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"),
+                               start_new_session=True)  # its own process group, as a command started from a shell
     compile_process = psutil.Process(process.pid)
     deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline and process.poll() is None:
@@ -206,7 +207,10 @@ def _is_qemu(helper: psutil.Process) -> bool:
 ], ids=["sigterm-board-build", "sigterm-emulation", "ctrl-c-board-build"])
 def test_termination_stops_compile_and_leaves_nothing(tmp_path, small_data, signum, appears):
     process, out, helpers = _compile_until(tmp_path, small_data, appears)
-    process.send_signal(signum)
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)  # Ctrl-C in a terminal signals the whole foreground process group
+    else:
+        process.send_signal(signum)  # kill and docker stop signal the process alone
     process.wait(timeout=HANG_S)
     assert _still_running(helpers) == []
     stderr = (tmp_path / "stderr").read_text()  # complete: every process that could write to it has ended
