@@ -130,6 +130,16 @@ def exclusive_lock(destination: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def first_use_lock(folder: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive flock on `.NAME.lock` beside a shared cache folder: processes that find
+    it missing side by side build it one at a time, so the later ones see it complete and reuse it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def atomic_directory(destination: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder; on success it becomes `destination`, on any failure it is removed.
 

@@ -10,7 +10,6 @@ instruction the board lacks (an sdot on a Cortex-A72 dies with SIGILL).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edgeresnet.atomic import first_use_lock
 from edgeresnet.errors import MissingDependency
 from edgeresnet.processes import die_with_parent, forget_on_forced_exit, remove_on_forced_exit
 
@@ -93,11 +93,8 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
         return folder
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise MissingDependency("building the aarch64 runtime needs apt-get and dpkg-deb (Debian)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Compiles started side by side on an empty cache: one builds, the others wait for it and reuse its folder.
-    with open(folder.with_name(f".{folder.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (folder / COMPLETE_MARK).is_file():
+    with first_use_lock(folder):
+        if (folder / COMPLETE_MARK).is_file():  # built by a compile started beside this one
             return folder
         _build_runtime_into(folder, log)
     return folder
