@@ -52,7 +52,7 @@ def main() -> None:
         code = 130
     signum = processes.termination_received()
     if signum is not None:
-        # The watcher thread ends them too, but it may not have run yet when the main thread unwound this fast.
+        # Helpers end here as well as in the watcher thread, which may not have run yet if the main thread unwound fast.
         processes.signal_descendants(signal.SIGTERM)
         click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
         code = 128 + signum

@@ -20,10 +20,11 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 GRACE_S = 5.0  # the main thread's time to unwind after a termination signal, before the forced exit
@@ -99,6 +100,17 @@ def _remove(path: str) -> None:
     else:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str) -> Iterator[str]:
+    """`tempfile.TemporaryDirectory` that a forced exit removes as well."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        remove_on_forced_exit(folder)
+        try:
+            yield folder
+        finally:
+            forget_on_forced_exit(folder)
 
 
 class Terminated(KeyboardInterrupt):

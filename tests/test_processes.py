@@ -137,34 +137,39 @@ def test_the_exit_code_holds_when_the_interrupt_is_turned_into_another_error():
 
 def test_sigterm_exits_and_removes_staging_even_when_the_main_thread_does_not_unwind(tmp_path):
     """The main thread swallows the interrupt and goes on (as a C extension may): the helper is ended at once,
-    and after the grace period the watcher removes the staging folder and lock file and exits with 128 + SIGTERM."""
+    and after the grace period the watcher removes the staging folder, lock file and temporary folder and exits
+    with 128 + SIGTERM."""
     staging = tmp_path / ".out.partial"
     staging.mkdir()
     lock = tmp_path / ".out.lock"
     lock.touch()
     process = _python("""
         import subprocess, sys, threading
-        from edgeresnet.processes import handle_termination, remove_on_forced_exit
+        from edgeresnet.processes import handle_termination, remove_on_forced_exit, temporary_folder
         handle_termination()
         remove_on_forced_exit(sys.argv[1])
         remove_on_forced_exit(sys.argv[2])
-        helper = subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            print(helper.pid, flush=True)
-            helper.wait()
-        except BaseException:
-            print("swallowed", file=sys.stderr, flush=True)
-        helper.wait()  # reaps the helper the watcher ended
-        print("helper ended", file=sys.stderr, flush=True)
-        threading.Event().wait()
+        with temporary_folder("edgeresnet-test-") as temporary:
+            print(temporary, flush=True)
+            helper = subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                print(helper.pid, flush=True)
+                helper.wait()
+            except BaseException:
+                print("swallowed", file=sys.stderr, flush=True)
+            helper.wait()  # reaps the helper the watcher ended
+            print("helper ended", file=sys.stderr, flush=True)
+            threading.Event().wait()
     """, str(staging), str(lock))
+    temporary = Path(process.stdout.readline().strip())
     helper = psutil.Process(int(process.stdout.readline()))
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 143, stderr
     assert stderr.splitlines() == ["swallowed", "helper ended",
                                    f"edgeresnet: terminated (SIGTERM); forced to stop after {GRACE_S:g} s, staging folders and lock files removed"]
-    assert not staging.exists() and not lock.exists()
+    assert temporary.name.startswith("edgeresnet-test-")
+    assert not staging.exists() and not lock.exists() and not temporary.exists()
     assert not helper.is_running()
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgeresnet.errors import CheckFailed
-from edgeresnet.processes import die_with_parent
+from edgeresnet.processes import die_with_parent, temporary_folder
 from edgeresnet.runners import Runner
 
 from . import emulation, native
@@ -65,7 +64,7 @@ class QemuRunner(Runner):
         yield len(images), self.run_all(images)
 
     def run_all(self, images: np.ndarray) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="edgeresnet-qemu-") as tmp:
+        with temporary_folder(prefix="edgeresnet-qemu-") as tmp:
             inputs, logits = Path(tmp, "inputs.npy"), Path(tmp, "logits.npy")
             np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
             program = self.artifact / native.RUNNER
