@@ -15,6 +15,7 @@ import traceback
 
 import click
 
+from edgeresnet import processes
 from edgeresnet.commands import artifact, build, checks, device, listing, model, report
 from edgeresnet.errors import EXIT_CODES, EdgeResnetError, InputError, MissingDependency
 
@@ -36,65 +37,68 @@ for command in (listing.models, listing.targets, model.export, model.train, mode
 
 
 def main() -> None:
-    from edgeresnet.atomic import Terminated, terminate_like_ctrl_c, termination_received
-
-    debug = "--debug" in sys.argv[1:] or os.environ.get("EDGERESNET_DEBUG") == "1"
-    terminate_like_ctrl_c()  # SIGTERM cleans up like Ctrl-C: no staging or temporary folder is left
+    """Run the command and exit with its code: 0, an error's documented code, or 128 + a termination signal's
+    number whatever phase the signal lands in (the error line, if any, is then followed by the termination line)."""
     try:
-        cli.main(standalone_mode=False, prog_name="edgeresnet")
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:
+        processes.handle_termination()  # before anything is written or started
+        try:
+            cli.main(standalone_mode=False, prog_name="edgeresnet")
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - every outcome becomes one line and an exit code
+            code = _report(exc)
+        processes.stop_interrupting()
+    except KeyboardInterrupt:  # the one termination signal arrived while an error above was being reported
+        processes.record_termination(signal.SIGINT)  # recorded already unless Python's own Ctrl-C handler raised it
+        code = 130
+    signum = processes.termination_received()
+    if signum is not None:
+        # Helpers end here as well as in the watcher thread, which may not have run yet if the main thread unwound fast.
+        processes.signal_descendants(signal.SIGTERM)
+        click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
+        code = 128 + signum
+    sys.exit(code)
+
+
+def _report(exc: BaseException) -> int:
+    """One line on stderr for `exc` (none for a termination signal: main says it) and the exit code."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("EDGERESNET_DEBUG") == "1"
+    if isinstance(exc, click.Abort) and exc.__cause__ is not None:
+        exc = exc.__cause__  # click turns KeyboardInterrupt and EOFError (a truncated file, too) into Abort
+    if isinstance(exc, KeyboardInterrupt):
+        processes.record_termination(signal.SIGINT)  # recorded already unless Python's own Ctrl-C handler raised it
+    if processes.termination_received() is not None:
+        return 130  # main replaces it with 128 + the signal's number
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if isinstance(exc, click.UsageError):
         command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in exc.ctx.command_path else ""
         click.echo(f"edgeresnet: error: {exc.format_message()} (see 'edgeresnet{command} --help')", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
         click.echo(f"edgeresnet: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        signum = termination_received()
-        if signum is not None:  # click turns the interrupt into Abort
-            click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
-            sys.exit(128 + signum)
-        click.echo("edgeresnet: aborted", err=True)
-        sys.exit(130)
-    except EdgeResnetError as exc:
+        return exc.exit_code
+    if isinstance(exc, EdgeResnetError):
         if debug:
-            traceback.print_exc()
+            traceback.print_exception(exc)
         click.echo(f"edgeresnet: error: {' '.join(str(exc).split())}", err=True)  # one line, whatever the message
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise_internal(exc, debug)
+        return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         click.echo(f"edgeresnet: error: no space left on the device ({exc.strerror}{f': {exc.filename}' if exc.filename else ''}); nothing was written", err=True)
-        sys.exit(InputError.exit_code)
-    except ModuleNotFoundError as exc:
+        return InputError.exit_code
+    if isinstance(exc, ModuleNotFoundError):
         if debug:
-            traceback.print_exc()
+            traceback.print_exception(exc)
         click.echo(f"edgeresnet: error: missing Python package {exc.name!r}; reinstall edgeresnet with its dependencies", err=True)
-        sys.exit(MissingDependency.exit_code)
-    except Terminated as exc:
-        click.echo(f"edgeresnet: terminated ({exc}); nothing half-written was left", err=True)
-        sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
-        click.echo("edgeresnet: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        raise_internal(exc, debug)
-
-
-def raise_internal(exc: BaseException, debug: bool) -> None:
-    """A bug: say so in one line, keep the traceback for --debug."""
-    from edgeresnet.atomic import termination_received
-
-    signum = termination_received()
-    if signum is not None:  # the Terminated exception was turned into another one on its way up
-        click.echo(f"edgeresnet: terminated ({signal.Signals(signum).name}); nothing half-written was left", err=True)
-        sys.exit(128 + signum)
+        return MissingDependency.exit_code
+    if not isinstance(exc, Exception):
+        raise exc  # GeneratorExit and the like: not an outcome of a command
+    # A bug: say so in one line, keep the traceback for --debug.
     if debug:
         traceback.print_exception(exc)
     click.echo(f"edgeresnet: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-    sys.exit(INTERNAL_ERROR)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ def cache_folder() -> Path:
 
 def build_plugin(cache: Path) -> Path:
     from edgeresnet.errors import MissingDependency
+    from edgeresnet.processes import die_with_parent
 
     digest = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:12]
     plugin = cache / f"block_counter-{digest}.so"
@@ -166,9 +167,13 @@ def build_plugin(cache: Path) -> Path:
     if compiler is None:
         raise MissingDependency("building the qemu block-counting plugin needs gcc: apt-get install gcc")
     cache.mkdir(parents=True, exist_ok=True)
-    staging = plugin.with_suffix(".so.tmp")
-    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(staging), str(PLUGIN_SOURCE)], check=True)
-    os.replace(staging, plugin)
+    staging = cache / f".{plugin.name}.{os.getpid()}.partial"  # one per process: builds side by side may race
+    try:
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(staging), str(PLUGIN_SOURCE)],
+                       check=True, preexec_fn=die_with_parent())
+        os.replace(staging, plugin)  # atomic; the builds are identical, so whichever lands last is as good
+    finally:
+        staging.unlink(missing_ok=True)
     return plugin
 
 
@@ -176,31 +181,37 @@ class Llvm:
     """llvm-mc, llvm-mca, llvm-nm and llvm-readelf 19 from Debian's packages, unpacked (not installed)."""
 
     def __init__(self, cache: Path) -> None:
-        from edgeresnet.errors import MissingDependency
+        from edgeresnet.atomic import first_use_lock
 
         self.root = cache / "llvm-19"
         if not (self.root / ".complete").is_file():
-            if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-                raise MissingDependency("unpacking LLVM 19 needs apt-get and dpkg-deb (Debian 12)")
-            cache.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".llvm-19.", dir=cache))
-            try:
-                log("unpacking LLVM 19 (llvm-mca) from Debian's packages (once)")
-                result = subprocess.run(["apt-get", "download", *LLVM_PACKAGES], cwd=staging, capture_output=True, text=True)
-                if result.returncode != 0:
-                    raise MissingDependency(f"apt-get download {' '.join(LLVM_PACKAGES)} failed (run apt-get update?): "
-                                            f"{result.stderr.strip().splitlines()[-1:]}")
-                for deb in sorted(staging.glob("*.deb")):
-                    subprocess.run(["dpkg-deb", "-x", str(deb), str(staging / "root")], check=True)
-                    deb.unlink()
-                (staging / "root" / ".complete").write_text("ok\n")
-                if self.root.exists():
-                    shutil.rmtree(self.root)
-                os.replace(staging / "root", self.root)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with first_use_lock(self.root):  # side by side, one unpacks; the others wait and reuse it
+                if not (self.root / ".complete").is_file():
+                    self._unpack(cache)
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "LD_LIBRARY_PATH": f"{self.root}/usr/lib/x86_64-linux-gnu:{self.root}/usr/lib/llvm-19/lib"}
+
+    def _unpack(self, cache: Path) -> None:
+        from edgeresnet.errors import MissingDependency
+
+        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+            raise MissingDependency("unpacking LLVM 19 needs apt-get and dpkg-deb (Debian 12)")
+        staging = Path(tempfile.mkdtemp(prefix=".llvm-19.", dir=cache))
+        try:
+            log("unpacking LLVM 19 (llvm-mca) from Debian's packages (once)")
+            result = subprocess.run(["apt-get", "download", *LLVM_PACKAGES], cwd=staging, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise MissingDependency(f"apt-get download {' '.join(LLVM_PACKAGES)} failed (run apt-get update?): "
+                                        f"{result.stderr.strip().splitlines()[-1:]}")
+            for deb in sorted(staging.glob("*.deb")):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(staging / "root")], check=True)
+                deb.unlink()
+            (staging / "root" / ".complete").write_text("ok\n")
+            if self.root.exists():  # an incomplete one (no mark), which no process uses
+                shutil.rmtree(self.root)
+            os.replace(staging / "root", self.root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def run(self, tool: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([str(self.root / "usr/lib/llvm-19/bin" / tool), *args], input=stdin,
@@ -295,6 +306,7 @@ class Count:
 
 def count_inference(plugin: Path, runtime_folder: Path, ort_site: Path, board: Board, qemu_cpu: str, kind: str,
                     model: Path, shape: list[int], threads: int, scratch: Path) -> list[Count]:
+    from edgeresnet.processes import die_with_parent
     from edgeresnet.targets.tvm.emulation import qemu_binary
 
     counts_file, maps_file = scratch / "counts.txt", scratch / "maps.txt"
@@ -310,7 +322,8 @@ def count_inference(plugin: Path, runtime_folder: Path, ort_site: Path, board: B
                str(model), json.dumps(shape), str(threads), str(maps_file)]
     if shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "--addr-no-randomize", *command]
-    result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True)
+    result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True,
+                            preexec_fn=die_with_parent())
     if result.returncode != 0 or not maps_file.is_file():
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"{kind} under qemu -cpu {qemu_cpu} failed ({result.returncode}): {' | '.join(tail)}")

@@ -4,9 +4,9 @@ Everything is built beside its destination (same file system, so the final
 rename is atomic) and renamed into place only when complete. A folder destination is
 also locked (`fcntl.flock` on a hidden lock file beside it) for the whole build, so two
 processes writing one destination cannot race; its staging folders carry the writer's
-pid, so the next writer removes those a dead process left behind. SIGTERM is turned into
-the same exception as Ctrl-C, so every staging folder and temporary folder is removed on
-either.
+pid, so the next writer removes those a dead process left behind. `edgeresnet.processes` turns
+SIGTERM and SIGHUP into the same exception as Ctrl-C, so every staging folder and temporary folder is
+removed on each, and removes the staging folders itself should the process have to be forced to exit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from edgeresnet import processes
 from edgeresnet.errors import InputError
 
 
@@ -56,34 +57,6 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
         raise _explain(exc, path) from None
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP), raised like Ctrl-C so that every `finally` and context manager cleans up."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_received: list[int] = []
-
-
-def termination_received() -> int | None:
-    """The signal number of a SIGTERM/SIGHUP received, even if the code it interrupted turned the
-    exception into another one (a C extension interrupted while importing raises ImportError)."""
-    return _received[0] if _received else None
-
-
-def terminate_like_ctrl_c() -> None:
-    """From now on SIGTERM and SIGHUP raise `Terminated` in the main thread (as SIGINT raises KeyboardInterrupt)."""
-    def handler(signum, _frame):
-        _received.append(signum)
-        raise Terminated(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) in (signal.SIG_DFL, None):
-            signal.signal(signum, handler)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -144,6 +117,7 @@ def exclusive_lock(destination: Path) -> Iterator[None]:
         if same:
             break
         os.close(fd)  # the previous holder removed it after we opened it: lock the new one
+    processes.remove_on_forced_exit(path)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -151,7 +125,18 @@ def exclusive_lock(destination: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
+        processes.forget_on_forced_exit(path)
         os.close(fd)
+
+
+@contextlib.contextmanager
+def first_use_lock(folder: Path) -> Iterator[None]:
+    """Wait for, then hold, an exclusive flock on `.NAME.lock` beside a shared cache folder: processes that find
+    it missing side by side build it one at a time, so the later ones see it complete and reuse it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextlib.contextmanager
@@ -187,6 +172,7 @@ def _staged(destination: Path) -> Iterator[Path]:
         os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise _explain(exc, destination) from None
+    processes.remove_on_forced_exit(staging)
     try:
         yield staging
         if destination.exists():
@@ -202,3 +188,5 @@ def _staged(destination: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        processes.forget_on_forced_exit(staging)

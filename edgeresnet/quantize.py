@@ -14,7 +14,6 @@ import contextlib
 import io
 import logging
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from edgeresnet.auto_calibration import AllMethodsCalibrator, AutoSelection, sco
 from edgeresnet.calibrators import (CalibrationRun, Calibrator, ClippedSpike, ScaleStability, calibrate,
                                     create_calibrator, scale_stability, stability_threshold, tensors_to_calibrate)
 from edgeresnet.errors import InputError
+from edgeresnet.processes import temporary_folder
 from edgeresnet.quant_scheme import (AutoOptions, CalibrationMethod, CalibrationOptions, EntropyOptions, MinMaxOptions,
                                      MseOptions, PercentileOptions, QuantScheme, calibration_options)
 from edgeresnet.runners import dynamic_batch_copy
@@ -142,7 +142,7 @@ def calibrate_and_quantize(model: onnx.ModelProto, calibration, config: Quantize
 
     if len(calibration) == 0:
         raise InputError("no calibration samples")
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-prepare-") as tmp, _quiet_onnxruntime():
+    with temporary_folder(prefix="edgeresnet-prepare-") as tmp, _quiet_onnxruntime():
         source = Path(tmp, "fp32.onnx")
         onnx.save(onnx.shape_inference.infer_shapes(model), source)
         # quantize_static's preparation of a model given by path (ORT 1.20-1.32); for int8 at
@@ -209,7 +209,7 @@ def place_qdq(model: onnx.ModelProto, prepared: onnx.ModelProto, ranges: dict, c
 
     scheme = config.scheme
     activation_type = QuantType.QInt8 if scheme.activation_signed else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
+    with temporary_folder(prefix="edgeresnet-quant-") as tmp, _quiet_onnxruntime():
         target = Path(tmp, "int8.onnx")
         # ORT's quantizers read the ranges only, never which of its calibrators made them.
         tensors = TensorsData(OrtMethod.MinMax, {name: TensorData(lowest=np.float32(lo), highest=np.float32(hi))

@@ -83,3 +83,17 @@ def test_a_misspelt_name_fails_at_once(option, value, tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "cache").exists()
+
+
+def test_concurrent_first_builds_of_the_plugin_both_succeed(tmp_path):
+    """Two benchmarks started side by side on an empty cache both build the qemu plugin: each writes its own
+    partial file and renames it into place, so neither trips over the other's."""
+    script = (f"import sys; sys.path.insert(0, {str(BENCHMARK.parent)!r}); from pathlib import Path; import arm_cost; "
+              "print(arm_cost.build_plugin(Path(sys.argv[1])))")
+    builds = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    outputs = [build.communicate() for build in builds]
+    assert [build.returncode for build in builds] == [0, 0], [err for _, err in outputs]
+    plugins = {out.strip() for out, _ in outputs}
+    assert len(plugins) == 1 and Path(plugins.pop()).is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []

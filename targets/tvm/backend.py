@@ -306,9 +306,12 @@ class _HostBuildBeside:
     def __init__(self, int8_model, input_shape: list[int]):
         import multiprocessing
 
+        from edgeresnet.processes import die_with_parent, remove_on_forced_exit
+
         self.input_shape = input_shape
         self.folder = Path(tempfile.mkdtemp(prefix="edgeresnet-tvm-host-"))
-        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        remove_on_forced_exit(self.folder)
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent())
         self.cpu = self.pool.submit(_build_host_library, int8_model.SerializeToString(), input_shape, str(self.folder / LIBRARY))
 
     def runner(self) -> Runner:

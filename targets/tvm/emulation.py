@@ -18,7 +18,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edgeresnet.atomic import first_use_lock
 from edgeresnet.errors import MissingDependency
+from edgeresnet.processes import die_with_parent, forget_on_forced_exit, remove_on_forced_exit
 
 DEFAULT_FOLDER = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgeresnet" / "aarch64-runtime"
 FOLDER_ENV = "EDGERESNET_AARCH64_RUNTIME"
@@ -55,7 +57,7 @@ def qemu_binary() -> str:
 
 
 def _run(command: list[str], **kwargs) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=die_with_parent(), **kwargs)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise MissingDependency(f"building the aarch64 runtime failed at '{' '.join(command[:3])} ...': {detail[-1] if detail else result.returncode}")
@@ -91,8 +93,16 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
         return folder
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise MissingDependency("building the aarch64 runtime needs apt-get and dpkg-deb (Debian)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    with first_use_lock(folder):
+        if (folder / COMPLETE_MARK).is_file():  # built by a compile started beside this one
+            return folder
+        _build_runtime_into(folder, log)
+    return folder
+
+
+def _build_runtime_into(folder: Path, log) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".aarch64-runtime.", dir=folder.parent))
+    remove_on_forced_exit(staging)
     try:
         log("building the aarch64 emulation runtime (arm64 Python from Debian, aarch64 wheels from PyPI; once)")
         env = {**os.environ, "APT_CONFIG": str(_apt_config(staging / "apt"))}
@@ -113,12 +123,12 @@ def build_runtime(folder: Path | None = None, log=_to_stderr) -> Path:
         shutil.rmtree(staging / "apt")
         shutil.rmtree(wheels)
         (staging / COMPLETE_MARK).write_text("ok\n")
-        if folder.exists():
+        if folder.exists():  # an incomplete one (no mark), which no process uses
             shutil.rmtree(folder)
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
+        forget_on_forced_exit(staging)
 
 
 def native_command(folder: Path, qemu_cpu: str, program: Path, *args: str) -> list[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgeresnet.errors import CheckFailed
+from edgeresnet.processes import die_with_parent, temporary_folder
 from edgeresnet.runners import Runner
 
 from . import emulation, native
@@ -64,7 +64,7 @@ class QemuRunner(Runner):
         yield len(images), self.run_all(images)
 
     def run_all(self, images: np.ndarray) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="edgeresnet-qemu-") as tmp:
+        with temporary_folder(prefix="edgeresnet-qemu-") as tmp:
             inputs, logits = Path(tmp, "inputs.npy"), Path(tmp, "logits.npy")
             np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
             program = self.artifact / native.RUNNER
@@ -76,7 +76,7 @@ class QemuRunner(Runner):
                 command, env = emulation.python_command(self.runtime_folder, self.qemu_cpu, self.artifact / "run.py", "--npy",
                                                         str(inputs), "--logits-out", str(logits), "--warmup", "0", "--quiet")
             env["TVM_NUM_THREADS"] = str(self.threads)
-            result = subprocess.run(command, env=env, capture_output=True, text=True)
+            result = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=die_with_parent())
             if result.returncode != 0:
                 tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
                 raise CheckFailed(f"the aarch64 library failed under qemu -cpu {self.qemu_cpu} (exit {result.returncode}): {' | '.join(tail)}")

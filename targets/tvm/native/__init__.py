@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgeresnet.errors import MissingDependency
+from edgeresnet.processes import die_with_parent
 
 RUNNER = "edgeresnet-run"
 RUNTIME_DIR = "runtime"
@@ -62,7 +63,7 @@ def _compile(output: Path, cross_compiler: str, flags: list[str], include: Path,
     partial = output.with_name(f".{RUNNER}.{os.getpid()}.partial")
     with resources.as_file(resources.files(__package__) / SOURCE) as source:
         command = [cross_compiler, *flags, "-I", str(include), str(source), "-o", str(partial), "-L", str(runtime), *LINK_FLAGS]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, preexec_fn=die_with_parent())
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         errors = [line for line in result.stderr.splitlines() if "error" in line] or result.stderr.splitlines()[-1:]

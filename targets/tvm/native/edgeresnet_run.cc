@@ -38,6 +38,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef EDGERESNET_TVM_VERSION
@@ -583,6 +584,10 @@ int main(int argc, char** argv) {
     int threads = o.threads > 0 ? o.threads : static_cast<int>(deploy.at("threads").cast<int64_t>());
     if (const char* env = std::getenv("TVM_NUM_THREADS"); env && o.threads <= 0) threads = std::atoi(env);
     setenv("TVM_NUM_THREADS", std::to_string(threads).c_str(), 1);  // read by TVM's thread pool when it starts
+    // TVM binds its workers to cores only when the cores are at least as many (threading_backend.cc, SetAffinity),
+    // and otherwise warns on every run that it did not. With more threads than cores (a board emulated on a smaller
+    // host, or --threads above the core count) they run unbound either way; TVM_BIND_THREADS=0 says so quietly.
+    if (threads > static_cast<int>(std::thread::hardware_concurrency())) setenv("TVM_BIND_THREADS", "0", 0);
     std::string target = std::string(deploy.at("target").cast<ffi::String>());
     Model model(o.artifact + "/" + std::string(deploy.at("library").cast<ffi::String>()), shape);
     if (o.check) return check(model, o, target, threads);

@@ -61,6 +61,8 @@ def main() -> None:
     config = json.loads((HERE / "deploy.json").read_text())
     threads = args.threads or int(os.environ.get("TVM_NUM_THREADS") or config["threads"])
     os.environ["TVM_NUM_THREADS"] = str(threads)
+    if threads > (os.cpu_count() or 1):  # TVM cannot bind more threads than cores and would warn on every run
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
     try:
         import tvm.runtime
         from tvm.runtime.vm import VirtualMachine
