@@ -3,8 +3,9 @@
 What runs on the board: LiteRT's Python interpreter from the `ai-edge-litert` aarch64 wheel
 (LITERT_AARCH64, unpacked beside the ONNX Runtime wheel and put on the guest's path), as LiteRT's
 documentation has it for the CPU: `Interpreter(model_path, num_threads=N)`, whose default
-delegate is XNNPACK, on a full-integer INT8 model (int8 weights per channel, int8 activations,
-int8 input and output tensors) so that every convolution runs in XNNPACK's QS8 kernels. The
+delegate is XNNPACK, on an INT8 model (int8 weights per channel, int8 activations, int8 input
+and output tensors) so that every convolution runs in XNNPACK's QS8 kernels; litert-torch leaves
+the residual additions in float between a DEQUANTIZE and a QUANTIZE, which XNNPACK also runs. The
 counted inference includes quantizing the float image to the input tensor's int8 (numpy), as a
 user's program does.
 
