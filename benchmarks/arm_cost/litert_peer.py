@@ -35,7 +35,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ PROJECT_ROOT = HERE.parent.parent
 RUNTIME = "xnnpack-int8"
 LITERT_VERSION = "2.3.0"
 LITERT_AARCH64 = f"ai-edge-litert=={LITERT_VERSION}"
-# The aarch64 wheel's Python-only dependencies the interpreter module does not import are left out.
+# The wheel's own dependencies are left out: its interpreter module imports numpy alone.
 LITERT_PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_28_aarch64", "manylinux2014_aarch64")
 CONVERTER_PACKAGES = ("torch==2.13.0", "litert-torch==0.10.0")
 LIBRARY = "libpywrap_litert_common.so"  # XNNPACK and pthreadpool are linked into it, symbols kept
@@ -134,19 +133,10 @@ def converter_python(cache: Path, log=print) -> Path:
 
 
 def litert_aarch64_site(cache: Path) -> Path:
-    """The aarch64 wheel of LiteRT unpacked into a folder for the guest's PYTHONPATH (numpy is the runtime's)."""
-    site = cache / "litert-aarch64"
-    if (site / "ai_edge_litert").is_dir():
-        return site
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        *(f"--platform={p}" for p in LITERT_PLATFORMS), "--python-version", "3.11",
-                        "--implementation", "cp", "-d", tmp, LITERT_AARCH64], check=True)
-        staging = Path(tempfile.mkdtemp(prefix=".litert-aarch64.", dir=cache))
-        with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as wheel:
-            wheel.extractall(staging)
-        os.replace(staging, site)
-    return site
+    """The aarch64 wheel of LiteRT unpacked for the guest's PYTHONPATH (numpy is the runtime's)."""
+    from emulated_arm import aarch64_wheel_site
+
+    return aarch64_wheel_site(cache, "litert-aarch64", LITERT_AARCH64, "ai_edge_litert", LITERT_PLATFORMS)
 
 
 def launch_offset(llvm, site: Path) -> int:
