@@ -494,8 +494,8 @@ class Symbols:
 # Waiting is not work: code a thread runs while it waits for others is left out of every count.
 # Recognised by symbol: the C library's blocking and yielding calls, TVM's thread-pool queue and
 # join, pthreadpool's worker loop and the caller's wait in pthreadpool_parallelize (XNNPACK: both
-# spin with `yield`, then sleep on a futex), and any function that executes a spin-wait hint (yield, wfe, isb: how ONNX Runtime's
-# stripped thread pool and other spin loops pause).
+# spin with `yield`, then sleep on a futex), and any function that executes a spin-wait hint
+# (yield, wfe, isb: how ONNX Runtime's stripped thread pool and other spin loops pause).
 WAIT_SYMBOLS = re.compile(r"futex|sched_yield|pthread_cond_(timed)?wait|lll_lock_wait|nanosleep|__pthread_clockjoin"
                           r"|SpscTaskQueue|WaitForJobs|ThreadPool::RunWorker|ParallelLauncher::WaitForJobs"
                           r"|:thread_main$|:pthreadpool_parallelize$")
