@@ -15,16 +15,19 @@ its dependencies (jax, transformers, litert-converter, ai-edge-quantizer) are he
 project's, so they live in their own virtual environment in the cache (CONVERTER_PACKAGES, made
 once by `converter_python`; torch is the project's own pin, so pip takes the same build). The
 FP32 network crosses over as a whole-module `torch.save` file, read there with the project's
-own model code on the path (edgeresnet.models.resnet needs torch alone). The conversion is checked before
-anything is counted (CHECK_THRESHOLDS): a model that fails is never timed.
+own model code on the path (edgeresnet.models.resnet needs torch alone). The conversion is
+checked before anything is counted (CHECK_THRESHOLDS): a model that fails is never timed.
 
 Threads: XNNPACK parallelises each operator through pthreadpool. Every `pthreadpool_parallelize_*`
-entry of the library ends in the one internal `pthreadpool_parallelize` (pthreadpool's
-src/portable-api.c), whose entry is passed to the counting plugin as the parallel-launch entry, as
-TVM's TVMBackendParallelLaunch is: each call starts a parallel region. One thread has no pool, so no
+entry of the library ends in the one internal `pthreadpool_parallelize` (the library keeps its
+symbols), whose entry is passed to the counting plugin as the parallel-launch entry, as TVM's
+TVMBackendParallelLaunch is: each call starts a parallel region. One thread has no pool, so no
 region. The wait code is pthreadpool's worker loop (`thread_main`, which spins with `yield`
 before it sleeps on a futex) and the tail of `pthreadpool_parallelize` where the caller waits for
-the workers: both execute `yield`, so the spin-hint rule of the cycle model leaves them out.
+the workers: both are named in the cycle model's WAIT_SYMBOLS and execute `yield` besides. The
+pool hands out tiles dynamically (workers steal them), so under qemu which thread does how much
+follows the host's scheduling: a multi-thread row's `cycles` lies between its all-threads work
+over the thread count (an even split, as on a board with free cores) and what was counted.
 """
 
 from __future__ import annotations
