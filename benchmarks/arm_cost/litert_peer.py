@@ -26,8 +26,8 @@ region. The wait code is pthreadpool's worker loop (`thread_main`, which spins w
 before it sleeps on a futex) and the tail of `pthreadpool_parallelize` where the caller waits for
 the workers: both are named in the cycle model's WAIT_SYMBOLS and execute `yield` besides. The
 pool hands out tiles dynamically (workers steal them), so under qemu which thread does how much
-follows the host's scheduling: a multi-thread row's `cycles` lies between its all-threads work
-over the thread count (an even split, as on a board with free cores) and what was counted.
+follows the host's scheduling: for a multi-thread row, read the board's figure as lying between its
+all-threads work over the thread count (an even split, as on a board with free cores) and `cycles`.
 """
 
 from __future__ import annotations
