@@ -1,7 +1,7 @@
 """ARM speed without a board: a deterministic cycle model of one inference per runtime, model, board and thread count.
 
     python benchmarks/arm_cost.py [--models resnet18,resnet50,resnet20-fmnist] [--boards rpi5,rpi4]
-                                  [--runtimes tvm-int8,ort-int8,ort-fp32] [--threads 1,4] [--json]
+                                  [--runtimes tvm-int8,ort-int8,ort-fp32,xnnpack-int8] [--threads 1,4] [--json]
                                   [--results benchmarks/results/arm_cost.json]
 
 Wall time under qemu misleads (TCG runs scalar code fast and NEON integer code slowly), so
@@ -17,9 +17,10 @@ board (the BOARDS table: sizes, ways, sharing, latencies, each with its source).
   memory:  each load L1 missed, by the level that served it, at that level's latency beyond
            L1's, less what the core hides (HIDDEN_FRACTION; prefetched streams are free);
   threads: the work before the first parallel region, then per region its slowest thread
-           (regions start at each call of TVM's TVMBackendParallelLaunch; ONNX Runtime names no
-           such entry, so its inference is one region: a lower bound); code a thread runs while
-           waiting (WAIT_SYMBOLS, spin-hint functions) is left out.
+           (regions start at each call of TVM's TVMBackendParallelLaunch or of pthreadpool's
+           pthreadpool_parallelize under XNNPACK; ONNX Runtime names no such entry, so its
+           inference is one region: a lower bound); code a thread runs while waiting
+           (WAIT_SYMBOLS, spin-hint functions) is left out.
 Blocks are named by the symbol of the loaded library they belong to (the guest's
 /proc/self/maps, then the library's symbol table).
 
@@ -31,8 +32,11 @@ threads interleaved as the host schedules them (tests/test_arm_cost.py bounds th
 
 Runtimes: `tvm-int8` (our library for the board, the `tvm` quantization scheme),
 `ort-int8` (ONNX Runtime's aarch64 build on the model quantized with the `onnxruntime`
-scheme), `ort-fp32` (ONNX Runtime on the FP32 model). ncnn and XNNPACK are not measured:
-see NOT_MEASURED.
+scheme), `ort-fp32` (ONNX Runtime on the FP32 model), `xnnpack-int8` (LiteRT's aarch64 build,
+XNNPACK delegate, on a full-integer .tflite made by litert-torch from the same FP32 network and
+calibration images, checked against FP32 before it is counted: arm_cost/litert_peer.py). Peers'
+rows carry `version` and `fp32_cosine` / `fp32_top1_agreement` of that check. ncnn and
+ExecuTorch are not measured: see NOT_MEASURED.
 """
 
 from __future__ import annotations
@@ -51,17 +55,23 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 SUPPORT = HERE / "arm_cost"
+sys.path[:0] = [str(HERE), str(SUPPORT)]
+import litert_peer  # noqa: E402  (benchmarks/arm_cost/litert_peer.py: the XNNPACK peer)
 PLUGIN_SOURCE = SUPPORT / "block_counter.c"
 GUEST_SCRIPT = SUPPORT / "one_inference.py"
 CACHE_ENV = "EDGERESNET_ARM_COST_CACHE"
 LLVM_PACKAGES = ("llvm-19", "libllvm19")
 MCA_ITERATIONS = 100
 TOP_KERNELS = 10
-NOT_MEASURED = ("XNNPACK (ExecuTorch 1.5.1 / LiteRT 2.3.0 aarch64 wheels): not run; ExecuTorch's Python "
-                "bindings import torch, so the emulated runtime would need an aarch64 torch as well, and "
-                "LiteRT needs a .tflite export path (litert-torch or onnx2tf + tensorflow) this project lacks. "
+NOT_MEASURED = ("ExecuTorch + XNNPACK (executorch 1.5.1 aarch64 wheel): not run; its runtime module "
+                "(extension/pybindings/_C) links libtorch, libtorch_cpu and libc10, so the guest would need "
+                "an aarch64 torch built for it as well, and the .pte export on the host the x86 executorch "
+                "with its own torchao pin; a torch-free C++ runner against the wheel's libexecutorch.so and "
+                "libexecutorch_backend_xnnpack.so is the way left (docs/benchmarks.md). "
                 "ncnn INT8: not run; the aarch64 ncnn wheel has no ncnn2table / ncnn2int8 (docs/benchmarks.md)")
 
 
@@ -140,7 +150,8 @@ BOARDS = {
                                   "Arm DynamIQ Shared Unit TRM; 31 cycles as the A76's DSU (assumed)")),
         120.0, "assumed (no public Orin figure checked): LPDDR5 load-to-use ~120 ns"),
 }
-RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32")
+RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32", "xnnpack-int8")
+GUEST_KIND = {"tvm-int8": "tvm", "ort-int8": "onnxruntime", "ort-fp32": "onnxruntime", "xnnpack-int8": "litert"}
 MODELS = ("resnet18", "resnet50", "resnet20-fmnist")
 
 
@@ -227,6 +238,7 @@ class ModelFiles:
     ort_fp32: Path
     ort_int8: Path
     tvm_int8: dict[str, Path] = field(default_factory=dict)  # board -> model.so
+    xnnpack_int8: "litert_peer.LiteRtModel | None" = None
 
 
 def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path) -> ModelFiles:
@@ -235,6 +247,7 @@ def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path)
     from edgeresnet.models import load_model
     from edgeresnet.pipeline.frontend import export_and_quantize
     from edgeresnet.targets import get_quant_scheme, get_target
+    from latency import photo_crops
 
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,11 +256,18 @@ def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path)
     if loaded.entry.weights is not None:
         calibration = open_dataset("fashion-mnist:train", loaded.preprocessing, limit=64, seed=0)
     else:
-        sys.path.insert(0, str(HERE))
-        from latency import photo_crops
-
         calibration = Dataset(photo_crops(shape[-1]), None, "crops of matplotlib's sample photos")
     files = ModelFiles(name, shape, folder / "model.fp32.onnx", folder / "model.ort-int8.onnx")
+    if "xnnpack-int8" in runtimes:
+        # Checked on the trained model's test images, or on crops the calibration did not see.
+        trained = loaded.entry.weights is not None
+        check = (open_dataset("fashion-mnist:test", loaded.preprocessing, limit=litert_peer.CHECK_IMAGES["trained"], seed=0)
+                 if trained else None)
+        files.xnnpack_int8 = litert_peer.make_model(
+            loaded, np.concatenate(list(calibration.batches(hash=False))),
+            np.concatenate(list(check.batches(hash=False))) if check is not None
+            else photo_crops(shape[-1], 32 + litert_peer.CHECK_IMAGES["untrained"])[32:],
+            trained, folder, cache_folder(), log)
     log(f"{name}: export and quantize ({len(calibration)} calibration images)")
     ort = export_and_quantize(loaded, calibration, get_quant_scheme("onnxruntime"), progress=False)
     files.ort_fp32.write_bytes(ort.fp32.SerializeToString())
@@ -304,22 +324,23 @@ class Count:
     prefetched: tuple[int, int, int]  # the same, arriving through a prefetched stream
 
 
-def count_inference(plugin: Path, runtime_folder: Path, ort_site: Path, board: Board, qemu_cpu: str, kind: str,
-                    model: Path, shape: list[int], threads: int, scratch: Path) -> list[Count]:
+def count_inference(plugin: Path, runtime_folder: Path, peer_sites: list[Path], board: Board, qemu_cpu: str, kind: str,
+                    model: Path, shape: list[int], threads: int, scratch: Path, guest_args: tuple[str, ...] = (),
+                    sysroot: Path | None = None) -> list[Count]:
     from edgeresnet.processes import die_with_parent
     from edgeresnet.targets.tvm.emulation import qemu_binary
 
     counts_file, maps_file = scratch / "counts.txt", scratch / "maps.txt"
-    sysroot = runtime_folder / "sysroot"
+    sysroot = sysroot or runtime_folder / "sysroot"
     # Everything the guest sees is fixed: one extra variable moves counts by ~0.4%. Idle TVM
     # workers sleep instead of spinning: spinning is not work (left out below) and slows qemu.
-    env = {"PYTHONPATH": f"{ort_site}:{runtime_folder / 'site'}", "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1",
+    env = {"PYTHONPATH": ":".join(str(p) for p in [*peer_sites, runtime_folder / "site"]), "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1",
            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TVM_NUM_THREADS": str(threads),
            "TVM_THREAD_POOL_SPIN_COUNT": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "LC_ALL": "C"}
     plugin_arguments = ",".join([str(plugin), f"out={counts_file}", *board.plugin_arguments()])
     command = [qemu_binary(), "-cpu", qemu_cpu, "-L", str(sysroot), "-plugin", plugin_arguments,
-               str(sysroot / "usr/bin/python3.11"), str(GUEST_SCRIPT), "tvm" if kind == "tvm-int8" else "onnxruntime",
-               str(model), json.dumps(shape), str(threads), str(maps_file)]
+               str(sysroot / "usr/bin/python3.11"), str(GUEST_SCRIPT), GUEST_KIND[kind],
+               str(model), json.dumps(shape), str(threads), str(maps_file), *guest_args]
     if shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "--addr-no-randomize", *command]
     result = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command], capture_output=True, text=True,
@@ -472,10 +493,12 @@ class Symbols:
 
 # Waiting is not work: code a thread runs while it waits for others is left out of every count.
 # Recognised by symbol: the C library's blocking and yielding calls, TVM's thread-pool queue and
-# join, and any function that executes a spin-wait hint (yield, wfe, isb: how ONNX Runtime's
-# stripped thread pool and other spin loops pause).
+# join, pthreadpool's worker loop and the caller's wait in pthreadpool_parallelize (XNNPACK: both
+# spin with `yield`, then sleep on a futex), and any function that executes a spin-wait hint
+# (yield, wfe, isb: how ONNX Runtime's stripped thread pool and other spin loops pause).
 WAIT_SYMBOLS = re.compile(r"futex|sched_yield|pthread_cond_(timed)?wait|lll_lock_wait|nanosleep|__pthread_clockjoin"
-                          r"|SpscTaskQueue|WaitForJobs|ThreadPool::RunWorker|ParallelLauncher::WaitForJobs")
+                          r"|SpscTaskQueue|WaitForJobs|ThreadPool::RunWorker|ParallelLauncher::WaitForJobs"
+                          r"|:thread_main$|:pthreadpool_parallelize$")
 SPIN_HINTS = {"yield", "wfe", "isb"}
 
 
@@ -506,6 +529,8 @@ class Cost:
     prefetched_share: float  # of the loads that missed L1, those a prefetched stream served
     ratio_vs_ort_int8: float | None = None
     ratio_vs_ort_fp32: float | None = None
+    fp32_cosine: float | None = None  # peers: mean logit cosine similarity with FP32 on their check images
+    fp32_top1_agreement: float | None = None  # peers: top-1 agreement with FP32 on the same images
     top_kernels: list[dict] = field(default_factory=list)
 
 
@@ -599,7 +624,13 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
     plugin = build_plugin(cache)
     llvm = Llvm(cache)
     runtime_folder = build_runtime(log=log)
-    ort_site = ort_aarch64_site(runtime_folder.parent)
+    # Each runtime's guest sees its own wheel only: a longer PYTHONPATH moves the guest's stack, and counts with it.
+    peer_sites = {"ort-int8": [ort_aarch64_site(runtime_folder.parent)]}
+    peer_sites["ort-fp32"] = peer_sites["ort-int8"]
+    guest_args: dict[str, tuple[str, ...]] = {}
+    if "xnnpack-int8" in runtimes:
+        peer_sites["xnnpack-int8"] = [litert_peer.litert_aarch64_site(runtime_folder.parent)]
+        guest_args["xnnpack-int8"] = (str(litert_peer.launch_offset(llvm, peer_sites["xnnpack-int8"][0])),)
     symbols = Symbols(llvm)
     work = cache / "work"
     for model_name in models:
@@ -607,9 +638,13 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
         for board_name in boards:
             board, target = BOARDS[board_name], get_target(board_name)
             counted: dict[tuple[str, int], list[Count]] = {}
+            sysroots = {}
+            if "xnnpack-int8" in runtimes:
+                sysroots["xnnpack-int8"] = litert_peer.guest_sysroot(runtime_folder, board_name, board.cores)
             for runtime in runtimes:
                 model_file = {"tvm-int8": files.tvm_int8.get(board_name), "ort-int8": files.ort_int8,
-                              "ort-fp32": files.ort_fp32}[runtime]
+                              "ort-fp32": files.ort_fp32,
+                              "xnnpack-int8": files.xnnpack_int8 and files.xnnpack_int8.path}[runtime]
                 for threads in thread_counts or [target.details.threads]:
                     log(f"{model_name} / {board_name} / {runtime} / {threads} thread(s): counting under qemu "
                         f"-cpu {target.details.qemu_cpu}")
@@ -617,15 +652,20 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
                     # addresses) must be the same from one invocation to the next.
                     scratch = work / model_name / board_name / runtime / str(threads)
                     scratch.mkdir(parents=True, exist_ok=True)
-                    counted[(runtime, threads)] = count_inference(plugin, runtime_folder, ort_site, board,
+                    counted[(runtime, threads)] = count_inference(plugin, runtime_folder, peer_sites.get(runtime, peer_sites["ort-int8"]), board,
                                                                   target.details.qemu_cpu, runtime, model_file,
-                                                                  files.shape, threads, scratch)
+                                                                  files.shape, threads, scratch, guest_args.get(runtime, ()),
+                                                                  sysroots.get(runtime))
             unique = sorted({c.block[2] for counts in counted.values() for c in counts})
             log(f"{model_name} / {board_name}: llvm-mca ({board.mca_cpu}) on {len(unique)} blocks")
             cycles_of, assembly = block_cycles(llvm, board, unique)
             group = [cost_of(model_name, board, runtime, threads, counts, symbols, cycles_of, assembly)
                      for (runtime, threads), counts in counted.items()]
             for cost in group:
+                if cost.runtime == "xnnpack-int8":
+                    cost.version = files.xnnpack_int8.version
+                    cost.fp32_cosine = files.xnnpack_int8.fp32_cosine
+                    cost.fp32_top1_agreement = files.xnnpack_int8.fp32_top1_agreement
                 peers = {c.runtime: c.cycles for c in group if c.threads == cost.threads}
                 if peers.get("ort-int8"):
                     cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
@@ -734,5 +774,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
     main()

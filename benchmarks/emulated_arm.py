@@ -59,17 +59,23 @@ print(json.dumps(rows))
 '''
 
 
-def ort_aarch64_site(cache: Path) -> Path:
-    site = cache / "onnxruntime-aarch64"
-    if (site / "onnxruntime").is_dir():
+def aarch64_wheel_site(cache: Path, folder: str, requirement: str, package: str,
+                       platforms: tuple[str, ...] = ("manylinux_2_28_aarch64",)) -> Path:
+    """One cp311 aarch64 wheel from PyPI (no dependencies) unpacked into cache/folder, for a guest's PYTHONPATH."""
+    site = cache / folder
+    if (site / package).is_dir():
         return site
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--platform", "manylinux_2_28_aarch64", "--python-version", "3.11", "--implementation", "cp",
-                        "-d", tmp, ORT_AARCH64], check=True)
+                        *(f"--platform={p}" for p in platforms), "--python-version", "3.11", "--implementation", "cp",
+                        "-d", tmp, requirement], check=True)
         with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as wheel:
             wheel.extractall(site)
     return site
+
+
+def ort_aarch64_site(cache: Path) -> Path:
+    return aarch64_wheel_site(cache, "onnxruntime-aarch64", ORT_AARCH64, "onnxruntime")
 
 
 def main() -> None:

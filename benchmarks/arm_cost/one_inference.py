@@ -1,12 +1,13 @@
 """Runs under qemu-aarch64: one warm-up and one counted inference of one runtime, then saves the guest's memory map.
 
-    python one_inference.py {tvm|onnxruntime} MODEL_FILE SHAPE_JSON THREADS MAPS_OUT
+    python one_inference.py {tvm|onnxruntime|litert} MODEL_FILE SHAPE_JSON THREADS MAPS_OUT [LAUNCH_OFFSET]
 
 The counting plugin (block_counter.c) is told what to count by lseek calls on a negative file
 descriptor, which no program makes and which fail at once (EBADF): the warm-up inference runs
 with the cache simulation on, the counted one with counting on too. For TVM the entry of its
 parallel-launch function (TVMBackendParallelLaunch) is passed on, so that each launch starts a
-parallel region; ONNX Runtime exports no such entry, so its inference is one region.
+parallel region; for LiteRT, pthreadpool's `pthreadpool_parallelize` (LAUNCH_OFFSET: its address in
+XNNPACK's library file, found on the host); ONNX Runtime exports no such entry, so its inference is one region.
 """
 
 import ctypes
@@ -46,6 +47,24 @@ if runtime == "tvm":
 
     def infer():
         main(tensor)
+elif runtime == "litert":
+    from ai_edge_litert.interpreter import Interpreter
+
+    # LiteRT's CPU path: the interpreter applies its default delegate, XNNPACK, with this many threads.
+    interpreter = Interpreter(model_path=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = source["quantization"]
+    image = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the .tflite takes NHWC
+    with open("/proc/self/maps") as maps:
+        base = next(int(line.split("-")[0], 16) for line in maps
+                    if line.rstrip().endswith("/libpywrap_litert_common.so") and line.split()[2] == "00000000")
+    tell_plugin(-2, base + int(sys.argv[6]))
+
+    def infer():
+        interpreter.set_tensor(source["index"], np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8))
+        interpreter.invoke()
+        interpreter.get_tensor(target["index"])
 else:
     import onnxruntime as ort
 
