@@ -22,6 +22,7 @@ filters antialias when they shrink (as torchvision does on PIL images and, since
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -34,6 +35,48 @@ MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
+
+
+# Formats Pillow registers but cannot decode to pixels on its own: Ghostscript's (EPS), headers only (MPEG),
+# metadata (IPTC), and the save-only ones; its stub plug-ins (BUFR, GRIB, HDF5, WMF) are found by their class.
+_NOT_RASTER = {"EPS", "MPEG", "IPTC", "PALM", "PDF"}
+
+
+@functools.lru_cache(maxsize=None)
+def image_suffixes() -> tuple[str, ...]:
+    """The file extensions of every image format this Pillow decodes by itself (PNG, JPEG, TIFF, WebP, BMP, GIF,
+    TGA, ICO, QOI, JPEG 2000, AVIF, PPM ... and any plug-in registered, such as pillow-heif's HEIC), lower case."""
+    from PIL import Image, ImageFile
+
+    Image.init()
+    def decodes(fmt: str) -> bool:
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        return fmt not in _NOT_RASTER and not stub and (factory is not None or fmt == "MPO")  # MPO opens as JPEG
+    return tuple(sorted(ext.lower() for ext, fmt in Image.registered_extensions().items() if decodes(fmt)))
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has the extension of an image format Pillow decodes (see `image_suffixes`)."""
+    return name.lower().endswith(image_suffixes())
+
+
+def folder_name(class_name: str) -> str:
+    """A class name as a folder can hold it: path separators and other unsafe characters become '_' ('T-shirt/top' -> 'T-shirt_top')."""
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in class_name).strip() or "_"
+
+
+def class_index_of_folder(name: str, class_names) -> int | None:
+    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), or the class index."""
+    names = list(class_names)
+    if name in names:
+        return names.index(name)
+    safe = [folder_name(c) for c in names]
+    if name in safe and safe.count(name) == 1:
+        return safe.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    return None
 
 
 def _as_is(value: Any) -> Any:

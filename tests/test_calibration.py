@@ -1,4 +1,5 @@
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,3 +97,37 @@ def test_missing_dataset_names_the_apt_package(monkeypatch, tmp_path):
 def test_zero_samples_is_refused():
     with pytest.raises(InputError, match="at least 1"):
         open_dataset("fashion-mnist", FMNIST, limit=0)
+
+
+def _class_folders(root, names, count=1, empty=()):
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(root / name / f"{i}.png")
+    for name in empty:
+        (root / name).mkdir(parents=True)
+
+
+@pytest.mark.parametrize("names, empty, preprocessing, expected", [
+    # folders named by class index: numeric order, '10' after '9'
+    ([str(i) for i in range(12)], (), replace(FMNIST, class_names=()), {str(i): i for i in range(12)}),
+    # an empty class folder keeps its place in the sorted names
+    (["apple", "cherry"], ("banana",), CIFAR, {"apple": 0, "cherry": 2}),
+    # the model's class names, their folder-safe form, and indices
+    (["T-shirt_top", "Bag", "9"], (), FMNIST, {"T-shirt_top": 0, "Bag": 8, "9": 9}),
+])
+def test_class_folders_as_users_name_them(tmp_path, names, empty, preprocessing, expected):
+    _class_folders(tmp_path, names, empty=empty)
+    data = open_dataset(str(tmp_path), preprocessing)
+    files = sorted(tmp_path.glob("*/0.png"))  # the order the folder is read in
+    by_folder = {f.parent.name: int(label) for f, label in zip(files, data.labels)}
+    assert by_folder == expected
+    if empty:
+        assert "without images: banana" in data.labels_from and data.class_names == ("apple", "banana", "cherry")
+
+
+def test_a_class_folder_that_is_not_one_of_the_models_classes_is_refused(tmp_path):
+    _class_folders(tmp_path, ["Bag", "Trouser", "Sneakers"])  # the model says "Sneaker"
+    with pytest.raises(InputError, match="class folder.s. Sneakers are neither one of the model's 10 class names"):
+        open_dataset(str(tmp_path), FMNIST)
