@@ -177,6 +177,8 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
     if table is None and len(classes) == 1 and all(len(p.relative_to(path).parts) > 2 for p in files):
         # One folder holding everything is a wrapper (an archive's top folder), not one class.
         return _read_folder(path / classes[0], preprocessing, limit, seed)
+    if table is None and len(classes) > 1 and all(len(p.relative_to(path).parts) > 2 for p in files):
+        _refuse_splits(path, files, classes)
     labelled = table is not None or bool(classes)
     labels_from: str | None
     labels: np.ndarray | None
@@ -199,6 +201,17 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
         labels = np.array([class_index[str(class_of(p))] for p in chosen], np.int64) if labelled else None
     source = FileSource(chosen, _image_loader(preprocessing), preprocessing.input_shape)
     return Dataset(source, labels, str(path), class_names, labels_from=labels_from)
+
+
+def _refuse_splits(path: Path, files: list[Path], tops: list[str]) -> None:
+    """Folders one level too deep (train/cat, train/dog, val/cat, val/dog) would label every image by its split: when
+    every top folder holds the same sub-folders, those are the classes, and the user means one of the top folders."""
+    inner = {top: {p.relative_to(path).parts[1] for p in files if p.relative_to(path).parts[0] == top} for top in tops}
+    shared = set.intersection(*inner.values())
+    if len(shared) > 1 and all(names == shared for names in inner.values()):
+        raise InputError(f"{path}: its folders {', '.join(tops[:4])} each hold the same class folders "
+                         f"({', '.join(sorted(shared)[:4])}{' ...' if len(shared) > 4 else ''}); they look like splits, "
+                         f"not classes: pass one of them (e.g. {path / tops[-1]})")
 
 
 def folder_classes(path: Path, folders: list[str], model_class_names: tuple[str, ...]

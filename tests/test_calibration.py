@@ -131,3 +131,15 @@ def test_a_class_folder_that_is_not_one_of_the_models_classes_is_refused(tmp_pat
     _class_folders(tmp_path, ["Bag", "Trouser", "Sneakers"])  # the model says "Sneaker"
     with pytest.raises(InputError, match="class folder.s. Sneakers are neither one of the model's 10 class names"):
         open_dataset(str(tmp_path), FMNIST)
+
+
+def test_splits_one_level_too_deep_are_refused_not_labelled_by_split(tmp_path):
+    for split in ("train", "val"):
+        _class_folders(tmp_path / split, ["Bag", "Trouser"])
+    with pytest.raises(InputError, match=r"folders train, val each hold the same class folders \(Bag, Trouser\).*pass one"):
+        open_dataset(str(tmp_path), FMNIST)
+    assert open_dataset(str(tmp_path / "val"), FMNIST).labels.tolist() == [8, 1]
+    # Classes with sub-folders of their own (breeds under each animal) stay labelled by the top folder.
+    _class_folders(tmp_path / "animals" / "cat", ["siamese", "persian"])
+    _class_folders(tmp_path / "animals" / "dog", ["beagle", "pug"])
+    assert open_dataset(str(tmp_path / "animals"), CIFAR).labels.tolist() == [0, 0, 1, 1]
