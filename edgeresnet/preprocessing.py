@@ -33,6 +33,7 @@ import numpy as np
 # anything above the limit it warns at (89.5 megapixels): a decompression bomb, not a photo.
 MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
+MAX_INPUT_MAGNITUDE = 1e6
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
 
@@ -131,6 +132,12 @@ class Preprocessing:
             raise ValueError(f"antialias false works with {' and '.join(UNALIASED)} interpolation, not {self.interpolation}")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std, self.pixel_scale)):
             raise ValueError("mean, std and pixel scale must be finite numbers")
+        # Real normalizations give inputs of a few units (ImageNet: -2.1..2.6; Caffe's mean on 0..255: -124..152);
+        # a std of 1e-300 or a pixel scale of 1e30 would give float32 infinities, or numbers no network was trained on.
+        largest = max(abs(end - m) / s for m, s in zip(self.mean, self.std) for end in (0.0, self.pixel_scale))
+        if largest > MAX_INPUT_MAGNITUDE:
+            raise ValueError(f"mean {list(self.mean)}, std {list(self.std)} and pixel scale {self.pixel_scale:g} give network "
+                             f"inputs up to {largest:.3g} in magnitude, beyond {MAX_INPUT_MAGNITUDE:g}: check them")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

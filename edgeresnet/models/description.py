@@ -68,6 +68,8 @@ class ModelDescription:
             raise InputError(f"the number of classes must be 1..{MAX_CLASSES}, not {self.num_classes}")
         if self.input_size is not None and not all(1 <= v <= MAX_INPUT_SIDE for v in self.input_size):
             raise InputError(f"input size must be 1..{MAX_INPUT_SIDE} pixels a side, not {list(self.input_size)}")
+        if self.resize is not None and not 0 <= self.resize <= MAX_INPUT_SIDE:
+            raise InputError(f"resize must be 0 (straight) or a shorter side of 1..{MAX_INPUT_SIDE} pixels, not {self.resize}")
         if self.channels is not None and self.channels not in (1, 3):
             raise InputError(f"channels must be 1 or 3, not {self.channels}")
         for key in ("mean", "std"):
