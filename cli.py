@@ -17,6 +17,7 @@ import click
 
 from edgeresnet import processes
 from edgeresnet.commands import artifact, build, checks, device, listing, model, report
+from edgeresnet.commands.options import refuse_empty_text
 from edgeresnet.errors import EXIT_CODES, EdgeResnetError, InputError, MissingDependency
 
 INTERNAL_ERROR = 4
@@ -33,7 +34,7 @@ def cli(debug: bool) -> None:
 for command in (listing.models, listing.targets, model.export, model.train, model.quantize, model.evaluate_command,
                 build.compile_command, build.tune, artifact.verify_command, artifact.run_command, artifact.bench_command,
                 report.report_command, device.validate_command, *checks.commands()):
-    cli.add_command(command)
+    cli.add_command(refuse_empty_text(command))
 
 
 def main() -> None:

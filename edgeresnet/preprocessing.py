@@ -135,9 +135,10 @@ class Preprocessing:
         # Real normalizations give inputs of a few units (ImageNet: -2.1..2.6; Caffe's mean on 0..255: -124..152);
         # a std of 1e-300 or a pixel scale of 1e30 would give float32 infinities, or numbers no network was trained on.
         largest = max(abs(end - m) / s for m, s in zip(self.mean, self.std) for end in (0.0, self.pixel_scale))
-        if largest > MAX_INPUT_MAGNITUDE:
+        narrowest = min(self.pixel_scale / s for s in self.std)  # black to white, in network input units
+        if largest > MAX_INPUT_MAGNITUDE or narrowest < 1 / MAX_INPUT_MAGNITUDE:
             raise ValueError(f"mean {list(self.mean)}, std {list(self.std)} and pixel scale {self.pixel_scale:g} give network "
-                             f"inputs up to {largest:.3g} in magnitude, beyond {MAX_INPUT_MAGNITUDE:g}: check them")
+                             f"inputs up to {largest:.3g} in magnitude, black and white {narrowest:.3g} apart: check them")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

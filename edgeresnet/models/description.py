@@ -90,7 +90,7 @@ class ModelDescription:
         """'96', '96x96' or '224,160' (height, width)."""
         parts = text.lower().replace("x", ",").split(",")
         try:
-            values = [int(p) for p in parts if p.strip()]
+            values = [int(p) for p in parts]
         except ValueError:
             raise InputError(f"input size must be N or HxW, not {text!r}") from None
         if len(values) not in (1, 2):

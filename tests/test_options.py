@@ -1,0 +1,43 @@
+"""The options every command shares (edgeresnet/commands/options.py), at and beyond their bounds: an empty text or
+path value is refused for every option and argument of every command, before any work."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from edgeresnet.cli import cli
+from edgeresnet.commands.options import EMPTY_ALLOWED
+from edgeresnet.models import ModelDescription
+from edgeresnet.errors import InputError
+from helpers import run_cli
+
+TEXT_PARAMS = [(name, param) for name, command in sorted(cli.commands.items()) for param in command.params
+               if param.name not in EMPTY_ALLOWED and isinstance(param.type, (click.types.StringParamType, click.Path))]
+
+
+@pytest.mark.parametrize("command, param", TEXT_PARAMS, ids=[f"{c} {p.name}" for c, p in TEXT_PARAMS])
+def test_every_text_option_refuses_an_empty_value(command, param):
+    given = [""] if isinstance(param, click.Argument) else [param.opts[0], ""]
+    # A path that must exist is refused by click's own check first ("File '' does not exist").
+    with pytest.raises(click.BadParameter, match="must not be empty|File '' does not exist"):
+        cli.main([command, *given], standalone_mode=False, prog_name="edgeresnet")
+
+
+def test_the_catalogue_covers_the_commands():
+    assert {"compile", "run", "evaluate", "verify", "report", "export", "quantize"} <= {c for c, _ in TEXT_PARAMS}
+    assert len(TEXT_PARAMS) >= 40
+
+
+def test_an_empty_value_is_exit_2_in_one_line(tmp_path):
+    result = run_cli("compile", "--target", "ort-cpu", "--calib", "", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.strip().splitlines() == [
+        "edgeresnet: error: Invalid value for '--calib': must not be empty; leave the option out for its default "
+        "(see 'edgeresnet compile --help')"]
+
+
+@pytest.mark.parametrize("text", ["32x", "x", "0x", "32x32x3", "nan", "1e3", "32,"])
+def test_input_sizes_that_are_not_n_or_hxw_are_refused(text):
+    with pytest.raises(InputError, match="input size must be N or HxW"):
+        ModelDescription.parse_size(text)
