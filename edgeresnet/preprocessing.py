@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -34,6 +34,7 @@ import numpy as np
 MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
 MAX_INPUT_MAGNITUDE = 1e6
+ORIENTATION = 0x0112  # the EXIF tag
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
 
@@ -202,9 +203,11 @@ class Preprocessing:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb")
             # As a viewer shows it: phones and cameras store the pixels sideways and an EXIF orientation tag.
-            planes = _unit_planes(ImageOps.exif_transpose(img))
+            # Plane by plane, each resized before the next is made: a 64-megapixel photo as one float array is 2 GB.
+            upright = ImageOps.exif_transpose(img) if img.getexif().get(ORIENTATION, 1) != 1 else img  # no copy when upright
+            planes = _unit_planes(upright)
             height, width = self.input_size
-            source = planes[0].size
+            source = upright.size
             if self.resize is None:
                 size, box = (width, height), None
             else:
@@ -250,23 +253,24 @@ def _sample_positions(source: int, target: int) -> tuple[np.ndarray, np.ndarray,
     return low, np.minimum(low + 1, source - 1), (centre - low).astype(np.float32)
 
 
-def _unit_planes(img) -> list:
-    """The image as float ("F" mode) planes scaled to [0, 1]: 8-bit / 255, 16-bit / 65535; alpha dropped."""
+def _unit_planes(img) -> Iterator:
+    """The image as float ("F" mode) planes scaled to [0, 1], one at a time: 8-bit / 255, 16-bit / 65535; alpha dropped."""
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(img, dtype=np.float64)
         if img.mode == "I" and (values.min() < 0 or values.max() > 65535):
             raise ImageRefused(f"32-bit integer pixels ({int(values.min())}..{int(values.max())}) have no defined scale")
-        return [Image.fromarray((values / 65535.0).astype(np.float32), mode="F")]
+        yield Image.fromarray((values / 65535.0).astype(np.float32), mode="F")
+        return
     if img.mode == "F":
         raise ImageRefused("floating-point pixels have no defined [0, 1] scale; convert the image to 8 or 16 bits")
     if img.mode not in ("L", "RGB"):
         img = img.convert("L" if img.mode in ("1", "LA", "La") else "RGB")
-    values = np.asarray(img, dtype=np.float32) / 255.0
-    if values.ndim == 2:
-        return [Image.fromarray(values, mode="F")]
-    return [Image.fromarray(np.ascontiguousarray(values[..., c]), mode="F") for c in range(values.shape[-1])]
+    for band in range(len(img.getbands())):
+        values = np.asarray(img.getchannel(band), dtype=np.float32)
+        values /= 255.0
+        yield Image.fromarray(values, mode="F")
 
 
 IMAGENET = Preprocessing(
