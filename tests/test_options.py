@@ -41,3 +41,30 @@ def test_an_empty_value_is_exit_2_in_one_line(tmp_path):
 def test_input_sizes_that_are_not_n_or_hxw_are_refused(text):
     with pytest.raises(InputError, match="input size must be N or HxW"):
         ModelDescription.parse_size(text)
+
+
+BOUNDS = {
+    "compile --max-drop inf": (["compile", "--target", "ort-cpu", "--max-drop", "inf"], "--max-drop must be 0..100"),
+    "compile --max-drop nan": (["compile", "--target", "ort-cpu", "--max-drop", "nan"], "--max-drop must be 0..100"),
+    "compile --max-drop -1": (["compile", "--target", "ort-cpu", "--max-drop", "-1"], "--max-drop must be 0..100"),
+    "compile --batch 2000": (["compile", "--target", "ort-cpu", "--batch", "2000"], "--batch must be 1..1024"),
+    "compile --calib-samples 0": (["compile", "--target", "ort-cpu", "--calib-samples", "0"], "--calib-samples must be at least 1"),
+    "compile --eval-samples -1": (["compile", "--target", "ort-cpu", "--eval-samples", "-1"], "--eval-samples must be at least 1"),
+    "compile --golden-samples -1": (["compile", "--target", "ort-cpu", "--golden-samples", "-1"], "--golden-samples must be at least 1"),
+    "compile --percentile 100": (["compile", "--target", "ort-cpu", "--percentile", "100"], "percentile"),
+    "compile --seed -5": (["compile", "--target", "ort-cpu", "--seed", "-5"], "--seed must be zero or more"),
+    "export --batch 100000": (["export", "--batch", "100000", "-o", "x.onnx"], "--batch must be 1..1024"),
+    "export --batch 0": (["export", "--batch", "0", "-o", "x.onnx"], "--batch must be 1..1024"),
+    "export --resize 10**12": (["export", "--resize", str(10**12), "-o", "x.onnx"], "resize must be 0"),
+    "export --std 1e-320": (["export", "--model", "resnet20", "--std", "1e-320,1,1", "-o", "x.onnx"], "check them"),
+    "export --pixel-scale 1e-30": (["export", "--pixel-scale", "1e-30", "-o", "x.onnx"], "check them"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOUNDS))
+def test_values_beyond_their_bounds_are_refused_before_any_work(case, tmp_path, monkeypatch):
+    args, message = BOUNDS[case]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=message):
+        cli.main(args, standalone_mode=False, prog_name="edgeresnet")
+    assert list(tmp_path.iterdir()) == []
