@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Iterator
 
@@ -38,6 +39,10 @@ ORIENTATION = 0x0112  # the EXIF tag
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
 
+
+# Pillow warns about metadata it skips (corrupt EXIF, odd palette transparency) and decodes the pixels all the same:
+# nothing the user can act on, and a console line per image otherwise.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Formats Pillow registers but cannot decode to pixels on its own: Ghostscript's (EPS), headers only (MPEG),
 # metadata (IPTC), and the save-only ones; its stub plug-ins (BUFR, GRIB, HDF5, WMF) are found by their class.
@@ -189,8 +194,6 @@ class Preprocessing:
 
     def load_unit(self, path) -> np.ndarray:
         """One image file resized and cropped to the input size: float32 HWC (RGB or one plane) in [0, 1]."""
-        import warnings
-
         from PIL import Image, ImageOps
 
         with warnings.catch_warnings():

@@ -103,3 +103,20 @@ def test_class_folders_by_name_safe_name_or_index():
     assert class_index_of_folder("T-shirt_top", classes) == 0  # the class name cannot be a folder name
     assert class_index_of_folder("Trouser", classes) == 1 and class_index_of_folder("2", classes) == 2
     assert class_index_of_folder("Coat", classes) is None and class_index_of_folder("7", classes) is None
+
+
+@pytest.mark.parametrize("exif", [
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\xff\xff\xff\x0f\x06\x00\x00\x00\x00\x00\x00\x00",  # count past the end
+    b"Exif\x00\x00II*\x00\xff\xff\xff\x7f",  # first directory past the end
+    b"Exif\x00\x00" + bytes(range(50)),
+], ids=["count-past-the-end", "directory-past-the-end", "garbage"])
+def test_corrupt_exif_decodes_as_stored_without_a_word(tmp_path, picture, exif):
+    import subprocess
+    import sys
+
+    Image.fromarray(picture).save(tmp_path / "camera.jpg", exif=exif, quality=95)
+    Image.fromarray(picture).save(tmp_path / "plain.jpg", quality=95)
+    assert np.array_equal(RGB.load_unit(tmp_path / "camera.jpg"), RGB.load_unit(tmp_path / "plain.jpg"))
+    code = f"from edgeresnet.preprocessing import CIFAR; CIFAR.load_image({str(tmp_path / 'camera.jpg')!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # Pillow's "Corrupt EXIF data" stays quiet
