@@ -100,6 +100,10 @@ def read_labels(file: Path, folder: Path, images: list[Path], model_class_names:
         return LabelTable(file, {p: indices[v] for p, v in values.items()}, (), "class index")
     if model_class_names and texts <= set(model_class_names):
         names = tuple(model_class_names)
+    elif model_class_names and texts & set(model_class_names):
+        unknown = sorted(texts - set(model_class_names))
+        raise InputError(f"{file}: label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's "
+                         f"{len(model_class_names)} class names, while the other labels are; correct them")
     else:
         names = tuple(sorted(texts))
     index = {name: i for i, name in enumerate(names)}

@@ -139,3 +139,11 @@ def test_lightning_checkpoint_json_names_and_csv_labels_compile_like_class_folde
     assert flat["class_names"] == classes
     manifest = json.loads((tmp_path / "art-flat" / "manifest.json").read_text())
     assert manifest["input"]["class_names"] == classes
+
+
+def test_label_names_partly_outside_the_models_classes_are_refused(tmp_path):
+    names, _ = _images(tmp_path / "flat", count=3)
+    (tmp_path / "flat" / "labels.csv").write_text("".join(f"{n},{k}\n" for n, k in zip(names, ["Bag", "Trouser", "Trousers"])))
+    named = GRAY.__class__(**{**GRAY.__dict__, "class_names": FASHION_MNIST_CLASSES})
+    with pytest.raises(InputError, match="label.s. 'Trousers' are not among the model's 10 class names"):
+        open_dataset(str(tmp_path / "flat"), named)
