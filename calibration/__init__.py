@@ -44,7 +44,7 @@ from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .idx import map_idx, read_idx
 from .labels import beside, labels_of, read_labels
-from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource
+from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource, decode_error
 
 NO_IMAGES = "no images found (no file with the extension of an image format Pillow reads, hidden files aside)"
 
@@ -132,10 +132,8 @@ def _image_loader(preprocessing: Preprocessing) -> Callable[[Path], np.ndarray]:
     def load(file: Path) -> np.ndarray:
         try:
             return preprocessing.load_image(file)
-        except ImageRefused as exc:
-            raise InputError(f"{file}: {exc}") from None
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InputError(f"{file}: not a readable image ({exc})") from None
+            raise decode_error(file, exc) from None
     return load
 
 

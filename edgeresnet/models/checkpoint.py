@@ -55,8 +55,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: {'a folder, not a weights file' if path.is_dir() else 'weights file not found'}")
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the weights ({exc.strerror or exc})") from None
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         return Checkpoint(path, _read_safetensors(path))
     # torch.save writes a zip archive; very old checkpoints are a bare pickle (protocol >= 2 starts with 0x80).
