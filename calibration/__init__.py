@@ -46,6 +46,11 @@ from .idx import map_idx, read_idx
 from .labels import beside, labels_of, read_labels
 from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource, decode_error
 
+# Photos this Pillow cannot decode, found among images: refused by name rather than skipped.
+_CONVERT = "convert them to PNG or JPEG"
+UNDECODED = {**dict.fromkeys((".heic", ".heif"), f"HEIC photos (iPhone) need the pillow-heif plug-in, or {_CONVERT}"),
+             **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), f"a camera raw file; {_CONVERT}"),
+             **dict.fromkeys((".jxl", ".exr", ".hdr", ".svg"), f"an image format Pillow does not decode; {_CONVERT}")}
 NO_IMAGES = "no images found (no file with the extension of an image format Pillow reads, hidden files aside)"
 
 
@@ -151,6 +156,11 @@ def image_files(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / n for n in names if not n.startswith(".") and is_image_name(n)
                      and (Path(root) / n).is_file())
+        undecoded = next((n for n in sorted(names) if not n.startswith(".") and not is_image_name(n)
+                          and n.lower().endswith(tuple(UNDECODED))), None)
+        if undecoded is not None:
+            raise InputError(f"{Path(root) / undecoded}: {UNDECODED[Path(undecoded).suffix.lower()]}; leaving such images "
+                             f"out would change the data set without a word")
     return sorted(found)
 
 
@@ -248,6 +258,8 @@ def _read_files(paths: list[Path], preprocessing: Preprocessing, limit: int | No
             files.extend(found)
         elif is_image_name(path.name):
             files.append(path)
+        elif path.suffix.lower() in UNDECODED:
+            raise InputError(f"{path}: {UNDECODED[path.suffix.lower()]}")
         else:
             raise InputError(f"{path}: not an image file (no image format Pillow reads has its extension) or a folder "
                              f"of images; arrays and IDX files are given alone")
@@ -338,6 +350,8 @@ def _choose_reader(path: Path) -> Reader:
         return _read_array
     if "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
         return _read_idx_file
+    if path.suffix.lower() in UNDECODED:
+        raise InputError(f"{path}: {UNDECODED[path.suffix.lower()]}")
     raise InputError(f"{path}: unknown data format; pass a folder of images, a .npy/.npz array, an IDX file or 'fashion-mnist'")
 
 

@@ -143,3 +143,13 @@ def test_splits_one_level_too_deep_are_refused_not_labelled_by_split(tmp_path):
     _class_folders(tmp_path / "animals" / "cat", ["siamese", "persian"])
     _class_folders(tmp_path / "animals" / "dog", ["beagle", "pug"])
     assert open_dataset(str(tmp_path / "animals"), CIFAR).labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("name, message", [("IMG_0001.HEIC", "pillow-heif"), ("DSC_0001.NEF", "camera raw"),
+                                           ("logo.svg", "does not decode")])
+def test_photos_pillow_cannot_decode_are_refused_not_skipped(tmp_path, name, message):
+    _class_folders(tmp_path, ["Bag"])
+    (tmp_path / "Bag" / name).write_bytes(b"\x00" * 64)
+    for spec in (tmp_path, tmp_path / "Bag" / name):
+        with pytest.raises(InputError, match=f"{name}: .*{message}"):
+            open_dataset(str(spec), FMNIST)
