@@ -154,8 +154,12 @@ def image_files(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in names if not n.startswith(".") and is_image_name(n)
-                     and (Path(root) / n).is_file())
+        images = [Path(root) / n for n in sorted(names) if not n.startswith(".") and is_image_name(n)]
+        odd = next((p for p in images if not p.is_file()), None)
+        if odd is not None:  # skipped, it would change the data set without a word; opened, a pipe would block
+            kind = "a broken symbolic link" if odd.is_symlink() and not odd.exists() else "a pipe, socket or device"
+            raise InputError(f"{odd}: not a regular file ({kind})")
+        found.extend(images)
         undecoded = next((n for n in sorted(names) if not n.startswith(".") and not is_image_name(n)
                           and n.lower().endswith(tuple(UNDECODED))), None)
         if undecoded is not None:

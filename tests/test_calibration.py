@@ -1,4 +1,5 @@
 import gzip
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -153,3 +154,12 @@ def test_photos_pillow_cannot_decode_are_refused_not_skipped(tmp_path, name, mes
     for spec in (tmp_path, tmp_path / "Bag" / name):
         with pytest.raises(InputError, match=f"{name}: .*{message}"):
             open_dataset(str(spec), FMNIST)
+
+
+@pytest.mark.parametrize("make, kind", [(lambda p: os.symlink(p.parent / "gone.png", p), "a broken symbolic link"),
+                                        (lambda p: os.mkfifo(p), "a pipe, socket or device")])
+def test_an_image_name_that_is_no_regular_file_is_refused_not_skipped_or_opened(tmp_path, make, kind):
+    _class_folders(tmp_path, ["Bag", "Trouser"])
+    make(tmp_path / "Bag" / "odd.png")
+    with pytest.raises(InputError, match=f"odd.png: not a regular file \\({kind}\\)"):
+        open_dataset(str(tmp_path), FMNIST)
