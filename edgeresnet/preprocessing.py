@@ -74,7 +74,8 @@ def folder_name(class_name: str) -> str:
 
 
 def class_index_of_folder(name: str, class_names) -> int | None:
-    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), or the class index."""
+    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), the class index,
+    or the folder-safe name in another letter case when only one class has it."""
     names = list(class_names)
     if name in names:
         return names.index(name)
@@ -83,6 +84,9 @@ def class_index_of_folder(name: str, class_names) -> int | None:
         return safe.index(name)
     if name.isdigit() and int(name) < len(names):
         return int(name)
+    folded = [n.casefold() for n in safe]  # 'trouser' for 'Trouser', 't-shirt_top' for 'T-shirt/top'
+    if folded.count(name.casefold()) == 1:
+        return folded.index(name.casefold())
     return None
 
 

@@ -103,6 +103,8 @@ def test_class_folders_by_name_safe_name_or_index():
     assert class_index_of_folder("T-shirt_top", classes) == 0  # the class name cannot be a folder name
     assert class_index_of_folder("Trouser", classes) == 1 and class_index_of_folder("2", classes) == 2
     assert class_index_of_folder("Coat", classes) is None and class_index_of_folder("7", classes) is None
+    assert class_index_of_folder("t-shirt_top", classes) == 0 and class_index_of_folder("PULLOVER", classes) == 2
+    assert class_index_of_folder("a", ["A", "a"]) == 1 and class_index_of_folder("b", ["B", "B "]) is None
 
 
 @pytest.mark.parametrize("exif", [
