@@ -11,6 +11,7 @@ FOLDER.csv, FOLDER.tsv (beside the folder).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,13 @@ def beside(folder: Path) -> Path | None:
 
 def _rows(file: Path) -> list[list[str]]:
     text = read_text(file, "labels")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    first = next((line for line in text.split("\n") if line.strip()), None)
+    if first is None:
         raise InputError(f"{file}: no labels (expected rows of filename,label)")
-    delimiter = "\t" if file.suffix.lower() == ".tsv" or "\t" in lines[0] else (";" if ";" in lines[0] and "," not in lines[0] else ",")
-    return [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    delimiter = "\t" if file.suffix.lower() == ".tsv" or "\t" in first else (";" if ";" in first and "," not in first else ",")
+    # Parsed as a whole, not line by line: a quoted file name may hold the delimiter or a newline (pandas quotes both).
+    rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    return [row for row in rows if any(row)]
 
 
 def read_labels(file: Path, folder: Path, images: list[Path], model_class_names: tuple[str, ...]) -> LabelTable:

@@ -147,3 +147,19 @@ def test_label_names_partly_outside_the_models_classes_are_refused(tmp_path):
     named = GRAY.__class__(**{**GRAY.__dict__, "class_names": FASHION_MNIST_CLASSES})
     with pytest.raises(InputError, match="label.s. 'Trousers' are not among the model's 10 class names"):
         open_dataset(str(tmp_path / "flat"), named)
+
+
+def test_file_names_with_commas_quotes_and_newlines_as_pandas_writes_them(tmp_path):
+    import csv
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    names = ["a, b.png", 'say "hi".png', "two\nlines.png", "plain.png"]
+    for name in names:
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / name)
+    with open(folder / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "label"])
+        writer.writerows([name, i] for i, name in enumerate(names))
+    data = open_dataset(str(folder), GRAY)
+    assert dict(zip(sorted(names), data.labels.tolist())) == {name: i for i, name in enumerate(names)}
