@@ -238,10 +238,13 @@ def folder_classes(path: Path, folders: list[str], model_class_names: tuple[str,
     if model_class_names:
         index = {name: class_index_of_folder(name, model_class_names) for name in folders}
         unknown = [name for name, i in index.items() if i is None]
-        if not unknown and len(set(index.values())) == len(index):
-            return {name: int(i) for name, i in index.items() if i is not None}, tuple(model_class_names), \
-                "class folders (by the model's class names or indices)"
-        if len(unknown) < len(folders):
+        found = {name: i for name, i in index.items() if i is not None}
+        twice = sorted(name for name, i in found.items() if list(found.values()).count(i) > 1)
+        if twice:
+            raise InputError(f"{path}: class folders {', '.join(twice[:4])} are the same class of the model; merge them")
+        if not unknown:
+            return found, tuple(model_class_names), "class folders (by the model's class names or indices)"
+        if found:
             known = ", ".join(folder_name(n) for n in model_class_names[:6])
             raise InputError(f"{path}: class folder(s) {', '.join(unknown[:5])} are neither one of the model's "
                              f"{len(model_class_names)} class names ({known}{' ...' if len(model_class_names) > 6 else ''}) "

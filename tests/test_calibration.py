@@ -128,9 +128,13 @@ def test_class_folders_as_users_name_them(tmp_path, names, empty, preprocessing,
         assert "without images: banana" in data.labels_from and data.class_names == ("apple", "banana", "cherry")
 
 
-def test_a_class_folder_that_is_not_one_of_the_models_classes_is_refused(tmp_path):
-    _class_folders(tmp_path, ["Bag", "Trouser", "Sneakers"])  # the model says "Sneaker"
-    with pytest.raises(InputError, match="class folder.s. Sneakers are neither one of the model's 10 class names"):
+@pytest.mark.parametrize("folders, message", [
+    (["Bag", "Trouser", "Sneakers"], "class folder.s. Sneakers are neither one of the model's 10 class names"),  # "Sneaker"
+    (["Bag", "8", "Trouser"], "class folders 8, Bag are the same class of the model"),
+])
+def test_class_folders_that_do_not_name_the_models_classes_one_to_one_are_refused(tmp_path, folders, message):
+    _class_folders(tmp_path, folders)
+    with pytest.raises(InputError, match=message):
         open_dataset(str(tmp_path), FMNIST)
 
 
