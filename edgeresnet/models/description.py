@@ -18,6 +18,9 @@ these keys; options given on the command line override it, and it overrides the 
                                    # (one per line, a JSON list or a JSON id2label object; beside the card)
     weights_key = "state_dict_ema" # which tensors of the checkpoint (a key prefix; default: found)
 
+A JSON null is the same as leaving the key out; channel_order, interpolation and preset take any letter
+case; the file may be UTF-8 (with or without a byte-order mark) or UTF-16/32 with one (`edgeresnet.text_files`).
+
 Every resolved value records where it came from (the card, an option, the checkpoint, the
 weights' metadata, or the architecture's default), for the report and the manifest.
 """
