@@ -17,9 +17,13 @@ import click
 
 from edgeresnet import processes
 from edgeresnet.commands import artifact, build, checks, device, listing, model, report
+from edgeresnet.commands.options import refuse_empty_text
 from edgeresnet.errors import EXIT_CODES, EdgeResnetError, InputError, MissingDependency
 
 INTERNAL_ERROR = 4
+# What the system says of a path that is missing, unreadable or of the wrong kind: bad input, not a bug.
+USER_PATH_ERRORS = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG,
+                    errno.EROFS)
 EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(EXIT_CODES.items())) + f"\n  {INTERNAL_ERROR}  internal error (a bug: please report it with --debug output)"
 
 
@@ -33,7 +37,7 @@ def cli(debug: bool) -> None:
 for command in (listing.models, listing.targets, model.export, model.train, model.quantize, model.evaluate_command,
                 build.compile_command, build.tune, artifact.verify_command, artifact.run_command, artifact.bench_command,
                 report.report_command, device.validate_command, *checks.commands()):
-    cli.add_command(command)
+    cli.add_command(refuse_empty_text(command))
 
 
 def main() -> None:
@@ -84,6 +88,10 @@ def _report(exc: BaseException) -> int:
             traceback.print_exception(exc)
         click.echo(f"edgeresnet: error: {' '.join(str(exc).split())}", err=True)  # one line, whatever the message
         return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in USER_PATH_ERRORS and exc.filename:
+        # A file or folder the user named, as the system refused it: bad input, not a bug.
+        click.echo(f"edgeresnet: error: {exc.filename}: {exc.strerror}", err=True)
+        return InputError.exit_code
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         click.echo(f"edgeresnet: error: no space left on the device ({exc.strerror}{f': {exc.filename}' if exc.filename else ''}); nothing was written", err=True)
         return InputError.exit_code

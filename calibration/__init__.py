@@ -2,8 +2,8 @@
 
 `open_dataset(spec, preprocessing)` accepts
   * ``fashion-mnist`` (the training split) or ``fashion-mnist:train|test``: the built-in set;
-  * a folder of PNG/JPEG images (8 or 16 bits per channel), optionally one sub-folder per class
-    (labels then follow the model's class names, or else the sorted sub-folder names); images
+  * a folder of images in any format Pillow decodes (8 or 16 bits per channel), optionally one sub-folder
+    per class (see `folder_classes`); images
     both at the top level and in class folders are refused, as the labels would be ambiguous;
   * a ``.npy`` array, or a ``.npz`` with ``images`` (or ``x``) and optionally ``labels`` (or ``y``):
     float32 already preprocessed [N, C, H, W], or uint8 pixels [N, H, W(, C)] preprocessed here.
@@ -37,15 +37,21 @@ from typing import Callable
 import numpy as np
 
 from edgeresnet.errors import InputError
-from edgeresnet.preprocessing import MAX_IMAGE_PIXELS, ImageRefused, Preprocessing
+from edgeresnet.preprocessing import (MAX_IMAGE_PIXELS, ImageRefused, Preprocessing, class_index_of_folder, folder_name,
+                                      is_image_name)
 
 from .fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from .fashion_mnist import load_fashion_mnist
 from .idx import map_idx, read_idx
 from .labels import beside, labels_of, read_labels
-from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource
+from .stream import DECODE_WORKERS, ArraySource, Dataset, FileSource, ImageSource, SubsetSource, decode_error
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+# Photos this Pillow cannot decode, found among images: refused by name rather than skipped.
+_CONVERT = "convert them to PNG or JPEG"
+UNDECODED = {**dict.fromkeys((".heic", ".heif"), f"HEIC photos (iPhone) need the pillow-heif plug-in, or {_CONVERT}"),
+             **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"), f"a camera raw file; {_CONVERT}"),
+             **dict.fromkeys((".jxl", ".exr", ".hdr", ".svg"), f"an image format Pillow does not decode; {_CONVERT}")}
+NO_IMAGES = "no images found (no file with the extension of an image format Pillow reads, hidden files aside)"
 
 
 def sample_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -131,10 +137,8 @@ def _image_loader(preprocessing: Preprocessing) -> Callable[[Path], np.ndarray]:
     def load(file: Path) -> np.ndarray:
         try:
             return preprocessing.load_image(file)
-        except ImageRefused as exc:
-            raise InputError(f"{file}: {exc}") from None
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InputError(f"{file}: not a readable image ({exc})") from None
+            raise decode_error(file, exc) from None
     return load
 
 
@@ -150,15 +154,24 @@ def image_files(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)
-                     and (Path(root) / n).is_file())
+        images = [Path(root) / n for n in sorted(names) if not n.startswith(".") and is_image_name(n)]
+        odd = next((p for p in images if not p.is_file()), None)
+        if odd is not None:  # skipped, it would change the data set without a word; opened, a pipe would block
+            kind = "a broken symbolic link" if odd.is_symlink() and not odd.exists() else "a pipe, socket or device"
+            raise InputError(f"{odd}: not a regular file ({kind})")
+        found.extend(images)
+        undecoded = next((n for n in sorted(names) if not n.startswith(".") and not is_image_name(n)
+                          and n.lower().endswith(tuple(UNDECODED))), None)
+        if undecoded is not None:
+            raise InputError(f"{Path(root) / undecoded}: {UNDECODED[Path(undecoded).suffix.lower()]}; leaving such images "
+                             f"out would change the data set without a word")
     return sorted(found)
 
 
 def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_file: Path | None = None) -> Dataset:
     files = image_files(path)
     if not files:
-        raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, hidden files aside)")
+        raise InputError(f"{path}: {NO_IMAGES}")
 
     def class_of(file: Path) -> str | None:  # the top-level folder under `path`, however deep the file
         parts = file.relative_to(path).parts
@@ -176,17 +189,20 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
     if table is None and len(classes) == 1 and all(len(p.relative_to(path).parts) > 2 for p in files):
         # One folder holding everything is a wrapper (an archive's top folder), not one class.
         return _read_folder(path / classes[0], preprocessing, limit, seed)
+    if table is None and len(classes) > 1 and all(len(p.relative_to(path).parts) > 2 for p in files):
+        _refuse_splits(path, files, classes)
     labelled = table is not None or bool(classes)
     labels_from: str | None
     labels: np.ndarray | None
     if table is not None:
         class_names, labels_from = table.class_names, f"{table.file} (by {table.by})"
-    elif labelled and preprocessing.class_names and set(classes) <= set(preprocessing.class_names):
-        class_index = {name: preprocessing.class_names.index(name) for name in classes}
-        class_names, labels_from = preprocessing.class_names, "class folders (by the model's class names)"
+    elif labelled:
+        empty = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in classes)
+        class_index, class_names, labels_from = folder_classes(path, sorted([*classes, *empty]), preprocessing.class_names)
+        if empty:
+            labels_from += f"; {len(empty)} class folder(s) without images: {', '.join(empty[:5])}"
     else:
-        class_index = {name: i for i, name in enumerate(classes)}
-        class_names, labels_from = tuple(classes), "class folders (sorted folder names)" if labelled else None
+        class_names, labels_from = (), None
     chosen = [files[i] for i in sample_indices(len(files), limit, seed)]
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         for _ in pool.map(_probe_image, chosen):  # in order: the first bad file is the one named
@@ -199,6 +215,45 @@ def _read_folder(path: Path, preprocessing: Preprocessing, limit, seed, labels_f
     return Dataset(source, labels, str(path), class_names, labels_from=labels_from)
 
 
+def _refuse_splits(path: Path, files: list[Path], tops: list[str]) -> None:
+    """Folders one level too deep (train/cat, train/dog, val/cat, val/dog) would label every image by its split: when
+    every top folder holds the same sub-folders, those are the classes, and the user means one of the top folders."""
+    inner = {top: {p.relative_to(path).parts[1] for p in files if p.relative_to(path).parts[0] == top} for top in tops}
+    shared = set.intersection(*inner.values())
+    if len(shared) > 1 and all(names == shared for names in inner.values()):
+        raise InputError(f"{path}: its folders {', '.join(tops[:4])} each hold the same class folders "
+                         f"({', '.join(sorted(shared)[:4])}{' ...' if len(shared) > 4 else ''}); they look like splits, "
+                         f"not classes: pass one of them (e.g. {path / tops[-1]})")
+
+
+def folder_classes(path: Path, folders: list[str], model_class_names: tuple[str, ...]
+                   ) -> tuple[dict[str, int], tuple[str, ...], str]:
+    """The class index of each class folder, the class names, and how they were found.
+
+    With the model's class names: each folder by its class name, the name made folder-safe ('T-shirt_top' for
+    'T-shirt/top') or its class index; a folder that is none of these is refused when others are (its label
+    would be a guess). Otherwise folders named 0, 1, 2 ... are class indices (in numeric order: '10' after '9'),
+    and any other names are taken in sorted order, empty folders included so that no class shifts.
+    """
+    if model_class_names:
+        index = {name: class_index_of_folder(name, model_class_names) for name in folders}
+        unknown = [name for name, i in index.items() if i is None]
+        found = {name: i for name, i in index.items() if i is not None}
+        twice = sorted(name for name, i in found.items() if list(found.values()).count(i) > 1)
+        if twice:
+            raise InputError(f"{path}: class folders {', '.join(twice[:4])} are the same class of the model; merge them")
+        if not unknown:
+            return found, tuple(model_class_names), "class folders (by the model's class names or indices)"
+        if found:
+            known = ", ".join(folder_name(n) for n in model_class_names[:6])
+            raise InputError(f"{path}: class folder(s) {', '.join(unknown[:5])} are neither one of the model's "
+                             f"{len(model_class_names)} class names ({known}{' ...' if len(model_class_names) > 6 else ''}) "
+                             f"nor a class index, while the other folders are; rename them")
+    if all(name.isdigit() for name in folders):
+        return {name: int(name) for name in folders}, (), "class folders (named by class index)"
+    return {name: i for i, name in enumerate(folders)}, tuple(folders), "class folders (sorted folder names)"
+
+
 def _read_files(paths: list[Path], preprocessing: Preprocessing, limit: int | None) -> Dataset:
     """Image files and folders given together: every image, unlabelled, in sorted file order; `limit`: the first ones."""
     files: list[Path] = []
@@ -206,13 +261,15 @@ def _read_files(paths: list[Path], preprocessing: Preprocessing, limit: int | No
         if path.is_dir():
             found = image_files(path)
             if not found:
-                raise InputError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+                raise InputError(f"{path}: {NO_IMAGES}")
             files.extend(found)
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
+        elif is_image_name(path.name):
             files.append(path)
+        elif path.suffix.lower() in UNDECODED:
+            raise InputError(f"{path}: {UNDECODED[path.suffix.lower()]}")
         else:
-            raise InputError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder of images; "
-                             f"arrays and IDX files are given alone")
+            raise InputError(f"{path}: not an image file (no image format Pillow reads has its extension) or a folder "
+                             f"of images; arrays and IDX files are given alone")
     files = sorted(dict.fromkeys(files))[:limit]
     for file in files:
         _probe_image(file)
@@ -300,6 +357,8 @@ def _choose_reader(path: Path) -> Reader:
         return _read_array
     if "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
         return _read_idx_file
+    if path.suffix.lower() in UNDECODED:
+        raise InputError(f"{path}: {UNDECODED[path.suffix.lower()]}")
     raise InputError(f"{path}: unknown data format; pass a folder of images, a .npy/.npz array, an IDX file or 'fashion-mnist'")
 
 
@@ -322,7 +381,7 @@ def open_dataset(spec: str, preprocessing: Preprocessing, limit: int | None = No
         if not Path(labels).is_file():
             raise InputError(f"{labels}: labels file not found")
         return _read_folder(path, preprocessing, limit, seed, Path(labels))
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.is_file() and is_image_name(path.name):
         return _read_files([path], preprocessing, limit)
     return _choose_reader(path)(path, preprocessing, limit, seed)
 
@@ -332,7 +391,7 @@ def open_inputs(specs: list[str], preprocessing: Preprocessing, limit: int | Non
     files and folders together; the first `limit` inputs in sorted file order."""
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, not {limit}")
-    if len(specs) == 1 and not (Path(specs[0]).is_file() and specs[0].lower().endswith(IMAGE_SUFFIXES)):
+    if len(specs) == 1 and not (Path(specs[0]).is_file() and is_image_name(specs[0])):
         data = open_dataset(specs[0], preprocessing)
         return data if limit is None or limit >= len(data) else data.subset(np.arange(limit))
     missing = [s for s in specs if not Path(s).exists()]

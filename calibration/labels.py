@@ -11,12 +11,14 @@ FOLDER.csv, FOLDER.tsv (beside the folder).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeresnet.errors import InputError
+from edgeresnet.text_files import read_text
 
 FILE_COLUMNS = ("file", "filename", "file_name", "image", "image_id", "img", "path", "name", "id")
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target", "y")
@@ -42,15 +44,14 @@ def beside(folder: Path) -> Path | None:
 
 
 def _rows(file: Path) -> list[list[str]]:
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{file}: cannot read the labels ({getattr(exc, 'strerror', None) or exc})") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    text = read_text(file, "labels")
+    first = next((line for line in text.split("\n") if line.strip()), None)
+    if first is None:
         raise InputError(f"{file}: no labels (expected rows of filename,label)")
-    delimiter = "\t" if file.suffix.lower() == ".tsv" or "\t" in lines[0] else (";" if ";" in lines[0] and "," not in lines[0] else ",")
-    return [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    delimiter = "\t" if file.suffix.lower() == ".tsv" or "\t" in first else (";" if ";" in first and "," not in first else ",")
+    # Parsed as a whole, not line by line: a quoted file name may hold the delimiter or a newline (pandas quotes both).
+    rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    return [row for row in rows if any(row)]
 
 
 def read_labels(file: Path, folder: Path, images: list[Path], model_class_names: tuple[str, ...]) -> LabelTable:
@@ -92,17 +93,31 @@ def read_labels(file: Path, folder: Path, images: list[Path], model_class_names:
         raise InputError(f"{file}: no label for {len(unlabelled)} of the {len(images)} images in {folder}, "
                          f"e.g. {unlabelled[0].relative_to(folder)}{hint}")
     texts = set(values.values())
-    if all(t.lstrip("-").isdigit() for t in texts):
-        labels = {p: int(v) for p, v in values.items()}
-        if min(labels.values()) < 0:
-            raise InputError(f"{file}: class indices must be 0 or more, not {min(labels.values())}")
-        return LabelTable(file, labels, (), "class index")
+    numbers = {t: _number(t) for t in texts}
+    if all(v is not None for v in numbers.values()):
+        # Indices, also as a spreadsheet or pandas writes them ("3.0"); anything else numeric is no class.
+        indices = {t: int(v) for t, v in numbers.items() if v is not None and v.is_integer() and v >= 0}
+        odd = sorted(set(texts) - set(indices))
+        if odd:
+            raise InputError(f"{file}: a numeric label is a class index, a whole number 0 or more, not {odd[0]!r}")
+        return LabelTable(file, {p: indices[v] for p, v in values.items()}, (), "class index")
     if model_class_names and texts <= set(model_class_names):
         names = tuple(model_class_names)
+    elif model_class_names and texts & set(model_class_names):
+        unknown = sorted(texts - set(model_class_names))
+        raise InputError(f"{file}: label(s) {', '.join(map(repr, unknown[:5]))} are not among the model's "
+                         f"{len(model_class_names)} class names, while the other labels are; correct them")
     else:
         names = tuple(sorted(texts))
     index = {name: i for i, name in enumerate(names)}
     return LabelTable(file, {p: index[v] for p, v in values.items()}, names, "class name")
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def labels_of(table: LabelTable, chosen: list[Path]) -> np.ndarray:

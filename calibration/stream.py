@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from edgeresnet.errors import InputError
+from edgeresnet.preprocessing import ImageRefused
 from edgeresnet.schema import DataSummary
 
 # Decoding threads: enough to keep a model fed on a small machine without crowding out its compute.
@@ -30,6 +32,13 @@ DECODE_WORKERS = max(2, min(4, os.cpu_count() or 1))
 DEFAULT_CHUNK = 32
 # A chunk of images is read ahead while the consumer computes on the current one.
 READ_AHEAD = 2
+
+
+def decode_error(file, exc: Exception) -> InputError:
+    """An image that does not decode, by name: refused by the preprocessing (its reason), or damaged."""
+    if isinstance(exc, ImageRefused):
+        return InputError(f"{file}: {exc}")
+    return InputError(f"{file}: not a readable image ({exc})")
 
 
 class ImageSource(ABC):
@@ -143,7 +152,12 @@ class FileSource(ImageSource):
         return digests
 
     def unit_pixels(self, index: np.ndarray, preprocessing) -> np.ndarray | None:
-        return np.stack([preprocessing.load_unit(self.files[int(i)]) for i in index])
+        def unit(file):
+            try:
+                return preprocessing.load_unit(file)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise decode_error(file, exc) from None
+        return np.stack([unit(self.files[int(i)]) for i in index])
 
     def _stack(self, images: list[np.ndarray]) -> np.ndarray:
         if not images:

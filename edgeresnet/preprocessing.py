@@ -22,9 +22,11 @@ filters antialias when they shrink (as torchvision does on PIL images and, since
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -32,8 +34,60 @@ import numpy as np
 # anything above the limit it warns at (89.5 megapixels): a decompression bomb, not a photo.
 MAX_IMAGE_PIXELS = 89_478_485
 CHANNEL_ORDERS = ("RGB", "BGR")
+MAX_INPUT_MAGNITUDE = 1e6
+ORIENTATION = 0x0112  # the EXIF tag
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 UNALIASED = ("bilinear", "nearest")  # the filters that can sample without antialiasing here
+
+
+# Pillow warns about metadata it skips (corrupt EXIF, odd palette transparency) and decodes the pixels all the same:
+# nothing the user can act on, and a console line per image otherwise.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+# Formats Pillow registers but cannot decode to pixels on its own: Ghostscript's (EPS), headers only (MPEG),
+# metadata (IPTC), and the save-only ones; its stub plug-ins (BUFR, GRIB, HDF5, WMF) are found by their class.
+_NOT_RASTER = {"EPS", "MPEG", "IPTC", "PALM", "PDF"}
+
+
+@functools.lru_cache(maxsize=None)
+def image_suffixes() -> tuple[str, ...]:
+    """The file extensions of every image format this Pillow decodes by itself (PNG, JPEG, TIFF, WebP, BMP, GIF,
+    TGA, ICO, QOI, JPEG 2000, AVIF, PPM ... and any plug-in registered, such as pillow-heif's HEIC), lower case."""
+    from PIL import Image, ImageFile
+
+    Image.init()
+    def decodes(fmt: str) -> bool:
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        stub = isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+        return fmt not in _NOT_RASTER and not stub and (factory is not None or fmt == "MPO")  # MPO opens as JPEG
+    return tuple(sorted(ext.lower() for ext, fmt in Image.registered_extensions().items() if decodes(fmt)))
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has the extension of an image format Pillow decodes (see `image_suffixes`)."""
+    return name.lower().endswith(image_suffixes())
+
+
+def folder_name(class_name: str) -> str:
+    """A class name as a folder can hold it: path separators and other unsafe characters become '_' ('T-shirt/top' -> 'T-shirt_top')."""
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in class_name).strip() or "_"
+
+
+def class_index_of_folder(name: str, class_names) -> int | None:
+    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), the class index,
+    or the folder-safe name in another letter case when only one class has it."""
+    names = list(class_names)
+    if name in names:
+        return names.index(name)
+    safe = [folder_name(c) for c in names]
+    if name in safe and safe.count(name) == 1:
+        return safe.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    folded = [n.casefold() for n in safe]  # 'trouser' for 'Trouser', 't-shirt_top' for 'T-shirt/top'
+    if folded.count(name.casefold()) == 1:
+        return folded.index(name.casefold())
+    return None
 
 
 def _as_is(value: Any) -> Any:
@@ -88,6 +142,13 @@ class Preprocessing:
             raise ValueError(f"antialias false works with {' and '.join(UNALIASED)} interpolation, not {self.interpolation}")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std, self.pixel_scale)):
             raise ValueError("mean, std and pixel scale must be finite numbers")
+        # Real normalizations give inputs of a few units (ImageNet: -2.1..2.6; Caffe's mean on 0..255: -124..152);
+        # a std of 1e-300 or a pixel scale of 1e30 would give float32 infinities, or numbers no network was trained on.
+        largest = max(abs(end - m) / s for m, s in zip(self.mean, self.std) for end in (0.0, self.pixel_scale))
+        narrowest = min(self.pixel_scale / s for s in self.std)  # black to white, in network input units
+        if largest > MAX_INPUT_MAGNITUDE or narrowest < 1 / MAX_INPUT_MAGNITUDE:
+            raise ValueError(f"mean {list(self.mean)}, std {list(self.std)} and pixel scale {self.pixel_scale:g} give network "
+                             f"inputs up to {largest:.3g} in magnitude, black and white {narrowest:.3g} apart: check them")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -137,8 +198,6 @@ class Preprocessing:
 
     def load_unit(self, path) -> np.ndarray:
         """One image file resized and cropped to the input size: float32 HWC (RGB or one plane) in [0, 1]."""
-        import warnings
-
         from PIL import Image, ImageOps
 
         with warnings.catch_warnings():
@@ -151,9 +210,11 @@ class Preprocessing:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageRefused(f"{img.width}x{img.height} is larger than {MAX_IMAGE_PIXELS:,} pixels; refused as a possible decompression bomb")
             # As a viewer shows it: phones and cameras store the pixels sideways and an EXIF orientation tag.
-            planes = _unit_planes(ImageOps.exif_transpose(img))
+            # Plane by plane, each resized before the next is made: a 64-megapixel photo as one float array is 2 GB.
+            upright = ImageOps.exif_transpose(img) if img.getexif().get(ORIENTATION, 1) != 1 else img  # no copy when upright
+            planes = _unit_planes(upright)
             height, width = self.input_size
-            source = planes[0].size
+            source = upright.size
             if self.resize is None:
                 size, box = (width, height), None
             else:
@@ -199,23 +260,24 @@ def _sample_positions(source: int, target: int) -> tuple[np.ndarray, np.ndarray,
     return low, np.minimum(low + 1, source - 1), (centre - low).astype(np.float32)
 
 
-def _unit_planes(img) -> list:
-    """The image as float ("F" mode) planes scaled to [0, 1]: 8-bit / 255, 16-bit / 65535; alpha dropped."""
+def _unit_planes(img) -> Iterator:
+    """The image as float ("F" mode) planes scaled to [0, 1], one at a time: 8-bit / 255, 16-bit / 65535; alpha dropped."""
     from PIL import Image
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(img, dtype=np.float64)
         if img.mode == "I" and (values.min() < 0 or values.max() > 65535):
             raise ImageRefused(f"32-bit integer pixels ({int(values.min())}..{int(values.max())}) have no defined scale")
-        return [Image.fromarray((values / 65535.0).astype(np.float32), mode="F")]
+        yield Image.fromarray((values / 65535.0).astype(np.float32), mode="F")
+        return
     if img.mode == "F":
         raise ImageRefused("floating-point pixels have no defined [0, 1] scale; convert the image to 8 or 16 bits")
     if img.mode not in ("L", "RGB"):
         img = img.convert("L" if img.mode in ("1", "LA", "La") else "RGB")
-    values = np.asarray(img, dtype=np.float32) / 255.0
-    if values.ndim == 2:
-        return [Image.fromarray(values, mode="F")]
-    return [Image.fromarray(np.ascontiguousarray(values[..., c]), mode="F") for c in range(values.shape[-1])]
+    for band in range(len(img.getbands())):
+        values = np.asarray(img.getchannel(band), dtype=np.float32)
+        values /= 255.0
+        yield Image.fromarray(values, mode="F")
 
 
 IMAGENET = Preprocessing(

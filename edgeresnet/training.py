@@ -44,8 +44,11 @@ class TrainConfig:
         if self.arch not in ARCHITECTURES or ARCHITECTURES[self.arch].stem != "cifar":
             cifar = sorted(a for a, s in ARCHITECTURES.items() if s.stem == "cifar")
             raise InputError(f"training on Fashion-MNIST supports the CIFAR-style networks {', '.join(cifar)}, not {self.arch!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.max_lr <= 0:
-            raise InputError("epochs, batch size and learning rate must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or not (0 < self.max_lr < math.inf):
+            raise InputError(f"epochs, batch size and learning rate must be positive (and finite), not "
+                             f"{self.epochs}, {self.batch_size} and {self.max_lr}")
+        if not 0 <= self.seed < 2**32:  # NumPy's and PyTorch's seeding both take 32 bits
+            raise InputError(f"--seed must be 0..{2**32 - 1}, not {self.seed}")
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:

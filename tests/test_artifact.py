@@ -297,3 +297,17 @@ def test_run_takes_image_files_and_folders_one_line_each_in_file_order(tmp_path,
     assert [p["file"] for p in first["predictions"]] == [str(tmp_path / "pics" / "a.png"), str(tmp_path / "pics" / "b.jpg")]
     refused = run_cli("run", str(ort_artifact), "--input", str(tmp_path / "pics"), "--input", str(tmp_path / "x.npy"))
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_run_prints_one_line_per_file_whatever_its_name(tmp_path, ort_artifact):
+    names = ["with space.png", "ünïcødé 猫.png", "new\nline.png", "tab\there.png", "-dash.png", "UPPER.JPG", "scan.tga"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / name)
+    result = run_cli("run", str(ort_artifact), "--input", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    printed = [row.split("\t")[0] for row in result.stdout.splitlines()]
+    expected = sorted(str(tmp_path / n) for n in names)
+    assert printed == [n.replace("\n", "\\n").replace("\t", "\\t") for n in expected]
+    listed = json.loads(run_cli("run", str(ort_artifact), "--input", str(tmp_path), "--json").stdout)
+    assert [p["file"] for p in listed["predictions"]] == expected  # JSON keeps the names as they are

@@ -1,4 +1,6 @@
 import gzip
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,3 +98,72 @@ def test_missing_dataset_names_the_apt_package(monkeypatch, tmp_path):
 def test_zero_samples_is_refused():
     with pytest.raises(InputError, match="at least 1"):
         open_dataset("fashion-mnist", FMNIST, limit=0)
+
+
+def _class_folders(root, names, count=1, empty=()):
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(root / name / f"{i}.png")
+    for name in empty:
+        (root / name).mkdir(parents=True)
+
+
+@pytest.mark.parametrize("names, empty, preprocessing, expected", [
+    # folders named by class index: numeric order, '10' after '9'
+    ([str(i) for i in range(12)], (), replace(FMNIST, class_names=()), {str(i): i for i in range(12)}),
+    # an empty class folder keeps its place in the sorted names
+    (["apple", "cherry"], ("banana",), CIFAR, {"apple": 0, "cherry": 2}),
+    # the model's class names, their folder-safe form, and indices
+    (["T-shirt_top", "Bag", "9"], (), FMNIST, {"T-shirt_top": 0, "Bag": 8, "9": 9}),
+])
+def test_class_folders_as_users_name_them(tmp_path, names, empty, preprocessing, expected):
+    _class_folders(tmp_path, names, empty=empty)
+    data = open_dataset(str(tmp_path), preprocessing)
+    files = sorted(tmp_path.glob("*/0.png"))  # the order the folder is read in
+    by_folder = {f.parent.name: int(label) for f, label in zip(files, data.labels)}
+    assert by_folder == expected
+    if empty:
+        assert "without images: banana" in data.labels_from and data.class_names == ("apple", "banana", "cherry")
+
+
+@pytest.mark.parametrize("folders, message", [
+    (["Bag", "Trouser", "Sneakers"], "class folder.s. Sneakers are neither one of the model's 10 class names"),  # "Sneaker"
+    (["Bag", "8", "Trouser"], "class folders 8, Bag are the same class of the model"),
+])
+def test_class_folders_that_do_not_name_the_models_classes_one_to_one_are_refused(tmp_path, folders, message):
+    _class_folders(tmp_path, folders)
+    with pytest.raises(InputError, match=message):
+        open_dataset(str(tmp_path), FMNIST)
+
+
+def test_splits_one_level_too_deep_are_refused_not_labelled_by_split(tmp_path):
+    for split in ("train", "val"):
+        _class_folders(tmp_path / split, ["Bag", "Trouser"])
+    with pytest.raises(InputError, match=r"folders train, val each hold the same class folders \(Bag, Trouser\).*pass one"):
+        open_dataset(str(tmp_path), FMNIST)
+    assert open_dataset(str(tmp_path / "val"), FMNIST).labels.tolist() == [8, 1]
+    # Classes with sub-folders of their own (breeds under each animal) stay labelled by the top folder.
+    _class_folders(tmp_path / "animals" / "cat", ["siamese", "persian"])
+    _class_folders(tmp_path / "animals" / "dog", ["beagle", "pug"])
+    assert open_dataset(str(tmp_path / "animals"), CIFAR).labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("name, message", [("IMG_0001.HEIC", "pillow-heif"), ("DSC_0001.NEF", "camera raw"),
+                                           ("logo.svg", "does not decode")])
+def test_photos_pillow_cannot_decode_are_refused_not_skipped(tmp_path, name, message):
+    _class_folders(tmp_path, ["Bag"])
+    (tmp_path / "Bag" / name).write_bytes(b"\x00" * 64)
+    for spec in (tmp_path, tmp_path / "Bag" / name):
+        with pytest.raises(InputError, match=f"{name}: .*{message}"):
+            open_dataset(str(spec), FMNIST)
+
+
+@pytest.mark.parametrize("make, kind", [(lambda p: os.symlink(p.parent / "gone.png", p), "a broken symbolic link"),
+                                        (lambda p: os.mkfifo(p), "a pipe, socket or device")])
+def test_an_image_name_that_is_no_regular_file_is_refused_not_skipped_or_opened(tmp_path, make, kind):
+    _class_folders(tmp_path, ["Bag", "Trouser"])
+    make(tmp_path / "Bag" / "odd.png")
+    with pytest.raises(InputError, match=f"odd.png: not a regular file \\({kind}\\)"):
+        open_dataset(str(tmp_path), FMNIST)

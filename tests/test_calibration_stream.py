@@ -13,6 +13,7 @@ from PIL import Image
 from edgeresnet.calibration import Dataset, open_dataset, sample_indices
 from edgeresnet.calibration.fashion_mnist import load_fashion_mnist
 from edgeresnet.calibrators import calibrate, create_calibrator, tensors_to_calibrate
+from edgeresnet.errors import InputError
 from edgeresnet.models import get_entry
 from edgeresnet.preprocessing import IMAGENET, Preprocessing
 from edgeresnet.quant_scheme import calibration_options
@@ -148,3 +149,19 @@ def test_a_corrupt_jpeg_mid_stream_is_one_line_exit_2_and_nothing_written(tmp_pa
     assert "007.jpg" in errors[0] and "not a readable image" in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "eval", "tmp"]  # no artifact, staging or lock
     assert [p.name for p in tmpdir.iterdir() if p.name != ".ses"] == []
+
+
+@pytest.mark.parametrize("read", ["batches", "unit_pixels"])
+def test_an_image_damaged_beyond_its_header_fails_by_name_on_every_path(tmp_path, read):
+    """The stream (calibration, evaluation) and the preprocessing check's raw pixels name the file alike."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "a.png")
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (300, 300), dtype=np.uint8)).save(buffer, format="JPEG")
+    (tmp_path / "b.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # the header decodes
+    data = open_dataset(str(tmp_path), get_entry("resnet20-fmnist").preprocessing)
+    with pytest.raises(InputError, match=r"b\.jpg: not a readable image \(image file is truncated"):
+        if read == "batches":
+            list(data.batches(8))
+        else:
+            data.unit_pixels(np.arange(len(data)), get_entry("resnet20-fmnist").preprocessing)

@@ -3,6 +3,8 @@ what cannot be loaded is refused for its real cause, first."""
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -120,3 +122,38 @@ def test_older_checkpoints_without_batchnorm_counters_load(tmp_path, source):
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     torch.save(state, tmp_path / "old.pth")
     assert torch.equal(load_model("resnet20", tmp_path / "old.pth").module.fc.weight, source.fc.weight)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_half_and_double_precision_checkpoints_load_as_float32(tmp_path, source, dtype):
+    torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in source.state_dict().items()}, tmp_path / "w.pt")
+    weight = load_model("resnet20", tmp_path / "w.pt").module.fc.weight
+    assert weight.dtype == torch.float32 and torch.equal(weight, source.fc.weight.to(dtype).float())
+
+
+def test_integer_tensors_for_float_weights_are_refused(tmp_path, source):
+    torch.save({k: v.to(torch.int8) if v.is_floating_point() else v for k, v in source.state_dict().items()}, tmp_path / "q.pt")
+    with pytest.raises(InputError, match=r"integer tensors for float weights .*conv1.weight \(int8\)"):
+        load_model("resnet20", tmp_path / "q.pt")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "a folder, not a weights file"),
+    (lambda p: p.write_bytes(b""), "not a readable weights file"),
+    (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(20)), "damaged zip archive"),
+    (lambda p: p.write_bytes(gzip.compress(b"\x80\x02}q\x00.")), "not a readable weights file"),  # gzipped
+])
+def test_files_that_are_no_checkpoint_are_refused_by_name(tmp_path, make, message):
+    make(tmp_path / "w.pt")
+    with pytest.raises(InputError, match=message):
+        read_checkpoint(tmp_path / "w.pt")
+
+
+def test_truncated_checkpoints_are_refused(tmp_path, source):
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    save_file(source.state_dict(), tmp_path / "w.safetensors")
+    for name, message in (("w.pt", "not a readable PyTorch weights file"), ("w.safetensors", "not a readable safetensors file")):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut-{name}").write_bytes(data[: len(data) // 2])
+        with pytest.raises(InputError, match=message):
+            read_checkpoint(tmp_path / f"cut-{name}")

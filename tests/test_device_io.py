@@ -16,12 +16,10 @@ def device_io(jetson_artifact):
     return device_io
 
 
-def test_labelled_folders_map_by_name_safe_name_or_index(device_io):
+def test_labelled_folders_map_like_the_host(device_io):
     classes = ["T-shirt/top", "Trouser", "Pullover"]
-    assert device_io.folder_name("T-shirt/top") == "T-shirt_top"
-    assert device_io.class_index_of_folder("T-shirt_top", classes) == 0  # the class name cannot be a folder name
-    assert device_io.class_index_of_folder("Trouser", classes) == 1 and device_io.class_index_of_folder("2", classes) == 2
-    assert device_io.class_index_of_folder("Coat", classes) is None and device_io.class_index_of_folder("7", classes) is None
+    assert device_io.class_index_of_folder("T-shirt_top", classes) == 0 and device_io.class_index_of_folder("2", classes) == 2
+    assert device_io.is_image_name("scan.TGA") and not device_io.is_image_name("notes.txt")
 
 
 def test_device_folder_beside_the_artifact_or_where_the_user_says(device_io, tmp_path, capsys):

@@ -31,11 +31,13 @@ def _images(folder, count=12, split="test"):
     return names, labels[:count]
 
 
-@pytest.mark.parametrize("layout", ["index", "name", "header-name", "tsv", "stems", "windows"])
+@pytest.mark.parametrize("layout", ["index", "name", "header-name", "tsv", "stems", "windows", "excel-unicode", "pandas-floats"])
 def test_csv_labels_beside_a_flat_folder(tmp_path, layout):
     names, labels = _images(tmp_path / "flat")
     if layout == "index":
         text = "".join(f"{n},{l}\n" for n, l in zip(names, labels))
+    elif layout == "pandas-floats":  # a label column with a missing value becomes float: 3.0, 10.0
+        text = ",filename,label\n" + "".join(f"{i},{n},{float(l)}\n" for i, (n, l) in enumerate(zip(names, labels)))
     elif layout == "name":
         text = "".join(f"{n},{FASHION_MNIST_CLASSES[l]}\n" for n, l in zip(names, labels))
     elif layout == "header-name":
@@ -44,10 +46,12 @@ def test_csv_labels_beside_a_flat_folder(tmp_path, layout):
         text = "image\tclass\n" + "".join(f"{n}\t{l}\n" for n, l in zip(names, labels))
     elif layout == "stems":
         text = "id,label\n" + "".join(f"{n.split('.')[0]},{l}\n" for n, l in zip(names, labels))
+    elif layout == "excel-unicode":  # Excel's "Unicode Text": UTF-16 with its byte-order mark, tab-separated, CRLF
+        text = "filename\tlabel\r\n" + "".join(f"{n}\t{l}\r\n" for n, l in zip(names, labels))
     else:
         text = "\ufefffilename,label\r\n" + "".join(f"{n},{l}\r\n" for n, l in zip(names, labels))
-    labels_file = tmp_path / "flat" / ("labels.tsv" if layout == "tsv" else "labels.csv")
-    labels_file.write_text(text, encoding="utf-8")
+    labels_file = tmp_path / "flat" / ("labels.tsv" if layout in ("tsv", "excel-unicode") else "labels.csv")
+    labels_file.write_text(text, encoding="utf-16" if layout == "excel-unicode" else "utf-8")
     named = GRAY.__class__(**{**GRAY.__dict__, "class_names": FASHION_MNIST_CLASSES})
     data = open_dataset(str(tmp_path / "flat"), named)
     assert data.labels.tolist() == labels.tolist(), layout
@@ -74,6 +78,8 @@ def test_names_not_in_the_model_take_sorted_order(tmp_path):
     ("img000.jpg,1\n", "no label for 11 of the 12 images"),
     ("img000.jpg\n" * 12, "rows are filename,label"),
     ("".join(f"img{i:03d}.{'png' if i % 2 else 'jpg'},-1\n" for i in range(12)), "0 or more"),
+    ("".join(f"img{i:03d}.{'png' if i % 2 else 'jpg'},{i / 2}\n" for i in range(12)), "a whole number 0 or more, not '0.5'"),
+    ("".join(f"img{i:03d}.{'png' if i % 2 else 'jpg'},nan\n" for i in range(12)), "not 'nan'"),
 ])
 def test_bad_labels_files_say_why(tmp_path, text, message):
     _images(tmp_path / "flat")
@@ -133,3 +139,27 @@ def test_lightning_checkpoint_json_names_and_csv_labels_compile_like_class_folde
     assert flat["class_names"] == classes
     manifest = json.loads((tmp_path / "art-flat" / "manifest.json").read_text())
     assert manifest["input"]["class_names"] == classes
+
+
+def test_label_names_partly_outside_the_models_classes_are_refused(tmp_path):
+    names, _ = _images(tmp_path / "flat", count=3)
+    (tmp_path / "flat" / "labels.csv").write_text("".join(f"{n},{k}\n" for n, k in zip(names, ["Bag", "Trouser", "Trousers"])))
+    named = GRAY.__class__(**{**GRAY.__dict__, "class_names": FASHION_MNIST_CLASSES})
+    with pytest.raises(InputError, match="label.s. 'Trousers' are not among the model's 10 class names"):
+        open_dataset(str(tmp_path / "flat"), named)
+
+
+def test_file_names_with_commas_quotes_and_newlines_as_pandas_writes_them(tmp_path):
+    import csv
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    names = ["a, b.png", 'say "hi".png', "two\nlines.png", "plain.png"]
+    for name in names:
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / name)
+    with open(folder / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "label"])
+        writer.writerows([name, i] for i, name in enumerate(names))
+    data = open_dataset(str(folder), GRAY)
+    assert dict(zip(sorted(names), data.labels.tolist())) == {name: i for i, name in enumerate(names)}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeresnet.preprocessing import Preprocessing
+from edgeresnet.preprocessing import Preprocessing, class_index_of_folder, folder_name, image_suffixes, is_image_name
 
 RGB = Preprocessing((8, 8), 3, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
@@ -73,3 +73,52 @@ def test_old_manifests_without_the_new_fields_read_as_bilinear():
     d = RGB.to_dict()
     del d["interpolation"], d["antialias"]
     assert Preprocessing.from_dict(d) == RGB
+
+
+@pytest.mark.parametrize("suffix, options", [
+    (".tga", {}), (".ico", {}), (".pcx", {}), (".sgi", {}), (".qoi", {}), (".webp", {}), (".bmp", {}), (".tif", {}),
+    (".gif", {}), (".ppm", {}), (".jp2", {}), (".avif", {}), (".jpeg", {"quality": 100}), (".png", {}),
+])
+def test_every_format_pillow_decodes_is_an_image(tmp_path, picture, suffix, options):
+    from PIL import features
+
+    needs = {".jp2": "jpg_2000", ".avif": "avif", ".webp": "webp"}.get(suffix)
+    if needs and not features.check(needs):
+        pytest.skip(f"this Pillow has no {needs}")
+    path = tmp_path / f"picture{suffix.upper() if suffix == '.tga' else suffix}"
+    Image.fromarray(picture).save(path, **options)
+    assert is_image_name(path.name) and suffix in image_suffixes()
+    pixels = RGB.load_unit(path)
+    assert pixels.shape == (8, 8, 3) and 0.0 <= pixels.min() and pixels.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "weights.pt", "scan.pdf", "figure.eps", "data.h5", "clip.mpg", "labels.csv"])
+def test_files_pillow_cannot_decode_to_pixels_are_not_images(name):
+    assert not is_image_name(name)
+
+
+def test_class_folders_by_name_safe_name_or_index():
+    classes = ["T-shirt/top", "Trouser", "Pullover"]
+    assert folder_name("T-shirt/top") == "T-shirt_top"
+    assert class_index_of_folder("T-shirt_top", classes) == 0  # the class name cannot be a folder name
+    assert class_index_of_folder("Trouser", classes) == 1 and class_index_of_folder("2", classes) == 2
+    assert class_index_of_folder("Coat", classes) is None and class_index_of_folder("7", classes) is None
+    assert class_index_of_folder("t-shirt_top", classes) == 0 and class_index_of_folder("PULLOVER", classes) == 2
+    assert class_index_of_folder("a", ["A", "a"]) == 1 and class_index_of_folder("b", ["B", "B "]) is None
+
+
+@pytest.mark.parametrize("exif", [
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\xff\xff\xff\x0f\x06\x00\x00\x00\x00\x00\x00\x00",  # count past the end
+    b"Exif\x00\x00II*\x00\xff\xff\xff\x7f",  # first directory past the end
+    b"Exif\x00\x00" + bytes(range(50)),
+], ids=["count-past-the-end", "directory-past-the-end", "garbage"])
+def test_corrupt_exif_decodes_as_stored_without_a_word(tmp_path, picture, exif):
+    import subprocess
+    import sys
+
+    Image.fromarray(picture).save(tmp_path / "camera.jpg", exif=exif, quality=95)
+    Image.fromarray(picture).save(tmp_path / "plain.jpg", quality=95)
+    assert np.array_equal(RGB.load_unit(tmp_path / "camera.jpg"), RGB.load_unit(tmp_path / "plain.jpg"))
+    code = f"from edgeresnet.preprocessing import CIFAR; CIFAR.load_image({str(tmp_path / 'camera.jpg')!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # Pillow's "Corrupt EXIF data" stays quiet

@@ -41,10 +41,16 @@ def run_command(artifact, inputs, limit, emulate, as_json):
 
     def human(r):
         for p in r.predictions:
-            click.echo(f"{p.file if p.file else p.index}\t{p.name}\t{p.score:.4f}")
+            click.echo(f"{one_line(p.file) if p.file else p.index}\t{one_line(str(p.name))}\t{p.score:.4f}")
         tail = f", top-1 {r.top1:.2f}%" if r.top1 is not None else ""
         click.echo(f"{r.samples} inputs on {r.runtime}: {r.ms_per_image} ms per image{tail}", err=True)
     emit(result, as_json, human)
+
+
+def one_line(text: str) -> str:
+    """`text` on one line of a tab-separated printout: a newline, tab or other control character in a file name
+    (legal on Linux and macOS) is written as its escape (\\n, \\t, \\x1b); --json keeps the name as it is."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @click.command(name="bench")

@@ -95,6 +95,25 @@ def with_backend_options(f):
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
+# Options whose empty value means something: the checkpoint's top level as the weights' key prefix.
+EMPTY_ALLOWED = {"weights_key"}
+
+
+def refuse_empty_text(command: click.Command) -> click.Command:
+    """Every text or path option and argument of `command` refuses an empty value (`--calib ""` from an unset shell
+    variable): taken as given, "" is the current folder as a path, and silently the default where `or` picks one."""
+    def check(ctx, param, value, then=None):
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v == "" for v in values):
+            raise click.BadParameter("must not be empty" + ("" if param.required else "; leave the option out for its default"),
+                                     ctx=ctx, param=param)
+        return then(ctx, param, value) if then else value
+
+    for param in command.params:
+        if param.name not in EMPTY_ALLOWED and isinstance(param.type, (click.types.StringParamType, click.Path)):
+            param.callback = functools.partial(check, then=param.callback)
+    return command
+
 
 description_options = [
     click.option("--card", type=click.Path(dir_okay=False), default=None,
@@ -110,9 +129,9 @@ description_options = [
     click.option("--std", default=None, metavar="S[,S,S]", help="Per-channel std, on pixels scaled by --pixel-scale."),
     click.option("--pixel-scale", type=float, default=None, help="1: mean/std are on [0,1] pixels (torchvision); 255: on 0..255 pixels."),
     click.option("--resize", type=int, default=None, help="Resize the shorter side to this, then center-crop to the input size (0: resize straight)."),
-    click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None,
+    click.option("--channel-order", type=click.Choice(["RGB", "BGR"], case_sensitive=False), default=None,
                  help="Channel order of 3-channel input; --mean/--std are given in this order."),
-    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "lanczos", "box", "hamming", "nearest"]),
+    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "lanczos", "box", "hamming", "nearest"], case_sensitive=False),
                  default=None, help="Resize filter [default: bilinear]."),
     click.option("--antialias/--no-antialias", default=None,
                  help="Antialias when shrinking (Pillow, torchvision) or not (OpenCV; bilinear and nearest) [default: antialias]."),

@@ -54,9 +54,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: weights file not found")
-    with open(path, "rb") as f:
-        magic = f.read(4)
+        raise InputError(f"{path}: {'a folder, not a weights file' if path.is_dir() else 'weights file not found'}")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the weights ({exc.strerror or exc})") from None
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         return Checkpoint(path, _read_safetensors(path))
     # torch.save writes a zip archive; very old checkpoints are a bare pickle (protocol >= 2 starts with 0x80).
@@ -193,8 +196,12 @@ def apply_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
         for k in expected
         if k in state_dict and state_dict[k].shape != expected[k].shape
     ]
+    # A float weight saved as integers (a quantized or packed checkpoint) would be cast, not refused, by load_state_dict.
+    integers = [f"{k} ({str(state_dict[k].dtype).removeprefix('torch.')})" for k in expected
+                if k in state_dict and expected[k].is_floating_point() and not state_dict[k].is_floating_point()]
     problems = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", shapes)):
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", shapes),
+                         ("integer tensors for float weights (a quantized checkpoint? save the float model's state dict)", integers)):
         if items:
             shown = ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
             problems.append(f"{len(items)} {label}: {shown}")

@@ -18,6 +18,9 @@ these keys; options given on the command line override it, and it overrides the 
                                    # (one per line, a JSON list or a JSON id2label object; beside the card)
     weights_key = "state_dict_ema" # which tensors of the checkpoint (a key prefix; default: found)
 
+A JSON null is the same as leaving the key out; channel_order, interpolation and preset take any letter
+case; the file may be UTF-8 (with or without a byte-order mark) or UTF-16/32 with one (`edgeresnet.text_files`).
+
 Every resolved value records where it came from (the card, an option, the checkpoint, the
 weights' metadata, or the architecture's default), for the report and the manifest.
 """
@@ -33,6 +36,7 @@ from typing import Any
 
 from edgeresnet.errors import InputError
 from edgeresnet.preprocessing import INTERPOLATIONS, PRESETS, Preprocessing
+from edgeresnet.text_files import read_text
 
 CARD_KEYS = ("preset", "num_classes", "input_size", "channels", "mean", "std", "pixel_scale", "resize",
              "channel_order", "interpolation", "antialias", "class_names", "class_names_file", "weights_key")
@@ -67,6 +71,8 @@ class ModelDescription:
             raise InputError(f"the number of classes must be 1..{MAX_CLASSES}, not {self.num_classes}")
         if self.input_size is not None and not all(1 <= v <= MAX_INPUT_SIDE for v in self.input_size):
             raise InputError(f"input size must be 1..{MAX_INPUT_SIDE} pixels a side, not {list(self.input_size)}")
+        if self.resize is not None and not 0 <= self.resize <= MAX_INPUT_SIDE:
+            raise InputError(f"resize must be 0 (straight) or a shorter side of 1..{MAX_INPUT_SIDE} pixels, not {self.resize}")
         if self.channels is not None and self.channels not in (1, 3):
             raise InputError(f"channels must be 1 or 3, not {self.channels}")
         for key in ("mean", "std"):
@@ -87,7 +93,7 @@ class ModelDescription:
         """'96', '96x96' or '224,160' (height, width)."""
         parts = text.lower().replace("x", ",").split(",")
         try:
-            values = [int(p) for p in parts if p.strip()]
+            values = [int(p) for p in parts]
         except ValueError:
             raise InputError(f"input size must be N or HxW, not {text!r}") from None
         if len(values) not in (1, 2):
@@ -105,17 +111,18 @@ class ModelDescription:
 def read_card(path: str | Path) -> ModelDescription:
     """A model card (JSON, or TOML by its .toml suffix) as a description; unknown keys are refused."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no part of the card
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the model card ({getattr(exc, 'strerror', None) or exc})") from None
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a model card")
+    text = read_text(path, "model card")
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} model card ({str(exc).splitlines()[0]})") from None
+    except (ValueError, RecursionError) as exc:  # decode errors, integers over Python's digit limit, deep nesting
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON (no comments or trailing commas; a TOML card may have comments)"
+        raise InputError(f"{path}: not a valid {kind} model card ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a model card is a table of keys ({', '.join(CARD_KEYS)})")
-    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # "_..." keys are comments (JSON has none)
+    # "_..." keys are comments (JSON has none); a null value says nothing, as if the key were left out.
+    data = {k: v for k, v in data.items() if not str(k).startswith("_") and v is not None}
     unknown = sorted(set(data) - set(CARD_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown model-card key(s) {', '.join(unknown)}; known: {', '.join(CARD_KEYS)}")
@@ -125,8 +132,8 @@ def read_card(path: str | Path) -> ModelDescription:
             if key in ("num_classes", "channels"):
                 values[key] = _integer(value, key)
             elif key == "input_size":
-                size = [value] if isinstance(value, (int, float)) else list(value)
-                if len(size) not in (1, 2):
+                size = [value] if isinstance(value, (int, float)) else value
+                if not isinstance(size, list) or len(size) not in (1, 2):
                     raise ValueError("input_size is N or [height, width]")
                 values[key] = (_integer(size[0], key), _integer(size[-1], key))
             elif key in ("mean", "std"):
@@ -142,12 +149,23 @@ def read_card(path: str | Path) -> ModelDescription:
             elif key == "class_names":
                 values[key] = class_names_of(value)
             elif key == "class_names_file":
-                values[key] = str(path.parent / str(value))
+                values[key] = str(path.parent / _text(value, key))
+            elif key == "channel_order":
+                values[key] = _text(value, key).upper()
+            elif key in ("interpolation", "preset"):
+                values[key] = _text(value, key).lower()
+            elif key == "weights_key":  # "" is a key prefix too: the checkpoint's top level
+                if not isinstance(value, str):
+                    raise ValueError(f"weights_key must be a string, not {value!r}")
+                values[key] = value
             else:
-                values[key] = str(value)
-    except (TypeError, ValueError) as exc:
+                values[key] = _text(value, key)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"{path}: bad model card value: {exc}") from None
-    return ModelDescription(card=str(path), **values)
+    try:
+        return ModelDescription(card=str(path), **values)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def _number(value: Any, key: str) -> float:
@@ -156,8 +174,14 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} must be a non-empty string, not {value!r}")
+    return value.strip()
+
+
 def _integer(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value:
         raise ValueError(f"{key} must be an integer, not {value!r}")
     return int(value)
 
@@ -183,17 +207,16 @@ def read_class_names(path: str | Path) -> tuple[str, ...]:
 
     A JSON file may hold the names under "id2label" or "class_names" (a Hugging Face config.json)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read class names ({getattr(exc, 'strerror', None) or exc})") from None
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a class-names file")
+    text = read_text(path, "class names")
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         try:
             value = json.loads(text)
             if isinstance(value, dict):
                 value = next((value[k] for k in ("id2label", "class_names") if k in value), value)
             return class_names_of(value)
-        except (json.JSONDecodeError, ValueError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise InputError(f"{path}: not a JSON list of class names or an object from index to name "
                              f"({str(exc).splitlines()[0]})") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]

@@ -157,10 +157,17 @@ class BenchResult:
                 "fp32": asdict(self.fp32), "int8_speedup": self.int8_speedup, "warnings": self.warnings}
 
 
+MAX_RUNS = 100_000
+
+
+def check_runs(runs: int, option: str = "--runs") -> None:
+    if not 1 <= runs <= MAX_RUNS:
+        raise InputError(f"{option} must be 1..{MAX_RUNS}, not {runs}")
+
+
 def bench_artifact(artifact: str | Path, runs: int = 50) -> BenchResult:
     """INT8 artifact latency against its own FP32 model in ONNX Runtime, on this machine (batch as built)."""
-    if not 1 <= runs <= 100_000:
-        raise InputError(f"--runs must be 1..100000, not {runs}")
+    check_runs(runs)
     with verified_runner(artifact) as (folder, manifest, runner):
         baseline = OnnxRuntimeRunner(folder / FP32_MODEL_FILE, label="FP32")
         shape = [manifest.input.batch, *Preprocessing.from_dict(manifest.input.preprocessing).input_shape]

@@ -13,7 +13,7 @@ from edgeresnet.errors import EdgeResnetError, InputError
 from edgeresnet.report.compare import Comparison, compare_artifacts, render_comparison_html
 from edgeresnet.report.facts import SpeedFigure
 
-from .artifacts import bench_artifact
+from .artifacts import bench_artifact, check_runs
 
 
 @dataclass
@@ -37,7 +37,9 @@ def measured_latency(artifact: str, runs: int) -> list[SpeedFigure]:
 
 
 def write_comparison(artifacts: list[str], out: str | None, bench_runs: int | None = None) -> ComparisonResult:
-    measured = {a: measured_latency(a, bench_runs) for a in artifacts} if bench_runs else None
+    if bench_runs is not None:
+        check_runs(bench_runs, "--bench")  # here: each artifact's own errors mean "does not run on this machine"
+    measured = {a: measured_latency(a, bench_runs) for a in artifacts} if bench_runs is not None else None
     comparison = compare_artifacts(artifacts, measured)
     destination = Path(out) if out else Path("build") / f"{comparison.model}-compared"
     if (destination / "manifest.json").exists():

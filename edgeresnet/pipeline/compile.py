@@ -87,8 +87,8 @@ class CompileOptions:
             raise InputError(f"--calib-samples must be at least 1, not {self.calib_samples}")
         if self.eval_samples is not None and self.eval_samples < 1:
             raise InputError(f"--eval-samples must be at least 1, not {self.eval_samples}")
-        if self.max_drop is not None and not (self.max_drop >= 0):
-            raise InputError(f"--max-drop must be zero or more points, not {self.max_drop}")
+        if self.max_drop is not None and not (0 <= self.max_drop <= 100):
+            raise InputError(f"--max-drop must be 0..100 points of top-1, not {self.max_drop}")
         if self.batch < 1:
             raise InputError(f"--batch must be at least 1, not {self.batch}")
         check_run_options(self.dynamic_batch.max if self.dynamic_batch else self.batch, self.seed)

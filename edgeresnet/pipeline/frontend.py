@@ -17,7 +17,7 @@ import onnx
 
 from edgeresnet.calibration import Dataset, open_dataset
 from edgeresnet.errors import CheckFailed, InputError
-from edgeresnet.export import PytorchAgreement, check_against_pytorch, export_onnx_model
+from edgeresnet.export import PytorchAgreement, check_against_pytorch, check_batch, export_onnx_model
 from edgeresnet.models import LoadedModel, ModelDescription, load_model
 from edgeresnet.models.description import describe_sources
 from edgeresnet.preprocessing_check import PreprocessingCheck, check_preprocessing
@@ -32,7 +32,6 @@ BUILTIN_CALIBRATION = "fashion-mnist:train"
 BUILTIN_EVALUATION = "fashion-mnist:test"
 # Below this many images, activation ranges rest on too few samples to trust (ORT and TensorRT suggest hundreds).
 SMALL_CALIBRATION = 32
-MAX_BATCH = 1024
 
 
 def log(progress: bool, message: str) -> None:
@@ -122,8 +121,7 @@ def check_preprocessing_fits(loaded: LoadedModel, calibration: Dataset, evaluati
 
 def check_run_options(batch: int, seed: int) -> None:
     """Bounds every command shares: a batch the host can hold, a seed numpy accepts."""
-    if not 1 <= batch <= MAX_BATCH:
-        raise InputError(f"--batch must be 1..{MAX_BATCH}, not {batch}")
+    check_batch(batch)
     if seed < 0:
         raise InputError(f"--seed must be zero or more, not {seed}")
 

@@ -18,9 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from device_check import timed_logits
-from preprocessing import Preprocessing
+from preprocessing import Preprocessing, class_index_of_folder, is_image_name
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DEVICE_FOLDER_SUFFIX = ".device"
 EXIT_USAGE = 2
 
@@ -65,7 +64,7 @@ def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tupl
     if images is None:
         raise SystemExit("run.py: pass --images or --npy")
     folder = Path(images)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if is_image_name(p.name) and p.is_file())
     if not files:
         raise SystemExit(f"run.py: no images in {folder}")
     labels = None
@@ -74,24 +73,6 @@ def load_inputs(images: str | None, npy: str | None, pre: Preprocessing) -> tupl
         if all(i is not None for i in indexes):
             labels = np.array(indexes)
     return np.stack([pre.load_image(p) for p in files]), labels
-
-
-def folder_name(class_name: str) -> str:
-    """A class name as a folder can hold it: path separators and other unsafe characters become '_' ('T-shirt/top' -> 'T-shirt_top')."""
-    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in class_name).strip() or "_"
-
-
-def class_index_of_folder(name: str, class_names) -> int | None:
-    """The class a labelled sub-folder holds: its class name, the name made folder-safe (folder_name), or the class index."""
-    names = list(class_names)
-    if name in names:
-        return names.index(name)
-    safe = [folder_name(c) for c in names]
-    if name in safe and safe.count(name) == 1:
-        return safe.index(name)
-    if name.isdigit() and int(name) < len(names):
-        return int(name)
-    return None
 
 
 def run_and_report(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, pre: Preprocessing,
