@@ -228,7 +228,7 @@ def _claims_match(manifest: Manifest, folder: Path) -> None:
             "accuracy.int8_top1": (accuracy and accuracy.int8_top1, report.int8.top1),
             "accuracy.eval_samples": (accuracy and accuracy.eval_samples, report.int8.samples),
             "input.num_classes": (manifest.input.num_classes, report.model_description.num_classes),
-            "input.class_names": (manifest.input.preprocessing.get("class_names") or [], report.class_names),
+            "input.class_names": (manifest.input.class_names, report.class_names),
         }
         for claim, (said, measured) in claims.items():
             if said != measured:

@@ -22,6 +22,7 @@ only to their own hashes:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,11 +30,10 @@ import numpy as np
 
 from edgeresnet import metrics
 from edgeresnet.errors import CheckFailed
-from edgeresnet.schema import FP32_MODEL_FILE, GOLDEN_FOLDER, MANIFEST_FILE, SIGNATURE_FILE, Manifest, SchemaError, loads
+from edgeresnet.schema import (FP32_MODEL_FILE, GOLDEN_FOLDER, GOLDEN_META_FILE, MANIFEST_FILE, SIGNATURE_FILE, GoldenMeta,
+                               Manifest, SchemaError, read)
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-GOLDEN_SCHEMA = "edgeresnet.golden/1"  # pipeline/golden.py writes it
-GOLDEN_META = f"{GOLDEN_FOLDER}/golden.json"
 RERUN_INPUT_BYTES = 8 << 20  # golden inputs re-run per model: all of a small model's, 16 of a ResNet-50's at 224
 RERUN_MIN_ROWS = 16
 FP32_TOLERANCE = 1e-3  # of the largest |logit|: batch shape and kernel choice move FP32 logits by far less
@@ -58,11 +58,19 @@ def check_manifest_fields(manifest: Manifest) -> None:
                           ("calibration.sha256", manifest.calibration.sha256)):
         if digest is not None and not is_sha256(digest):
             raise CheckFailed(f"manifest {where}: {digest!r} is not a sha256 (64 lowercase hex digits)")
-    names, classes = manifest.input.preprocessing.get("class_names") or [], manifest.input.num_classes
+    names, classes = manifest.input.class_names, manifest.input.num_classes
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise CheckFailed(f"manifest input.num_classes: {classes!r} is not a class count")
     if names and len(names) != classes:
         raise CheckFailed(f"manifest input names {len(names)} classes, but num_classes is {classes}")
+
+
+@dataclass
+class GoldenArrays:
+    inputs: np.ndarray
+    fp32_logits: np.ndarray
+    int8_logits: np.ndarray
+    labels: np.ndarray | None = None
 
 
 def _load_array(folder: Path, name: str) -> np.ndarray:
@@ -72,64 +80,57 @@ def _load_array(folder: Path, name: str) -> np.ndarray:
         raise CheckFailed(f"{name}: not a readable .npy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
-def _golden_meta(folder: Path, manifest: Manifest) -> dict[str, Any]:
+def _golden_meta(folder: Path, manifest: Manifest) -> GoldenMeta:
     try:
-        meta = loads((folder / GOLDEN_META).read_bytes(), GOLDEN_META)
+        meta = read(GoldenMeta, folder / GOLDEN_META_FILE)
     except SchemaError as exc:
-        raise CheckFailed(str(exc)) from None
-    if not isinstance(meta, dict) or meta.get("schema") != GOLDEN_SCHEMA:
-        raise CheckFailed(f"{GOLDEN_META}: not a golden-vector description (schema {GOLDEN_SCHEMA})")
-    for key, recorded in (("model", manifest.model.name), ("target", manifest.target.name)):
-        if meta.get(key) != recorded:
-            raise CheckFailed(f"{GOLDEN_META} {key} is {meta.get(key)!r}, but the manifest's is {recorded!r}")
-    samples, files = meta.get("samples"), meta.get("files")
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise CheckFailed(f"{GOLDEN_META} samples: {samples!r} is not a count")
-    if not isinstance(files, dict) or not all(isinstance(files.get(k), str) for k in ("inputs", "fp32_logits", "int8_logits")):
-        raise CheckFailed(f"{GOLDEN_META} files: inputs, fp32_logits and int8_logits must each name a file")
-    for key, name in files.items():
-        if name is not None and (not isinstance(name, str) or f"{GOLDEN_FOLDER}/{name}" not in manifest.files):
-            raise CheckFailed(f"{GOLDEN_META} files.{key}: {name!r} is not a file of the artifact's golden/")
-    indices = meta.get("indices")
-    if (not isinstance(indices, list) or len(indices) != samples
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices)
-            or len(set(indices)) != samples):
-        raise CheckFailed(f"{GOLDEN_META} indices: not {samples} distinct evaluation-set indices")
+        raise CheckFailed(str(exc).replace(str(folder / GOLDEN_META_FILE), GOLDEN_META_FILE)) from None
+    for key, stated, recorded in (("model", meta.model, manifest.model.name), ("target", meta.target, manifest.target.name)):
+        if stated != recorded:
+            raise CheckFailed(f"{GOLDEN_META_FILE} {key} is {stated!r}, but the manifest's is {recorded!r}")
+    if meta.samples < 1:
+        raise CheckFailed(f"{GOLDEN_META_FILE} samples: {meta.samples} is not a count")
+    for role, name in vars(meta.files).items():
+        if name is not None and f"{GOLDEN_FOLDER}/{name}" not in manifest.files:
+            raise CheckFailed(f"{GOLDEN_META_FILE} files.{role}: {name!r} is not a file of the artifact's golden/")
+    if len(meta.indices) != meta.samples or len(set(meta.indices)) != meta.samples or min(meta.indices) < 0:
+        raise CheckFailed(f"{GOLDEN_META_FILE} indices: not {meta.samples} distinct evaluation-set indices")
     return meta
 
 
-def check_golden(folder: Path, manifest: Manifest) -> dict[str, np.ndarray] | None:
-    """golden.json against the arrays it names and the manifest's input; returns the arrays (None: no golden/)."""
-    if GOLDEN_META not in manifest.files:
+def check_golden(folder: Path, manifest: Manifest) -> tuple[GoldenMeta, GoldenArrays] | None:
+    """golden.json against the arrays it names and the manifest's input; returns both (None: no golden/)."""
+    if GOLDEN_META_FILE not in manifest.files:
         return None
     meta = _golden_meta(folder, manifest)
-    samples, classes = meta["samples"], manifest.input.num_classes
+    samples, classes = meta.samples, manifest.input.num_classes
     shape = [samples, manifest.input.channels, *manifest.input.input_size]
-    described = meta.get("input") if isinstance(meta.get("input"), dict) else {}
-    if described.get("shape") != shape or described.get("dtype") != "float32":
-        raise CheckFailed(f"{GOLDEN_META} input is {described.get('dtype')!r} {described.get('shape')!r}, but "
+    if meta.input.shape != shape or meta.input.dtype != "float32":
+        raise CheckFailed(f"{GOLDEN_META_FILE} input is {meta.input.dtype} {meta.input.shape}, but "
                           f"{samples} inputs of the manifest's model are float32 {shape}")
-    golden = {key: _load_array(folder / GOLDEN_FOLDER, f"{name}") for key, name in meta["files"].items() if name}
-    expected = {"inputs": ("float32", tuple(shape)), "fp32_logits": ("float32", (samples, classes)),
-                "int8_logits": ("float32", (samples, classes)), "labels": ("int64", (samples,))}
-    for key, array in golden.items():
-        dtype, wanted = expected.get(key, (str(array.dtype), array.shape))
+    files = {role: name for role, name in vars(meta.files).items() if name is not None}
+    golden = GoldenArrays(**{role: _load_array(folder / GOLDEN_FOLDER, name) for role, name in files.items()})
+    expected = GoldenArrays(("float32", tuple(shape)), ("float32", (samples, classes)), ("float32", (samples, classes)),
+                            ("int64", (samples,)))
+    for role, array in vars(golden).items():
+        if array is None:
+            continue
+        dtype, wanted = getattr(expected, role)
         if str(array.dtype) != dtype or array.shape != wanted:
-            raise CheckFailed(f"{GOLDEN_FOLDER}/{meta['files'][key]} is {array.dtype} {list(array.shape)}, but "
-                              f"{GOLDEN_META} and the manifest make it {dtype} {list(wanted)}")
+            raise CheckFailed(f"{GOLDEN_FOLDER}/{files[role]} is {array.dtype} {list(array.shape)}, but "
+                              f"{GOLDEN_META_FILE} and the manifest make it {dtype} {list(wanted)}")
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise CheckFailed(f"{GOLDEN_FOLDER}/{meta['files'][key]} holds NaN or infinite values")
-    labels = golden.get("labels")
+            raise CheckFailed(f"{GOLDEN_FOLDER}/{files[role]} holds NaN or infinite values")
+    labels = golden.labels
     if labels is not None:
         if len(labels) and (labels.min() < 0 or labels.max() >= classes):
-            raise CheckFailed(f"{GOLDEN_FOLDER}/{meta['files']['labels']}: labels outside 0..{classes - 1}")
-        recorded = meta.get("host_top1") if isinstance(meta.get("host_top1"), dict) else {}
-        for key in ("fp32", "int8"):
-            computed = metrics.top1(golden[f"{key}_logits"], labels)
-            if recorded.get(key) != computed:
-                raise CheckFailed(f"{GOLDEN_META} host_top1.{key} is {recorded.get(key)!r}, but its logits and labels "
+            raise CheckFailed(f"{GOLDEN_FOLDER}/{meta.files.labels}: labels outside 0..{classes - 1}")
+        for kind, logits in (("fp32", golden.fp32_logits), ("int8", golden.int8_logits)):
+            recorded, computed = meta.host_top1 and getattr(meta.host_top1, kind), metrics.top1(logits, labels)
+            if recorded != computed:
+                raise CheckFailed(f"{GOLDEN_META_FILE} host_top1.{kind} is {recorded!r}, but its logits and labels "
                                   f"give {computed}: golden/ was edited")
-    return golden
+    return meta, golden
 
 
 def _onnx_input(model: Any) -> tuple[str, int, list[int | str]]:
@@ -179,7 +180,7 @@ def _optimized(runtime: Any) -> bool:
     return "graph optimizations off" not in str(runtime)
 
 
-def rerun_models(folder: Path, manifest: Manifest, golden: dict[str, np.ndarray], meta: dict[str, Any],
+def rerun_models(folder: Path, manifest: Manifest, meta: GoldenMeta, golden: GoldenArrays,
                  quantized: list[str]) -> str:
     """The shipped ONNX models in ONNX Runtime on the first golden inputs, against the golden logits."""
     try:
@@ -187,13 +188,13 @@ def rerun_models(folder: Path, manifest: Manifest, golden: dict[str, np.ndarray]
         import onnxruntime  # noqa: F401
     except ModuleNotFoundError:
         return "not re-run (onnxruntime is not installed)"
-    row_bytes = max(1, golden["inputs"][0].nbytes)
-    inputs = golden["inputs"][:max(RERUN_MIN_ROWS, RERUN_INPUT_BYTES // row_bytes)]
+    row_bytes = max(1, golden.inputs[0].nbytes)
+    inputs = golden.inputs[:max(RERUN_MIN_ROWS, RERUN_INPUT_BYTES // row_bytes)]
     rows = len(inputs)
     models = sorted(n for n in manifest.files if n.endswith(".onnx"))
     for name in models:
-        reference = golden["int8_logits" if name in quantized else "fp32_logits"][:rows]
-        runtime = meta.get("int8_runtime") if name in quantized else meta.get("fp32_runtime")
+        reference = (golden.int8_logits if name in quantized else golden.fp32_logits)[:rows]
+        runtime = meta.int8_runtime if name in quantized else meta.fp32_runtime
         try:
             runner = OnnxRuntimeRunner(folder / name, optimize=_optimized(runtime), any_batch=True)
             logits = np.asarray(runner.infer(np.ascontiguousarray(inputs)), dtype=np.float32)
@@ -224,5 +225,4 @@ def cross_check(folder: Path, manifest: Manifest) -> str:
     quantized = check_models(folder, manifest)
     if golden is None:
         return "no golden vectors to re-run"
-    meta = loads((folder / GOLDEN_META).read_bytes(), GOLDEN_META)
-    return rerun_models(folder, manifest, golden, meta, quantized)
+    return rerun_models(folder, manifest, *golden, quantized)

@@ -29,9 +29,9 @@ from edgeresnet.atomic import atomic_directory
 from edgeresnet.digest import sha256_file
 from edgeresnet.errors import InputError
 from edgeresnet.report import render_html
-from edgeresnet.schema import (DEVICE_REPORT_FILE, DEVICE_REPORT_SCHEMA, GOLDEN_FOLDER, REPORT_FILE, REPORT_HTML, ArtifactRef,
-                               DeviceColumn, DeviceReport, Report, SchemaError, from_json, loads, read, schema_of, to_json,
-                               write)
+from edgeresnet.schema import (DEVICE_REPORT_FILE, DEVICE_REPORT_SCHEMA, GOLDEN_META_FILE, REPORT_FILE, REPORT_HTML,
+                               ArtifactRef, DeviceColumn, DeviceReport, GoldenMeta, Report, SchemaError, from_json, loads,
+                               read, schema_of, to_json, write)
 
 DEVICE_DIR = "device"
 
@@ -97,14 +97,12 @@ def check_same_build(device: DeviceReport, source: str | Path, folder: Path, man
     if device.manifest_sha256 is not None and device.manifest_sha256 != manifest_sha256:
         raise InputError(f"{source}: measured another build of the artifact (manifest sha256 "
                          f"{device.manifest_sha256[:12]}..., not {manifest_sha256[:12]}...)")
-    meta_path = folder / GOLDEN_FOLDER / "golden.json"
-    if device.host_int8 is None or not meta_path.is_file():
+    if device.host_int8 is None or not (folder / GOLDEN_META_FILE).is_file():
         return  # the user's own labelled images: no host references to hold it to
-    meta = loads(meta_path.read_bytes(), meta_path)
-    host_top1 = meta.get("host_top1") or {}
-    claims = {"host_int8.samples": (device.host_int8.samples, meta.get("samples")),
-              "host_int8.top1": (device.host_int8.top1, host_top1.get("int8")),
-              "fp32.top1": (device.fp32 and device.fp32.top1, host_top1.get("fp32"))}
+    meta = read(GoldenMeta, folder / GOLDEN_META_FILE)  # verified with the artifact
+    claims = {"host_int8.samples": (device.host_int8.samples, meta.samples),
+              "host_int8.top1": (device.host_int8.top1, meta.host_top1 and meta.host_top1.int8),
+              "fp32.top1": (device.fp32 and device.fp32.top1, meta.host_top1 and meta.host_top1.fp32)}
     for claim, (reported, golden) in claims.items():
         if reported != golden:
             raise InputError(f"{source}: {claim} is {reported!r}, but this artifact's golden vectors give {golden!r}: "
