@@ -17,6 +17,7 @@ another build of the artifact is refused.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -91,6 +92,15 @@ def _check_ranges(report: DeviceReport, path: Path) -> None:
                          "(not as run.py --check writes it)")
 
 
+TOP1_ROUNDING = 1.5e-4  # the native runner rounds halves away from zero (91.40625 -> 91.4063), Python to even
+
+
+def _same_figure(reported: float | int | None, golden: float | int | None) -> bool:
+    if reported is None or golden is None:
+        return reported is golden
+    return math.isclose(reported, golden, rel_tol=0, abs_tol=TOP1_ROUNDING)
+
+
 def check_same_build(device: DeviceReport, source: str | Path, folder: Path, manifest_sha256: str) -> None:
     """A device report of this very build: its manifest digest when it records one, else the host figures it
     copied from golden/ (sample count and host top-1) against the artifact's own golden/golden.json."""
@@ -104,7 +114,7 @@ def check_same_build(device: DeviceReport, source: str | Path, folder: Path, man
               "host_int8.top1": (device.host_int8.top1, meta.host_top1 and meta.host_top1.int8),
               "fp32.top1": (device.fp32 and device.fp32.top1, meta.host_top1 and meta.host_top1.fp32)}
     for claim, (reported, golden) in claims.items():
-        if reported != golden:
+        if not _same_figure(reported, golden):
             raise InputError(f"{source}: {claim} is {reported!r}, but this artifact's golden vectors give {golden!r}: "
                              "a device report of another build")
 
