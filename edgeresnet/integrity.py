@@ -176,8 +176,9 @@ def check_models(folder: Path, manifest: Manifest) -> list[str]:
     return quantized
 
 
-def _optimized(runtime: Any) -> bool:
-    return "graph optimizations off" not in str(runtime)
+def _optimized(runtime: str) -> bool:
+    """Whether the golden logits' runtime ran with ONNX Runtime's graph optimizations (its label says so): re-run alike."""
+    return "graph optimizations off" not in runtime
 
 
 def rerun_models(folder: Path, manifest: Manifest, meta: GoldenMeta, golden: GoldenArrays,
