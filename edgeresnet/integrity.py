@@ -59,7 +59,7 @@ def check_manifest_fields(manifest: Manifest) -> None:
         if digest is not None and not is_sha256(digest):
             raise CheckFailed(f"manifest {where}: {digest!r} is not a sha256 (64 lowercase hex digits)")
     names, classes = manifest.input.class_names, manifest.input.num_classes
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+    if classes < 0:  # 0 is the dataclass default: a count not recorded, which the model checks then refuse
         raise CheckFailed(f"manifest input.num_classes: {classes!r} is not a class count")
     if names and len(names) != classes:
         raise CheckFailed(f"manifest input names {len(names)} classes, but num_classes is {classes}")
