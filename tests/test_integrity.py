@@ -219,11 +219,11 @@ def test_verify_refuses_manifest_fields_in_wrong_forms(case, ort_artifact, tmp_p
 
 
 @pytest.mark.parametrize("number", sorted(NON_FINITE))
-@pytest.mark.parametrize("document", ["manifest.json", "report.json"])
+@pytest.mark.parametrize("document", ["manifest.json", "golden/golden.json"])
 def test_verify_refuses_non_finite_numbers(number, document, ort_artifact, tmp_path, monkeypatch, capsys):
     """Python's json module reads NaN, Infinity and 1e999 as floats; JSON has none of them."""
     art = _copy(ort_artifact, tmp_path)
-    _edit_text(document, '"agreement": ', f'"agreement": {number}, "was": ')(art)
+    _edit_text(document, '"samples": ', f'"samples": {number}, "was": ')(art)
     line = _refused(monkeypatch, capsys, tmp_path, art)
     assert document in line and NON_FINITE[number] in line, line
 
