@@ -41,10 +41,11 @@ def reference_for_input(channel_weights: tuple[float, ...], offset: float) -> di
 def cli_in_process(monkeypatch, capsys, *args: str) -> tuple[int, str, list[str]]:
     """The `edgeresnet` command line run in this process (fast, for many small cases): (exit code, stdout,
     stderr lines). SIGTERM handling stays pytest's."""
-    import edgeresnet.atomic
+    import edgeresnet.processes
     from edgeresnet.cli import main
 
-    monkeypatch.setattr(edgeresnet.atomic, "terminate_like_ctrl_c", lambda: None)
+    monkeypatch.setattr(edgeresnet.processes, "handle_termination", lambda: None)
+    monkeypatch.setattr(edgeresnet.processes, "stop_interrupting", lambda: None)
     monkeypatch.setattr(sys, "argv", ["edgeresnet", *args])
     capsys.readouterr()
     try:
