@@ -349,7 +349,7 @@ def _digest(art: Path) -> str:
 
 
 @pytest.mark.parametrize("given,code,text", [
-    ("", 2, "not a sha256"), (" ", 2, "not a sha256"), ("abc", 2, "not a sha256"), ("0" * 63, 2, "not a sha256"),
+    ("", 2, "must not be empty"), (" ", 2, "not a sha256"), ("abc", 2, "not a sha256"), ("0" * 63, 2, "not a sha256"),
     ("0" * 65, 2, "not a sha256"), ("g" * 64, 2, "not a sha256"), ("sha256:", 2, "not a sha256"),
     ("sha512:" + "0" * 64, 2, "not a sha256"), ("{digest}  art/manifest.json", 2, "not a sha256"),
     ("{DIGEST}", 0, ""), ("SHA256:{digest}", 0, ""), ("sha256:{digest}\n", 0, ""),
