@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from edgeresnet.atomic import atomic_directory, write_bytes_atomically
 from edgeresnet.errors import CheckFailed, InputError, MissingDependency
 from edgeresnet.digest import sha256_file
+from edgeresnet.integrity import SHA256_HEX, check_manifest_fields, cross_check
 from edgeresnet.schema import (DIGEST_SUFFIX, MANIFEST_FILE, REPORT_FILE, SIGNATURE_FILE, DeviceConfig, Manifest, Report,
                                SchemaError, from_json, read, to_json, write)
 
@@ -102,6 +103,7 @@ class Verification:
     ok: bool = True
     digest: str = ""  # sha256 of manifest.json
     signature: str = "none"  # "none", "present, not checked (...)" or "valid (ed25519, KEY)"
+    rerun: str = ""  # which shipped models were re-run against the golden logits (integrity.cross_check)
     device_outputs: str = ""  # the device folder beside the artifact, when device commands wrote one
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +172,19 @@ def sign_folder(folder: Path, private_key: str | Path) -> None:
     write_bytes_atomically(folder / SIGNATURE, key.sign((folder / MANIFEST).read_bytes()))
 
 
+ED25519_SIGNATURE_BYTES = 64  # RFC 8032: manifest.sig is the raw signature, not hex or base64 text
+
+
+def check_signature_form(folder: Path) -> None:
+    """A manifest.sig that cannot be an ed25519 signature fails with or without a key to check it against."""
+    path = folder / SIGNATURE
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise CheckFailed(f"{SIGNATURE}: not a regular file")
+    if path.is_file() and path.stat().st_size != ED25519_SIGNATURE_BYTES:
+        raise CheckFailed(f"{SIGNATURE}: {path.stat().st_size} bytes, not a raw {ED25519_SIGNATURE_BYTES}-byte ed25519 "
+                          "signature (compile --sign-key writes one)")
+
+
 def check_signature(folder: Path, public_key: str | Path) -> None:
     key = _load_key(public_key, private=False)
     from cryptography.exceptions import InvalidSignature
@@ -212,6 +227,8 @@ def _claims_match(manifest: Manifest, folder: Path) -> None:
             "accuracy.fp32_top1": (accuracy and accuracy.fp32_top1, report.fp32.top1),
             "accuracy.int8_top1": (accuracy and accuracy.int8_top1, report.int8.top1),
             "accuracy.eval_samples": (accuracy and accuracy.eval_samples, report.int8.samples),
+            "input.num_classes": (manifest.input.num_classes, report.model_description.num_classes),
+            "input.class_names": (manifest.input.class_names, report.class_names),
         }
         for claim, (said, measured) in claims.items():
             if said != measured:
@@ -246,21 +263,38 @@ def check_device_config(folder: Path, manifest: Manifest, name: str) -> None:
         raise CheckFailed(f"manifest input {manifest.input.input_size} differs from {name}'s input shape {config.input_shape}")
 
 
+def expected_digest(digest: str) -> str:
+    """`--digest` as given (sha256:HEX or HEX, either case, as sha256sum or a registry prints it), as lowercase hex."""
+    if not isinstance(digest, str):
+        raise InputError(f"--digest: a sha256 was expected, not {type(digest).__name__}")
+    wanted = digest.strip()
+    wanted = wanted[len("sha256:"):] if wanted.lower().startswith("sha256:") else wanted
+    if not SHA256_HEX.fullmatch(wanted.lower()):
+        shown = wanted if len(wanted) <= 80 else wanted[:77] + "..."
+        raise InputError(f"--digest {shown!r} is not a sha256 (64 hex digits, optionally after 'sha256:'); "
+                         f"compile prints it and writes it to NAME{DIGEST_SUFFIX}")
+    return wanted.lower()
+
+
 def verify_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:
     """Check the manifest (against --digest and the signature when given), every file's hash, the files
-    its target ships, that nothing unlisted is present, and the manifest's claims against the content."""
-    if digest is not None and (folder / MANIFEST).is_file():
-        wanted = digest.strip().lower().removeprefix("sha256:")
+    its target ships, that nothing unlisted is present, the manifest's claims against the content, and
+    the files against each other (integrity.cross_check)."""
+    wanted = expected_digest(digest) if digest is not None else None
+    if wanted is not None and (folder / MANIFEST).is_file():
         actual = manifest_digest(folder)
         if wanted != actual:
             raise CheckFailed(f"{MANIFEST}: digest sha256:{actual} is not the expected sha256:{wanted} (a different or altered artifact)")
     manifest = read_manifest(folder)
+    check_signature_form(folder)
     if public_key is not None:
         check_signature(folder, public_key)
+    check_manifest_fields(manifest)
+    links = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_symlink())
+    if links:
+        raise CheckFailed(f"{links[0]}: a symbolic link; an artifact holds regular files only")
     for name, expected in manifest.files.items():
         path = folder / name
-        if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
-            raise CheckFailed(f"manifest names a file outside the artifact: {name}")
         if not path.is_file():
             raise CheckFailed(f"{name}: listed in the manifest but missing")
         if sha256_file(path) != expected:
@@ -275,10 +309,11 @@ def verify_folder(folder: Path, digest: str | None = None, public_key: str | Pat
     if absent:
         raise CheckFailed(f"{absent[0]}: the {target} target ships it, but the artifact lacks it")
     _claims_match(manifest, folder)
+    rerun = cross_check(folder, manifest)
     signature = (f"valid (ed25519, {Path(public_key).name})" if public_key is not None
                  else "present, not checked (pass --public-key)" if (folder / SIGNATURE).is_file() else "none")
     return Verification(str(folder), target, len(manifest.files), digest=manifest_digest(folder), signature=signature,
-                        device_outputs=describe_device_outputs(folder))
+                        rerun=rerun, device_outputs=describe_device_outputs(folder))
 
 
 def _reset_tarinfo(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -298,22 +333,29 @@ def pack(folder: Path, archive: Path) -> None:
 
 
 def safe_extract(archive: str | Path, destination: str | Path) -> Path:
-    """Unpack an artifact .tar.gz, refusing absolute paths, '..', links leaving the folder and device files."""
+    """Unpack an artifact .tar.gz, refusing what `pack` never writes: absolute paths, '..', links (an artifact
+    holds regular files only), device files, and names that occur twice (the later member would silently
+    replace the one a listing shows)."""
     archive, destination = Path(archive), Path(destination)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
+            seen: set[str] = set()
             for member in members:
                 name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts:
+                if name.is_absolute() or ".." in name.parts or "\\" in member.name:
                     raise InputError(f"{archive}: refused, entry {member.name!r} would be written outside the folder")
                 if member.issym() or member.islnk():
                     target = PurePosixPath(member.linkname)
                     resolved = os.path.normpath(str(name.parent / target))
-                    if target.is_absolute() or resolved.startswith(".."):
-                        raise InputError(f"{archive}: refused, link {member.name!r} points outside the folder")
-                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                    where = "points outside the folder" if target.is_absolute() or resolved.startswith("..") else "is a link"
+                    raise InputError(f"{archive}: refused, link {member.name!r} {where}; an artifact holds regular files only")
+                if not (member.isfile() or member.isdir()):
                     raise InputError(f"{archive}: refused, entry {member.name!r} is a device or special file")
+                normal = os.path.normpath(member.name)
+                if normal in seen and not member.isdir():
+                    raise InputError(f"{archive}: refused, entry {member.name!r} occurs twice")
+                seen.add(normal)
             with atomic_directory(destination) as staging:
                 tar.extractall(staging, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:

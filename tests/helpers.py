@@ -36,3 +36,45 @@ def reference_for_input(channel_weights: tuple[float, ...], offset: float) -> di
     state["conv1.weight"] = torch.cat([weight * a for a in channel_weights], dim=1)
     state["bn1.running_mean"] = state["bn1.running_mean"] - offset * weight.sum(dim=(1, 2, 3))
     return state
+
+
+def cli_in_process(monkeypatch, capsys, *args: str) -> tuple[int, str, list[str]]:
+    """The `edgeresnet` command line run in this process (fast, for many small cases): (exit code, stdout,
+    stderr lines). SIGTERM handling stays pytest's."""
+    import edgeresnet.processes
+    from edgeresnet.cli import main
+
+    monkeypatch.setattr(edgeresnet.processes, "handle_termination", lambda: None)
+    monkeypatch.setattr(edgeresnet.processes, "stop_interrupting", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["edgeresnet", *args])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+def tree_state(folder: Path) -> list[tuple[str, str]]:
+    """Every entry under `folder` with its kind and content digest: equal before and after means untouched."""
+    import hashlib
+
+    state = []
+    for path in sorted(folder.rglob("*")):
+        kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if kind == "file" else os.readlink(path) if kind == "link" else ""
+        state.append((str(path.relative_to(folder)), f"{kind}:{digest}"))
+    return state
+
+
+def rehash(folder: Path, *names: str) -> None:
+    """Write the sha256 of `names` into the artifact's manifest, as an adversary who edited them would."""
+    import hashlib
+    import json
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in names:
+        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -98,3 +98,47 @@ def verify(artifact: Path) -> subprocess.CompletedProcess:
     from helpers import run_cli
 
     return run_cli("verify", str(artifact), "--json")
+
+
+ORT_ENGINE = '''
+import os, sys
+from pathlib import Path
+bundle = Path(sys.argv[1])
+sys.path.insert(0, str(bundle))
+sys.dont_write_bytecode = True
+import numpy as np
+import onnxruntime as ort
+import run
+
+class OnnxRuntimeEngine:
+    """Stands in for run.Engine: ONNX Runtime on the bundle's Q/DQ model (graph optimizations off, as on the host)."""
+    def __init__(self, dla_core=None, device_dir=None):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.label = "onnxruntime stand-in for the TensorRT engine"
+        self.flip_every = int(os.environ.get("STANDIN_FLIP_EVERY", "0"))
+        self.calls = 0
+    def facts(self):
+        return {"tensorrt": "not installed (onnxruntime stand-in)", "precision": "n/a"}
+    def infer(self, batch):
+        logits = self.session.run(None, {"input": batch})[0]
+        self.calls += 1
+        if self.flip_every and self.calls % self.flip_every == 0:  # a drifting engine: its top-1 moves to another class
+            logits = logits.copy()
+            logits[np.arange(len(logits)), (logits.argmax(1) + 1) % logits.shape[1]] = logits.max() + 1
+        return logits
+
+run.load_engine = OnnxRuntimeEngine
+sys.argv = ["run.py", *sys.argv[2:]]
+run.main()
+'''
+
+
+def run_bundle(bundle: Path, tmp_path: Path, *args: str, flip_every: int = 0) -> subprocess.CompletedProcess:
+    """The bundle's run.py with its TensorRT engine replaced by ONNX Runtime on the bundle's model.onnx (ORT_ENGINE)."""
+    script = tmp_path / "standin.py"
+    script.write_text(ORT_ENGINE)
+    env = {"STANDIN_FLIP_EVERY": str(flip_every), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, str(script), str(bundle), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=600)

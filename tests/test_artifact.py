@@ -311,3 +311,187 @@ def test_run_prints_one_line_per_file_whatever_its_name(tmp_path, ort_artifact):
     assert printed == [n.replace("\n", "\\n").replace("\t", "\\t") for n in expected]
     listed = json.loads(run_cli("run", str(ort_artifact), "--input", str(tmp_path), "--json").stdout)
     assert [p["file"] for p in listed["predictions"]] == expected  # JSON keeps the names as they are
+
+
+# --- digests, keys and signatures in wrong forms; archive members pack never writes ---------------------------
+
+def _artifact_copy(ort_artifact: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(ort_artifact, art, ignore=shutil.ignore_patterns("__pycache__"))
+    return art
+
+
+def _one_line(monkeypatch, capsys, tmp_path: Path, checked: Path, *args: str) -> tuple[int, str]:
+    """verify in this process: (exit code, the one stderr line), the artifact untouched, no temporary file left."""
+    import tempfile
+
+    from helpers import cli_in_process, tree_state
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir(exist_ok=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    before = tree_state(checked) if checked.is_dir() else checked.read_bytes()
+    code, _, err = cli_in_process(monkeypatch, capsys, "verify", str(checked), *args)
+    assert (tree_state(checked) if checked.is_dir() else checked.read_bytes()) == before
+    assert [p.name for p in private_tmp.iterdir() if p.name != ".ses"] == []
+    if code == 0:
+        return code, ""
+    assert len(err) == 1 and err[0].startswith("edgeresnet: error:") and "Traceback" not in err[0], err
+    return code, err[0]
+
+
+def _digest(art: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((art / MANIFEST).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("given,code,text", [
+    ("", 2, "must not be empty"), (" ", 2, "not a sha256"), ("abc", 2, "not a sha256"), ("0" * 63, 2, "not a sha256"),
+    ("0" * 65, 2, "not a sha256"), ("g" * 64, 2, "not a sha256"), ("sha256:", 2, "not a sha256"),
+    ("sha512:" + "0" * 64, 2, "not a sha256"), ("{digest}  art/manifest.json", 2, "not a sha256"),
+    ("{DIGEST}", 0, ""), ("SHA256:{digest}", 0, ""), ("sha256:{digest}\n", 0, ""),
+    ("sha256:" + "0" * 64, 1, "is not the expected"),
+])
+def test_verify_digest_forms(given, code, text, ort_artifact, tmp_path, monkeypatch, capsys):
+    """A malformed --digest is bad input (2); the right one in another case or with its prefix passes; another one fails (1)."""
+    art = _artifact_copy(ort_artifact, tmp_path)
+    digest = _digest(art)
+    got, line = _one_line(monkeypatch, capsys, tmp_path, art, "--digest", given.format(digest=digest, DIGEST=digest.upper()))
+    assert got == code and text in line, (got, line)
+
+
+def _keys(folder: Path) -> dict[str, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    folder.mkdir()
+    paths = {}
+    signer, other = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    pem, spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    forms = {
+        "signer.pem": signer.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        "signer.pub": signer.public_key().public_bytes(pem, spki),
+        "other.pub": other.public_key().public_bytes(pem, spki),
+        "empty.pub": b"",
+        "garbage.pub": b"-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----\n",
+        "raw.pub": signer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        "openssh.pub": signer.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH),
+        "rsa.pub": rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key().public_bytes(pem, spki),
+    }
+    for name, data in forms.items():
+        paths[name] = folder / name
+        paths[name].write_bytes(data)
+    return paths
+
+
+@pytest.mark.parametrize("signature,key,code,text", [
+    ("valid", "signer.pub", 0, ""),
+    ("valid", None, 0, ""),
+    ("valid", "other.pub", 1, "does not match"),
+    ("valid", "signer.pem", 2, "not a PEM public key"),
+    ("valid", "empty.pub", 2, "not a PEM public key"),
+    ("valid", "garbage.pub", 2, "not a PEM public key"),
+    ("valid", "raw.pub", 2, "not a PEM public key"),
+    ("valid", "openssh.pub", 2, "not a PEM public key"),
+    ("valid", "rsa.pub", 2, "an ed25519 key is needed"),
+    ("valid", "missing.pub", 2, "cannot read the key"),
+    ("empty", "signer.pub", 1, "0 bytes"),
+    ("empty", None, 1, "0 bytes"),
+    ("hex", None, 1, "128 bytes"),
+    ("base64", "signer.pub", 1, "88 bytes"),
+    ("short", "signer.pub", 1, "63 bytes"),
+    ("random", "signer.pub", 1, "does not match"),
+    ("folder", None, 1, "not a regular file"),
+    ("none", "signer.pub", 1, "not signed"),
+])
+def test_verify_signature_and_key_forms(signature, key, code, text, ort_artifact, tmp_path, monkeypatch, capsys):
+    """A key that is not an ed25519 PEM public key is bad input (2); a signature that is not a raw 64-byte ed25519
+    signature of this manifest fails (1), with or without a key to check it against."""
+    import base64
+
+    from edgeresnet.artifact import SIGNATURE, sign_folder
+
+    art = _artifact_copy(ort_artifact, tmp_path)
+    keys = _keys(tmp_path / "keys")
+    sign_folder(art, keys["signer.pem"])
+    valid = (art / SIGNATURE).read_bytes()
+    forms = {"valid": valid, "empty": b"", "hex": valid.hex().encode(), "base64": base64.b64encode(valid) + b"\n" * 0,
+             "short": valid[:63], "random": np.random.default_rng(0).bytes(64)}
+    (art / SIGNATURE).unlink()
+    if signature == "folder":
+        (art / SIGNATURE).mkdir()
+    elif signature != "none":
+        (art / SIGNATURE).write_bytes(forms[signature])
+    args = ["--public-key", str(keys.get(key, tmp_path / "keys" / key))] if key else []
+    got, line = _one_line(monkeypatch, capsys, tmp_path, art, *args)
+    assert got == code and text in line, (got, line)
+
+
+def _repacked(ort_artifact: Path, tmp_path: Path, change) -> Path:
+    """The artifact packed as compile --tar packs it, then its members changed by `change(members)`: a list of
+    (TarInfo, bytes or None) that it edits in place."""
+    from edgeresnet.artifact import pack
+
+    art = _artifact_copy(ort_artifact, tmp_path)
+    packed = tmp_path / "packed.tar.gz"
+    pack(art, packed)
+    with tarfile.open(packed) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    change(members)
+    archive = tmp_path / "art.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return archive
+
+
+def _member(name: str, data: bytes | None = b"x", kind=tarfile.REGTYPE, linkname: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, linkname, len(data) if data is not None else 0
+    return info, data
+
+
+def _find(members: list, name: str) -> tuple:
+    return next(m for m in members if m[0].name == name)
+
+
+ARCHIVES = {
+    "a member twice, the second another file": (lambda ms: ms.append(_member("art/report.json", b"{}")), 2, "occurs twice"),
+    "a member twice under another spelling": (lambda ms: ms.append(_member("art/./report.json", b"{}")), 2, "occurs twice"),
+    "a symlink to a file inside": (lambda ms: ms.append(_member("art/model.copy.onnx", None, tarfile.SYMTYPE, "model.int8.onnx")), 2, "is a link"),
+    "a hard link inside": (lambda ms: ms.append(_member("art/golden/copy.npy", None, tarfile.LNKTYPE, "art/golden/inputs.npy")), 2, "is a link"),
+    "a symlink out of the folder": (lambda ms: ms.append(_member("art/passwd", None, tarfile.SYMTYPE, "/etc/passwd")), 2, "points outside"),
+    "a backslash path": (lambda ms: ms.append(_member("art\\..\\..\\evil.txt")), 2, "outside the folder"),
+    "a fifo": (lambda ms: ms.append(_member("art/pipe", None, tarfile.FIFOTYPE)), 2, "special file"),
+    "a member the manifest does not list": (lambda ms: ms.append(_member("art/run-me.sh", b"echo hi")), 1, "run-me.sh: not listed"),
+    "a listed member left out": (lambda ms: ms.remove(_find(ms, "art/report.html")), 1, "report.html: listed in the manifest but missing"),
+    "a second top-level folder": (lambda ms: ms.append(_member("other/readme.txt")), 1, "holds no manifest.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARCHIVES))
+def test_verify_refuses_archive_members_pack_never_writes(case, ort_artifact, tmp_path, monkeypatch, capsys):
+    change, code, text = ARCHIVES[case]
+    archive = _repacked(ort_artifact, tmp_path, change)
+    got, line = _one_line(monkeypatch, capsys, tmp_path, archive)
+    assert got == code and text in line, (got, line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art", "art.tar.gz", "packed.tar.gz", "tmp"]
+
+
+def test_the_repacked_archive_itself_verifies(ort_artifact, tmp_path, monkeypatch, capsys):
+    """The control for the cases above: the same repacking with no change passes."""
+    archive = _repacked(ort_artifact, tmp_path, lambda members: None)
+    assert _one_line(monkeypatch, capsys, tmp_path, archive) == (0, "")
+
+
+def test_verify_refuses_a_symlink_in_the_folder(ort_artifact, tmp_path, monkeypatch, capsys):
+    art = _artifact_copy(ort_artifact, tmp_path)
+    target = art / "model.int8.onnx"
+    moved = tmp_path / "elsewhere.onnx"
+    target.rename(moved)
+    target.symlink_to(moved)  # same bytes, same hash: only the link gives it away
+    code, line = _one_line(monkeypatch, capsys, tmp_path, art)
+    assert code == 1 and "model.int8.onnx: a symbolic link" in line

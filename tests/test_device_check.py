@@ -29,41 +29,7 @@ from edgeresnet.preprocessing import Preprocessing
 from edgeresnet.runners import OnnxRuntimeRunner
 from edgeresnet.targets.base import copy_device_support
 from helpers import run_cli
-
-STANDIN = '''
-import os, sys
-from pathlib import Path
-bundle = Path(sys.argv[1])
-sys.path.insert(0, str(bundle))
-sys.dont_write_bytecode = True
-import numpy as np
-import onnxruntime as ort
-import run
-
-class OnnxRuntimeEngine:
-    """Stands in for run.Engine: ONNX Runtime on the bundle's Q/DQ model (graph optimizations off, as on the host)."""
-    def __init__(self, dla_core=None, device_dir=None):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        self.label = "onnxruntime stand-in for the TensorRT engine"
-        self.flip_every = int(os.environ.get("STANDIN_FLIP_EVERY", "0"))
-        self.calls = 0
-    def facts(self):
-        return {"tensorrt": "not installed (onnxruntime stand-in)", "precision": "n/a"}
-    def infer(self, batch):
-        logits = self.session.run(None, {"input": batch})[0]
-        self.calls += 1
-        if self.flip_every and self.calls % self.flip_every == 0:  # a drifting engine: its top-1 moves to another class
-            logits = logits.copy()
-            logits[np.arange(len(logits)), (logits.argmax(1) + 1) % logits.shape[1]] = logits.max() + 1
-        return logits
-
-run.load_engine = OnnxRuntimeEngine
-sys.argv = ["run.py", *sys.argv[2:]]
-run.main()
-'''
-
+from jetson_standins import run_bundle
 
 @pytest.fixture
 def bundle(jetson_artifact, tmp_path) -> Path:
@@ -72,14 +38,6 @@ def bundle(jetson_artifact, tmp_path) -> Path:
     copy = tmp_path / "jetson-bundle"
     shutil.copytree(jetson_artifact, copy, ignore=shutil.ignore_patterns("__pycache__"))
     return copy
-
-
-def run_bundle(bundle: Path, tmp_path: Path, *args: str, flip_every: int = 0) -> subprocess.CompletedProcess:
-    script = tmp_path / "standin.py"
-    script.write_text(STANDIN)
-    env = {"STANDIN_FLIP_EVERY": str(flip_every), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, str(script), str(bundle), *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=600)
 
 
 def test_golden_vectors_are_the_evaluated_images_with_the_host_logits(bundle, small_data):
@@ -136,6 +94,7 @@ def test_jetson_check_with_a_standin_engine_passes_and_reports(jetson_artifact, 
     report = json.loads((jetson_artifact.with_name(jetson_artifact.name + ".device") / "device-report.json").read_text())
     assert report["schema"] == "edgeresnet.device-report/1" and report["passed"] is True
     assert report["samples"] == 64 and report["target"] == "jetson-orin-nx"
+    assert report["manifest_sha256"] == hashlib.sha256((jetson_artifact / MANIFEST).read_bytes()).hexdigest()  # the build it ran
     assert report["host_agreement"] == 1.0 and report["host_drift"]["max_abs_diff"] < 1e-5
     # Drift fields named as report.json's, plus the mean |delta logit|.
     host_report = json.loads((jetson_artifact / "report.json").read_text())
@@ -257,3 +216,51 @@ def test_report_refuses_what_is_not_a_device_report_of_this_artifact(bundle, tmp
     result = run_cli("report", str(jetson_artifact), "--device", str(tmp_path / "ok.json"), "--out", str(tmp_path / "taken"))
     assert result.returncode == 2 and "holds no report.json" in result.stderr
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def _golden_copy(bundle: Path, tmp_path: Path, edit) -> Path:
+    golden = tmp_path / "golden"
+    shutil.copytree(bundle / "golden", golden)
+    edit(golden)
+    return golden
+
+
+def _save(name: str, value):
+    return lambda golden: np.save(golden / name, value, allow_pickle=True)
+
+
+def _meta(change):
+    def edit(golden: Path) -> None:
+        meta = json.loads((golden / "golden.json").read_text())
+        change(meta)
+        (golden / "golden.json").write_text(json.dumps(meta))
+    return edit
+
+
+BAD_GOLDEN = {
+    "no golden.json": (lambda g: (g / "golden.json").unlink(), "holds no golden.json"),
+    "golden.json truncated": (lambda g: (g / "golden.json").write_text((g / "golden.json").read_text()[:100]), "not valid JSON"),
+    "golden.json with NaN": (lambda g: (g / "golden.json").write_text((g / "golden.json").read_text().replace('"seed": 0', '"seed": NaN')), "NaN"),
+    "golden.json with 1e999": (lambda g: (g / "golden.json").write_text((g / "golden.json").read_text().replace('"seed": 0', '"seed": 1e999')), "out of range"),
+    "golden.json a list": (lambda g: (g / "golden.json").write_text("[]"), "unknown schema"),
+    "another schema": (_meta(lambda m: m.update(schema="edgeresnet.golden/2")), "unknown schema"),
+    "no files": (_meta(lambda m: m.pop("files")), "lacks its files"),
+    "a file outside golden/": (_meta(lambda m: m["files"].update(inputs="../model.onnx")), "not a file name inside"),
+    "inputs not an array": (lambda g: (g / "inputs.npy").write_bytes(b"garbage"), "not a readable .npy"),
+    "labels pickled": (_save("labels.npy", np.array([{"x": 1}] * 64, dtype=object)), "not a readable .npy"),
+    "logits with NaN": (_save("int8_logits.npy", np.full((64, 10), np.nan, np.float32)), "finite float"),
+    "logits of another rank": (_save("fp32_logits.npy", np.zeros((64,), np.float32)), "2-D"),
+    "rows that differ": (_save("int8_logits.npy", np.zeros((10, 10), np.float32)), "different numbers of rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GOLDEN))
+def test_the_device_check_refuses_bad_golden_vectors_in_one_line(case, bundle, tmp_path):
+    """On the device: exit 2, one line, no traceback, no report written."""
+    edit, text = BAD_GOLDEN[case]
+    golden = _golden_copy(bundle, tmp_path, edit)
+    result = run_bundle(bundle, tmp_path, "--check", "--golden", str(golden), "--report", str(tmp_path / "out.json"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("check: ") and text in lines[0], lines[0]
+    assert not (tmp_path / "out.json").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,8 +33,7 @@ def verify(artifact: str | Path, digest: str | None = None, public_key: str | Pa
     against the content, and that the target is one edgeresnet knows, described as the manifest says."""
     with opened(artifact) as folder:
         result = check_artifact_folder(folder, digest, public_key)
-    return Verification(str(artifact), result.target, result.files, digest=result.digest, signature=result.signature,
-                        device_outputs=result.device_outputs)
+    return replace(result, artifact=str(artifact))
 
 
 def check_artifact_folder(folder: Path, digest: str | None = None, public_key: str | Path | None = None) -> Verification:

@@ -17,7 +17,7 @@ another build of the artifact is refused.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import shutil
@@ -30,8 +30,9 @@ from edgeresnet.atomic import atomic_directory
 from edgeresnet.digest import sha256_file
 from edgeresnet.errors import InputError
 from edgeresnet.report import render_html
-from edgeresnet.schema import (DEVICE_REPORT_FILE, DEVICE_REPORT_SCHEMA, REPORT_FILE, REPORT_HTML, ArtifactRef, DeviceColumn,
-                               DeviceReport, Report, SchemaError, from_json, read, schema_of, to_json, write)
+from edgeresnet.schema import (DEVICE_REPORT_FILE, DEVICE_REPORT_SCHEMA, GOLDEN_META_FILE, REPORT_FILE, REPORT_HTML,
+                               ArtifactRef, DeviceColumn, DeviceReport, GoldenMeta, Report, SchemaError, from_json, loads,
+                               read, schema_of, to_json, write)
 
 DEVICE_DIR = "device"
 
@@ -51,20 +52,71 @@ class DeviceFold:
 
 
 def load_device_report(path: str | Path) -> DeviceReport:
+    """A device report as device_check.py writes it: strict JSON (no NaN or Infinity), its schema, typed
+    fields, and figures in their ranges; anything else is refused in one line."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        text = path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such device report") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable JSON device report ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable JSON device report ({exc.strerror or exc})") from None
+    try:
+        data = loads(text, path)
+    except SchemaError as exc:
+        raise InputError(str(exc).replace("not valid JSON", "not a readable JSON device report", 1)) from None
     if schema_of(data) != DEVICE_REPORT_SCHEMA:
-        raise InputError(f"{path}: not a device report (schema {schema_of(data)!r}, expected {DEVICE_REPORT_SCHEMA}); "
+        raise InputError(f"{path}: not a device report (schema {str(schema_of(data))[:60]!r}, expected {DEVICE_REPORT_SCHEMA}); "
                          "run.py --check or edgeresnet-run --check writes one")
     try:
-        return from_json(DeviceReport, data)
+        report = from_json(DeviceReport, data)
     except (SchemaError, TypeError) as exc:
         raise InputError(f"{path}: device report: {exc}") from None
+    _check_ranges(report, path)
+    return report
+
+
+def _check_ranges(report: DeviceReport, path: Path) -> None:
+    """Shares in 0..1, top-1 in 0..100, counts positive, and a verdict that follows from its reasons."""
+    shares = {"agreement": report.agreement, "host_agreement": report.host_agreement,
+              "drift.agreement": report.drift and report.drift.agreement,
+              "host_drift.agreement": report.host_drift and report.host_drift.agreement}
+    percents = {f"{key}.top1": run.top1 for key, run in (("int8", report.int8), ("fp32", report.fp32),
+                                                          ("host_int8", report.host_int8)) if run is not None}
+    wrong = ([k for k, v in shares.items() if v is not None and not 0 <= v <= 1]
+             + [k for k, v in percents.items() if v is not None and not 0 <= v <= 100]
+             + (["samples"] if report.samples < 1 or report.int8.samples != report.samples else [])
+             + (["passed"] if report.passed == bool(report.reasons) else []))
+    if wrong:
+        raise InputError(f"{path}: device report: {wrong[0]} is out of range or contradicts the rest "
+                         "(not as run.py --check writes it)")
+
+
+TOP1_ROUNDING = 1.5e-4  # the native runner rounds halves away from zero (91.40625 -> 91.4063), Python to even
+
+
+def _same_figure(reported: float | int | None, golden: float | int | None) -> bool:
+    if reported is None or golden is None:
+        return reported is golden
+    return math.isclose(reported, golden, rel_tol=0, abs_tol=TOP1_ROUNDING)
+
+
+def check_same_build(device: DeviceReport, source: str | Path, folder: Path, manifest_sha256: str) -> None:
+    """A device report of this very build: its manifest digest when it records one, else the host figures it
+    copied from golden/ (sample count and host top-1) against the artifact's own golden/golden.json."""
+    if device.manifest_sha256 is not None and device.manifest_sha256 != manifest_sha256:
+        raise InputError(f"{source}: measured another build of the artifact (manifest sha256 "
+                         f"{device.manifest_sha256[:12]}..., not {manifest_sha256[:12]}...)")
+    if device.host_int8 is None or not (folder / GOLDEN_META_FILE).is_file():
+        return  # the user's own labelled images: no host references to hold it to
+    meta = read(GoldenMeta, folder / GOLDEN_META_FILE)  # verified with the artifact
+    claims = {"host_int8.samples": (device.host_int8.samples, meta.samples),
+              "host_int8.top1": (device.host_int8.top1, meta.host_top1 and meta.host_top1.int8),
+              "fp32.top1": (device.fp32 and device.fp32.top1, meta.host_top1 and meta.host_top1.fp32)}
+    for claim, (reported, golden) in claims.items():
+        if not _same_figure(reported, golden):
+            raise InputError(f"{source}: {claim} is {reported!r}, but this artifact's golden vectors give {golden!r}: "
+                             "a device report of another build")
 
 
 def describe_device(report: DeviceReport) -> str:
@@ -104,6 +156,7 @@ def fold_device_report(artifact: str | Path, device_report: str | Path, label: s
     device = load_device_report(device_report)
     destination = Path(out) if out else default_out(folder)
     manifest_sha256 = sha256_file(folder / MANIFEST)
+    check_same_build(device, device_report, folder, manifest_sha256)
     report = _base_report(folder, destination, manifest_sha256)
     for key, measured, built in (("model", device.model, report.model), ("target", device.target, report.target)):
         if measured is not None and measured != built:

@@ -23,11 +23,11 @@ from edgeresnet import metrics
 from edgeresnet.calibration import Dataset, sample_indices
 from edgeresnet.errors import InputError
 from edgeresnet.evaluate import Evaluation, Measurement
-from edgeresnet.schema import GOLDEN_FOLDER
+from edgeresnet.schema import GOLDEN_FOLDER, GOLDEN_SCHEMA
 from edgeresnet.targets.base import GoldenTool
 
 FOLDER = GOLDEN_FOLDER
-SCHEMA = "edgeresnet.golden/1"  # read by targets/templates/device_check.py and targets/tvm/native/
+SCHEMA = GOLDEN_SCHEMA
 DEFAULT_SAMPLES = 256
 INPUTS, LABELS, FP32_LOGITS, INT8_LOGITS, META = "inputs.npy", "labels.npy", "fp32_logits.npy", "int8_logits.npy", "golden.json"
 

@@ -66,6 +66,7 @@ class DeviceReport:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     verdict: str = ""
+    manifest_sha256: str | None = omit_none()  # of the artifact whose golden/ was run, when it sat in one
 
 
 @dataclass

@@ -13,3 +13,5 @@ DEVICE_REPORT_FILE = "device-report.json"  # written on the board by run.py --ch
 REPORT_SCHEMA = "edgeresnet.report/1"
 MANIFEST_SCHEMA = "edgeresnet.manifest/1"
 DEVICE_REPORT_SCHEMA = "edgeresnet.device-report/1"  # targets/templates/device_check.py writes it on the device
+GOLDEN_SCHEMA = "edgeresnet.golden/1"  # read by targets/templates/device_check.py and targets/tvm/native/
+GOLDEN_META_FILE = f"{GOLDEN_FOLDER}/golden.json"

@@ -39,6 +39,10 @@ class InputRecord:
     def input_size(self) -> list[int]:
         return list(self.preprocessing.get("input_size") or [])
 
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.preprocessing.get("class_names") or [])
+
 
 @dataclass
 class CalibrationRecordEntry:

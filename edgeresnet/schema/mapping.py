@@ -15,6 +15,7 @@ naming another one is refused on read. Standard library only, so the light comma
 from __future__ import annotations
 
 import json
+import math
 import sys
 import types
 import typing
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, Union
+
+from edgeresnet.schema.files import REPORT_SCHEMA
 
 T = TypeVar("T")
 
@@ -71,6 +74,17 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
 
 
+_SCALARS = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _scalar(hint: type, data: Any, where: str) -> Any:
+    """`data` when it is a JSON value of the scalar type `hint` (an integer passes for a number, a bool for neither)."""
+    accepted = (int, float) if hint is float else (hint,)
+    if isinstance(data, accepted) and not (isinstance(data, bool) and hint is not bool):
+        return data
+    raise SchemaError(f"{where}: {_SCALARS[hint]} was expected, not {json.dumps(data)[:40]}")
+
+
 def _convert(hint: Any, data: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
@@ -80,11 +94,18 @@ def _convert(hint: Any, data: Any, where: str) -> Any:
         return _convert(options[0], data, where) if len(options) == 1 else data
     if isinstance(hint, type) and is_dataclass(hint):
         return from_json(hint, data, where)
+    if hint in _SCALARS:
+        return _scalar(hint, data, where)
     if origin is list and data is not None:
         (item,) = typing.get_args(hint)
         if not isinstance(data, list):
             raise SchemaError(f"{where}: a list was expected, not {type(data).__name__}")
         return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if (origin is dict or hint is dict) and data is not None:
+        if not isinstance(data, dict):
+            raise SchemaError(f"{where}: an object was expected, not {type(data).__name__}")
+        value_hint = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        return {k: _convert(value_hint, v, f"{where}.{k}") for k, v in data.items()}
     return data
 
 
@@ -123,14 +144,36 @@ def expected_schema(cls: type) -> str:
     raise TypeError(f"{cls.__name__} is not a document class (no schema field)")
 
 
-def parse(cls: type[T], text: str, source: str | Path) -> T:
-    """A document of `cls`'s schema from its JSON text; SchemaError names `source` when it is not one."""
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text} is out of range")
+    return number
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str | bytes, source: str | Path, non_finite: bool = False) -> Any:
+    """Parsed JSON, refusing what Python's json module takes but JSON does not: NaN, Infinity, and numbers
+    too large for a float (unless `non_finite`); SchemaError names `source`."""
     try:
-        data = json.loads(text)
+        if non_finite:
+            return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{source}: not valid JSON ({exc})") from None
-    schema = schema_of(data)
+    except (ValueError, RecursionError) as exc:
+        raise SchemaError(f"{source}: not valid JSON ({str(exc) or type(exc).__name__})") from None
+
+
+def parse(cls: type[T], text: str | bytes, source: str | Path) -> T:
+    """A document of `cls`'s schema from its JSON text; SchemaError names `source` when it is not one."""
     expected = expected_schema(cls)
+    # report.json holds NaN as the per-class top-1 of a class without evaluation images (compile writes it so).
+    data = loads(text, source, non_finite=expected == REPORT_SCHEMA)
+    schema = schema_of(data)
     if schema != expected:
         raise SchemaError(f"{source}: unknown schema {schema!r} (expected {expected})")
     try:
@@ -143,7 +186,7 @@ def parse(cls: type[T], text: str, source: str | Path) -> T:
 
 def read(cls: type[T], path: str | Path) -> T:
     path = Path(path)
-    return parse(cls, path.read_text(), path)
+    return parse(cls, path.read_bytes(), path)
 
 
 def dumps(document: Any) -> str:

@@ -18,11 +18,13 @@ Exit codes of the runners: 0 within budget, 1 drifted past it, 2 bad input.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ REPORT_FILE = "device-report.json"
 DEFAULT_MIN_AGREEMENT = 0.99
 DEFAULT_MAX_EXTRA_DROP = 0.5
 EXIT_DRIFTED = 1
+EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True)
@@ -80,26 +83,63 @@ def budget_from(args) -> Budget:
     return Budget(args.min_agreement / 100.0, args.max_extra_drop)
 
 
-def _load(path: Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+def refuse(message: str) -> SystemExit:
+    """Bad input (golden vectors, a report path): one line on stderr, exit 2."""
+    sys.stderr.write(f"check: {' '.join(message.split())}\n")
+    return SystemExit(EXIT_BAD_INPUT)
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    if not np.isfinite(float(text)):
+        raise ValueError(f"the number {text} is out of range")
+    return float(text)
+
+
+def _load(folder: Path, name: Any, kind: str, ndim: int) -> np.ndarray:
+    """One golden array: a plain .npy inside `folder`, of the given kind ('f' float, 'i' integer) and rank, finite."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise refuse(f"{folder}/golden.json names {name!r} as a golden file: not a file name inside {folder}")
+    try:
+        array = np.load(folder / name, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise refuse(f"{folder / name}: not a readable .npy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if array.dtype.kind != kind or array.ndim != ndim or (kind == "f" and not np.isfinite(array).all()):
+        raise refuse(f"{folder / name}: {array.dtype} {list(array.shape)} is not the {ndim}-D "
+                     f"{'finite float' if kind == 'f' else 'integer'} array golden vectors hold")
+    return array
 
 
 def load_golden(folder: str | Path) -> Golden:
     folder = Path(folder)
     meta_path = folder / "golden.json"
     if not meta_path.is_file():
-        raise SystemExit(f"check: {folder} holds no golden.json (an artifact compiled by edgeresnet has golden/)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("schema") != GOLDEN_SCHEMA:
-        raise SystemExit(f"check: {meta_path}: unknown schema {meta.get('schema')!r}")
-    files = meta["files"]
-    labels = _load(folder / files["labels"]) if files.get("labels") else None
-    golden = Golden(_load(folder / files["inputs"]).astype(np.float32), labels,
-                    _load(folder / files["fp32_logits"]), _load(folder / files["int8_logits"]), meta)
+        raise refuse(f"{folder} holds no golden.json (an artifact compiled by edgeresnet has golden/)")
+    try:
+        meta = json.loads(meta_path.read_bytes(), parse_constant=_refuse_constant, parse_float=_finite)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise refuse(f"{meta_path}: not valid JSON ({str(exc) or type(exc).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != GOLDEN_SCHEMA:
+        raise refuse(f"{meta_path}: unknown schema {meta.get('schema') if isinstance(meta, dict) else None!r}")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not all(isinstance(meta.get(k), str) for k in ("fp32_runtime", "int8_runtime")):
+        raise refuse(f"{meta_path}: lacks its files or the runtimes of its logits")
+    labels = _load(folder, files["labels"], "i", 1) if files.get("labels") else None
+    golden = Golden(_load(folder, files.get("inputs"), "f", 4).astype(np.float32), labels,
+                    _load(folder, files.get("fp32_logits"), "f", 2), _load(folder, files.get("int8_logits"), "f", 2), meta)
     rows = {len(golden.inputs), len(golden.fp32_logits), len(golden.int8_logits)} | ({len(labels)} if labels is not None else set())
-    if len(rows) != 1:
-        raise SystemExit(f"check: {folder}: inputs, labels and logits hold different numbers of rows {sorted(rows)}")
+    if len(rows) != 1 or golden.fp32_logits.shape != golden.int8_logits.shape:
+        raise refuse(f"{folder}: inputs, labels and logits hold different numbers of rows or classes {sorted(rows)}")
     return golden
+
+
+def artifact_digest(golden_folder: str | Path) -> str | None:
+    """sha256 of the manifest of the artifact whose golden/ this is, so the host can tell the build it measured."""
+    manifest = Path(golden_folder).parent / "manifest.json"
+    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None
 
 
 def timed_logits(infer: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch: int,
@@ -276,6 +316,8 @@ def run_check(args, infer: Callable[[np.ndarray], np.ndarray], batch: int, runti
         inputs, labels, source = golden.inputs, golden.labels, f"golden vectors ({args.golden})"
     logits, latencies = timed_logits(infer, inputs, batch, warmup=min(args.warmup, 3))
     report = device_report(logits, golden, labels, budget, device_facts(runtime), runtime_label, source, latencies, batch)
+    if golden is not None and artifact_digest(args.golden):
+        report["manifest_sha256"] = artifact_digest(args.golden)
     write_report(report, args.report)
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2))
