@@ -54,10 +54,10 @@ def check_manifest_fields(manifest: Manifest) -> None:
             raise CheckFailed(f"manifest files: {name!r} is not a plain relative path of a file the manifest can list")
         if not is_sha256(digest):
             raise CheckFailed(f"manifest files[{name!r}]: {digest!r} is not a sha256 (64 lowercase hex digits)")
-    for where, digest in (("model.weights_sha256", manifest.model.weights_sha256),
-                          ("calibration.sha256", manifest.calibration.sha256)):
-        if digest is not None and not is_sha256(digest):
-            raise CheckFailed(f"manifest {where}: {digest!r} is not a sha256 (64 lowercase hex digits)")
+    for where, source_digest in (("model.weights_sha256", manifest.model.weights_sha256),
+                                 ("calibration.sha256", manifest.calibration.sha256)):
+        if source_digest is not None and not is_sha256(source_digest):
+            raise CheckFailed(f"manifest {where}: {source_digest!r} is not a sha256 (64 lowercase hex digits)")
     names, classes = manifest.input.class_names, manifest.input.num_classes
     if classes < 0:  # 0 is the dataclass default: a count not recorded, which the model checks then refuse
         raise CheckFailed(f"manifest input.num_classes: {classes!r} is not a class count")
@@ -110,12 +110,13 @@ def check_golden(folder: Path, manifest: Manifest) -> tuple[GoldenMeta, GoldenAr
                           f"{samples} inputs of the manifest's model are float32 {shape}")
     files = {role: name for role, name in vars(meta.files).items() if name is not None}
     golden = GoldenArrays(**{role: _load_array(folder / GOLDEN_FOLDER, name) for role, name in files.items()})
-    expected = GoldenArrays(("float32", tuple(shape)), ("float32", (samples, classes)), ("float32", (samples, classes)),
-                            ("int64", (samples,)))
+    expected: dict[str, tuple[str, tuple[int | None, ...]]] = {
+        "inputs": ("float32", tuple(shape)), "fp32_logits": ("float32", (samples, classes)),
+        "int8_logits": ("float32", (samples, classes)), "labels": ("int64", (samples,))}
     for role, array in vars(golden).items():
         if array is None:
             continue
-        dtype, wanted = getattr(expected, role)
+        dtype, wanted = expected[role]
         if str(array.dtype) != dtype or array.shape != wanted:
             raise CheckFailed(f"{GOLDEN_FOLDER}/{files[role]} is {array.dtype} {list(array.shape)}, but "
                               f"{GOLDEN_META_FILE} and the manifest make it {dtype} {list(wanted)}")

@@ -79,8 +79,8 @@ def load_device_report(path: str | Path) -> DeviceReport:
 def _check_ranges(report: DeviceReport, path: Path) -> None:
     """Shares in 0..1, top-1 in 0..100, counts positive, and a verdict that follows from its reasons."""
     shares = {"agreement": report.agreement, "host_agreement": report.host_agreement,
-              "drift.agreement": report.drift and report.drift.agreement,
-              "host_drift.agreement": report.host_drift and report.host_drift.agreement}
+              "drift.agreement": report.drift.agreement if report.drift else None,
+              "host_drift.agreement": report.host_drift.agreement if report.host_drift else None}
     percents = {f"{key}.top1": run.top1 for key, run in (("int8", report.int8), ("fp32", report.fp32),
                                                           ("host_int8", report.host_int8)) if run is not None}
     wrong = ([k for k, v in shares.items() if v is not None and not 0 <= v <= 1]
@@ -110,9 +110,10 @@ def check_same_build(device: DeviceReport, source: str | Path, folder: Path, man
     if device.host_int8 is None or not (folder / GOLDEN_META_FILE).is_file():
         return  # the user's own labelled images: no host references to hold it to
     meta = read(GoldenMeta, folder / GOLDEN_META_FILE)  # verified with the artifact
+    host_top1 = meta.host_top1
     claims = {"host_int8.samples": (device.host_int8.samples, meta.samples),
-              "host_int8.top1": (device.host_int8.top1, meta.host_top1 and meta.host_top1.int8),
-              "fp32.top1": (device.fp32 and device.fp32.top1, meta.host_top1 and meta.host_top1.fp32)}
+              "host_int8.top1": (device.host_int8.top1, host_top1.int8 if host_top1 else None),
+              "fp32.top1": (device.fp32.top1 if device.fp32 else None, host_top1.fp32 if host_top1 else None)}
     for claim, (reported, golden) in claims.items():
         if not _same_figure(reported, golden):
             raise InputError(f"{source}: {claim} is {reported!r}, but this artifact's golden vectors give {golden!r}: "
