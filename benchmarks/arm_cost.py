@@ -34,9 +34,11 @@ Runtimes: `tvm-int8` (our library for the board, the `tvm` quantization scheme),
 `ort-int8` (ONNX Runtime's aarch64 build on the model quantized with the `onnxruntime`
 scheme), `ort-fp32` (ONNX Runtime on the FP32 model), `xnnpack-int8` (LiteRT's aarch64 build,
 XNNPACK delegate, on a full-integer .tflite made by litert-torch from the same FP32 network and
-calibration images, checked against FP32 before it is counted: arm_cost/litert_peer.py). Peers'
-rows carry `version` and `fp32_cosine` / `fp32_top1_agreement` of that check. ncnn and
-ExecuTorch are not measured: see NOT_MEASURED.
+calibration images, checked against FP32 before it is counted: arm_cost/litert_peer.py),
+`ncnn-int8` / `ncnn-fp16` (ncnn's aarch64 build, the model converted with ncnn's own tools and
+checked the same way; its OpenMP regions open at GOMP_parallel: peer_ncnn.py, set up by
+scripts/setup_ncnn.sh). Peers' rows carry `version` and `fp32_cosine` / `fp32_top1_agreement`
+of that check. ExecuTorch is not measured: see NOT_MEASURED.
 """
 
 from __future__ import annotations
@@ -73,8 +75,7 @@ NOT_MEASURED = ("ExecuTorch + XNNPACK (executorch 1.5.1 aarch64 wheel): not run;
                 "(extension/pybindings/_C) links libtorch, libtorch_cpu and libc10, so the guest would need "
                 "an aarch64 torch built for it as well, and the .pte export on the host the x86 executorch "
                 "with its own torchao pin; a torch-free C++ runner against the wheel's libexecutorch.so and "
-                "libexecutorch_backend_xnnpack.so is the way left (docs/benchmarks.md). "
-                "ncnn INT8: not run; the aarch64 ncnn wheel has no ncnn2table / ncnn2int8 (docs/benchmarks.md)")
+                "libexecutorch_backend_xnnpack.so is the way left (docs/benchmarks.md).")
 
 
 @dataclass(frozen=True)
