@@ -34,9 +34,11 @@ Runtimes: `tvm-int8` (our library for the board, the `tvm` quantization scheme),
 `ort-int8` (ONNX Runtime's aarch64 build on the model quantized with the `onnxruntime`
 scheme), `ort-fp32` (ONNX Runtime on the FP32 model), `xnnpack-int8` (LiteRT's aarch64 build,
 XNNPACK delegate, on a full-integer .tflite made by litert-torch from the same FP32 network and
-calibration images, checked against FP32 before it is counted: arm_cost/litert_peer.py). Peers'
-rows carry `version` and `fp32_cosine` / `fp32_top1_agreement` of that check. ncnn and
-ExecuTorch are not measured: see NOT_MEASURED.
+calibration images, checked against FP32 before it is counted: arm_cost/litert_peer.py),
+`ncnn-int8` / `ncnn-fp16` (ncnn's aarch64 build, the model converted with ncnn's own tools and
+checked the same way; its OpenMP regions open at GOMP_parallel: peer_ncnn.py, set up by
+scripts/setup_ncnn.sh). Peers' rows carry `version` and `fp32_cosine` / `fp32_top1_agreement`
+of that check. ExecuTorch is not measured: see NOT_MEASURED.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -61,6 +64,7 @@ HERE = Path(__file__).resolve().parent
 SUPPORT = HERE / "arm_cost"
 sys.path[:0] = [str(HERE), str(SUPPORT)]
 import litert_peer  # noqa: E402  (benchmarks/arm_cost/litert_peer.py: the XNNPACK peer)
+import peer_ncnn  # noqa: E402  (benchmarks/peer_ncnn.py: the ncnn peer)
 PLUGIN_SOURCE = SUPPORT / "block_counter.c"
 GUEST_SCRIPT = SUPPORT / "one_inference.py"
 CACHE_ENV = "EDGERESNET_ARM_COST_CACHE"
@@ -71,8 +75,7 @@ NOT_MEASURED = ("ExecuTorch + XNNPACK (executorch 1.5.1 aarch64 wheel): not run;
                 "(extension/pybindings/_C) links libtorch, libtorch_cpu and libc10, so the guest would need "
                 "an aarch64 torch built for it as well, and the .pte export on the host the x86 executorch "
                 "with its own torchao pin; a torch-free C++ runner against the wheel's libexecutorch.so and "
-                "libexecutorch_backend_xnnpack.so is the way left (docs/benchmarks.md). "
-                "ncnn INT8: not run; the aarch64 ncnn wheel has no ncnn2table / ncnn2int8 (docs/benchmarks.md)")
+                "libexecutorch_backend_xnnpack.so is the way left (docs/benchmarks.md).")
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,9 @@ BOARDS = {
                                   "Arm DynamIQ Shared Unit TRM; 31 cycles as the A76's DSU (assumed)")),
         120.0, "assumed (no public Orin figure checked): LPDDR5 load-to-use ~120 ns"),
 }
-RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32", "xnnpack-int8")
-GUEST_KIND = {"tvm-int8": "tvm", "ort-int8": "onnxruntime", "ort-fp32": "onnxruntime", "xnnpack-int8": "litert"}
+RUNTIMES = ("tvm-int8", "ort-int8", "ort-fp32", "xnnpack-int8", "ncnn-int8", "ncnn-fp16")
+GUEST_KIND = {"tvm-int8": "tvm", "ort-int8": "onnxruntime", "ort-fp32": "onnxruntime", "xnnpack-int8": "litert",
+              "ncnn-int8": "ncnn", "ncnn-fp16": "ncnn"}
 MODELS = ("resnet18", "resnet50", "resnet20-fmnist")
 
 
@@ -239,6 +243,8 @@ class ModelFiles:
     ort_int8: Path
     tvm_int8: dict[str, Path] = field(default_factory=dict)  # board -> model.so
     xnnpack_int8: "litert_peer.LiteRtModel | None" = None
+    ncnn: dict = field(default_factory=dict)  # runtime -> peer_ncnn.NcnnModel
+    check_ncnn: Callable | None = None  # (NcnnModel, qemu cpu, site, runtime folder, scratch) -> peer_ncnn.Agreement
 
 
 def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path) -> ModelFiles:
@@ -285,6 +291,11 @@ def prepare_model(name: str, boards: list[str], runtimes: list[str], work: Path)
             library.parent.mkdir(exist_ok=True)
             executable.export_library(str(library), cc=target.details.cross_compiler)
             files.tvm_int8[board] = library
+    if any(r in peer_ncnn.RUNTIMES for r in runtimes):
+        images = np.concatenate(list(calibration.batches(hash=False)))
+        files.ncnn = peer_ncnn.prepare(loaded, images, runtimes, folder)
+        test = peer_ncnn.check_images(loaded, images)
+        files.check_ncnn = lambda model, *where: peer_ncnn.check(loaded, model, test, *where)
     return files
 
 
@@ -337,6 +348,8 @@ def count_inference(plugin: Path, runtime_folder: Path, peer_sites: list[Path], 
     env = {"PYTHONPATH": ":".join(str(p) for p in [*peer_sites, runtime_folder / "site"]), "TVM_USE_RUNTIME_LIB": "1", "PYTHONNOUSERSITE": "1",
            "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "TVM_NUM_THREADS": str(threads),
            "TVM_THREAD_POOL_SPIN_COUNT": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "LC_ALL": "C"}
+    if kind in peer_ncnn.RUNTIMES:
+        env.update(peer_ncnn.GUEST_ENVIRONMENT)
     plugin_arguments = ",".join([str(plugin), f"out={counts_file}", *board.plugin_arguments()])
     command = [qemu_binary(), "-cpu", qemu_cpu, "-L", str(sysroot), "-plugin", plugin_arguments,
                str(sysroot / "usr/bin/python3.11"), str(GUEST_SCRIPT), GUEST_KIND[kind],
@@ -498,7 +511,8 @@ class Symbols:
 # (yield, wfe, isb: how ONNX Runtime's stripped thread pool and other spin loops pause).
 WAIT_SYMBOLS = re.compile(r"futex|sched_yield|pthread_cond_(timed)?wait|lll_lock_wait|nanosleep|__pthread_clockjoin"
                           r"|SpscTaskQueue|WaitForJobs|ThreadPool::RunWorker|ParallelLauncher::WaitForJobs"
-                          r"|:thread_main$|:pthreadpool_parallelize$")
+                          r"|:thread_main$|:pthreadpool_parallelize$"
+                          r"|libgomp[^:]*:(GOMP_barrier|gomp_(team_)?barrier_wait|gomp_sem_wait|gomp_mutex_lock_slow|do_spin|do_wait)")
 SPIN_HINTS = {"yield", "wfe", "isb"}
 
 
@@ -554,6 +568,8 @@ def runtime_version(runtime: str) -> str:
     from edgeresnet.targets.tvm.emulation import TVM_VERSION
     from emulated_arm import ORT_AARCH64
 
+    if runtime in peer_ncnn.RUNTIMES:
+        return peer_ncnn.VERSION
     return f"apache-tvm {TVM_VERSION}" if runtime == "tvm-int8" else ORT_AARCH64.replace("==", " ")
 
 
@@ -631,6 +647,8 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
     if "xnnpack-int8" in runtimes:
         peer_sites["xnnpack-int8"] = [litert_peer.litert_aarch64_site(runtime_folder.parent)]
         guest_args["xnnpack-int8"] = (str(litert_peer.launch_offset(llvm, peer_sites["xnnpack-int8"][0])),)
+    for runtime in set(runtimes) & set(peer_ncnn.RUNTIMES):
+        peer_sites[runtime] = [peer_ncnn.aarch64_site(runtime_folder.parent)]
     symbols = Symbols(llvm)
     work = cache / "work"
     for model_name in models:
@@ -641,10 +659,17 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
             sysroots = {}
             if "xnnpack-int8" in runtimes:
                 sysroots["xnnpack-int8"] = litert_peer.guest_sysroot(runtime_folder, board_name, board.cores)
+            agreements = {}
             for runtime in runtimes:
                 model_file = {"tvm-int8": files.tvm_int8.get(board_name), "ort-int8": files.ort_int8,
                               "ort-fp32": files.ort_fp32,
-                              "xnnpack-int8": files.xnnpack_int8 and files.xnnpack_int8.path}[runtime]
+                              "xnnpack-int8": files.xnnpack_int8 and files.xnnpack_int8.path}.get(runtime)
+                if runtime in files.ncnn:
+                    model_file = files.ncnn[runtime].param
+                    log(f"{model_name} / {board_name} / {runtime}: checking the conversion against FP32")
+                    agreements[runtime] = files.check_ncnn(files.ncnn[runtime], target.details.qemu_cpu,
+                                                           peer_sites[runtime][0], runtime_folder,
+                                                           work / model_name / board_name)
                 for threads in thread_counts or [target.details.threads]:
                     log(f"{model_name} / {board_name} / {runtime} / {threads} thread(s): counting under qemu "
                         f"-cpu {target.details.qemu_cpu}")
@@ -666,6 +691,9 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
                     cost.version = files.xnnpack_int8.version
                     cost.fp32_cosine = files.xnnpack_int8.fp32_cosine
                     cost.fp32_top1_agreement = files.xnnpack_int8.fp32_top1_agreement
+                if cost.runtime in agreements:
+                    cost.fp32_cosine = agreements[cost.runtime].fp32_cosine
+                    cost.fp32_top1_agreement = agreements[cost.runtime].fp32_top1_agreement
                 peers = {c.runtime: c.cycles for c in group if c.threads == cost.threads}
                 if peers.get("ort-int8"):
                     cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
@@ -674,18 +702,31 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
             yield from group
 
 
-def merge_results(path: Path, costs: list[Cost]) -> None:
-    """Adds rows to the results file, replacing any row of the same model, board, runtime and threads."""
-    key = ("model", "board", "runtime", "threads")
+def merge_rows(path: Path, fresh: list[dict], key: tuple[str, ...], order: tuple[str, ...]) -> None:
+    """Adds rows to a JSON list file, replacing any row with the same values of `key`, sorted by `order`."""
     rows = json.loads(path.read_text()) if path.is_file() else []
-    fresh = [asdict(c) for c in costs]
     taken = {tuple(r[k] for k in key) for r in fresh}
     rows = [r for r in rows if tuple(r[k] for k in key) not in taken] + fresh
-    rows.sort(key=lambda r: (r["model"], r["board"], r["threads"], r["runtime"]))
+    rows.sort(key=lambda r: tuple(r[k] for k in order))
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".tmp")
     staging.write_text(json.dumps(rows, indent=1) + "\n")
     os.replace(staging, path)
+
+
+def merge_results(path: Path, costs: list[Cost]) -> None:
+    """Adds rows to the results file, replacing any row of the same model, board, runtime and threads."""
+    merge_rows(path, [asdict(c) for c in costs], ("model", "board", "runtime", "threads"),
+               ("model", "board", "threads", "runtime"))
+
+
+def print_table(path: Path, render: Callable[[list[dict]], str], what: str) -> None:
+    """Prints a results file through `render`; exit 2 when it is not such a file."""
+    try:
+        print(render(json.loads(path.read_text())))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"error: {path} is not a {what}: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def markdown_table(rows: list[dict]) -> str:

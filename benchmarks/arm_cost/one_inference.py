@@ -1,13 +1,14 @@
 """Runs under qemu-aarch64: one warm-up and one counted inference of one runtime, then saves the guest's memory map.
 
-    python one_inference.py {tvm|onnxruntime|litert} MODEL_FILE SHAPE_JSON THREADS MAPS_OUT [LAUNCH_OFFSET]
+    python one_inference.py {tvm|onnxruntime|litert|ncnn} MODEL_FILE SHAPE_JSON THREADS MAPS_OUT [LAUNCH_OFFSET]
 
 The counting plugin (block_counter.c) is told what to count by lseek calls on a negative file
 descriptor, which no program makes and which fail at once (EBADF): the warm-up inference runs
 with the cache simulation on, the counted one with counting on too. For TVM the entry of its
 parallel-launch function (TVMBackendParallelLaunch) is passed on, so that each launch starts a
 parallel region; for LiteRT, pthreadpool's `pthreadpool_parallelize` (LAUNCH_OFFSET: its address in
-XNNPACK's library file, found on the host); ONNX Runtime exports no such entry, so its inference is one region.
+XNNPACK's library file, found on the host); for ncnn (OpenMP), libgomp's GOMP_parallel; ONNX
+Runtime exports no such entry, so its inference is one region.
 """
 
 import ctypes
@@ -65,6 +66,15 @@ elif runtime == "litert":
         interpreter.set_tensor(source["index"], np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8))
         interpreter.invoke()
         interpreter.get_tensor(target["index"])
+elif runtime == "ncnn":
+    from ncnn_guest import launch_entry, open_network
+
+    _, run = open_network(model, threads)
+    chw = x[0]
+    tell_plugin(-2, launch_entry())
+
+    def infer():
+        run(chw)
 else:
     import onnxruntime as ort
 
