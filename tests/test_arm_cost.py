@@ -56,20 +56,23 @@ def test_cycle_model_is_deterministic_and_names_kernels():
 
 @pytest.mark.slow
 def test_four_threads_split_the_work_and_their_spread_is_bounded():
-    """TVM's library on 4 threads: the wall estimate is below the one-thread work, waiting is left out,
-    and two runs differ only as the threads' interleaving in the shared L3 differs. Measured here
-    (reference model, rpi5, two runs): 745,789 and 745,822 cycles, a spread of 0.004%; instructions
-    3,220,330 and 3,220,316. (ONNX Runtime, one region whose slowest thread depends on how its pool
-    hands out blocks: 973,794 and 882,847 cycles, 10%; not asserted here.)"""
+    """TVM's library on 4 threads: all 4 work (the wall estimate is under 0.4 of the one-thread work;
+    with 2 threads it would be over 0.5), waiting is left out, and two runs differ only as the threads'
+    interleaving in the shared L3 and the region maxima differ. Measured here (reference model, rpi5,
+    one thread 1,391,405 cycles; two 4-thread runs): 434,160 and 435,686 cycles, a spread of 0.35%;
+    instructions 3,298,970 and 3,301,534; in a later pair on a machine loaded by other jobs, 2.2%. (ONNX Runtime, one region whose slowest thread depends on
+    how its pool hands out blocks: 973,794 and 882,847 cycles, 10%; not asserted here.)"""
     single = run_benchmark("tvm-int8", 1)["tvm-int8"]
     first, second = run_benchmark("tvm-int8", 4)["tvm-int8"], run_benchmark("tvm-int8", 4)["tvm-int8"]
     for cost in (first, second):
         assert cost["threads"] == 4 and cost["parallel_regions"] > 10
-        assert cost["cycles"] < 0.75 * single["cycles"]
-        # The work itself is the same (TVM splits each loop into the same tasks); only waiting grows.
-        assert cost["work_cycles_all_threads"] == pytest.approx(single["work_cycles_all_threads"], rel=0.05)
+        assert cost["cycles"] < 0.4 * single["cycles"]
+        # TVM splits each loop into the same tasks; the work grows by handing them out and by each task's
+        # own set-up: 5.1% on this small model (1,462,523 against 1,391,405 cycles; instructions 3,298,970
+        # against 3,165,333).
+        assert cost["work_cycles_all_threads"] == pytest.approx(single["work_cycles_all_threads"], rel=0.1)
     spread = abs(first["cycles"] - second["cycles"]) / min(first["cycles"], second["cycles"])
-    assert spread < 0.005, spread
+    assert spread < 0.05, spread
     assert abs(first["instructions"] - second["instructions"]) / first["instructions"] < 0.01
 
 

@@ -40,6 +40,13 @@ if runtime == "tvm":
     import tvm.runtime
     from tvm.runtime.vm import VirtualMachine
 
+    # TVM's pool takes as many workers as the host's sysfs lists cores of the fastest kind (its
+    # default "big cores" mode), and qemu-user shows the guest this machine's /sys: on a 2-core
+    # host a 4-thread run would use 2. A board lists its own cores, so the run sets the count
+    # the board would get (mode 1: big cores, then `threads` of them).
+    import tvm_ffi
+
+    tvm_ffi.get_global_func("runtime.config_threadpool")(1, threads)
     main = VirtualMachine(tvm.runtime.load_module(model), tvm.runtime.cpu())["main"]
     tensor = tvm.runtime.tensor(x, tvm.runtime.cpu())
     library = os.path.join(os.path.dirname(tvm.runtime.__file__), "..", "lib", "libtvm_runtime.so")
