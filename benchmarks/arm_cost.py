@@ -743,6 +743,26 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+INT8_PEERS = ("ort-int8", "ncnn-int8", "xnnpack-int8")
+
+
+def peers_table(rows: list[dict]) -> str:
+    """Our library against the fastest INT8 peer counted for the same model, board and threads (README's table).
+    ONNX Runtime's multi-thread rows are lower bounds, so a ratio against one is marked."""
+    lines = ["| model | board | threads | tvm-int8 cycles M | fastest INT8 peer | its cycles M | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    ours = {(r["model"], r["board"], r["threads"]): r for r in rows if r["runtime"] == "tvm-int8"}
+    for key, tvm in sorted(ours.items()):
+        peers = [r for r in rows if (r["model"], r["board"], r["threads"]) == key and r["runtime"] in INT8_PEERS]
+        if not peers:
+            continue
+        fastest = min(peers, key=lambda r: r["cycles"])
+        bound = " (a bound)" if fastest["threads"] > 1 and not fastest["parallel_regions"] else ""
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {tvm['cycles'] / 1e6:.2f} | {fastest['runtime']}{bound} "
+                     f"| {fastest['cycles'] / 1e6:.2f} | {tvm['cycles'] / fastest['cycles']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
@@ -751,15 +771,19 @@ def main() -> None:
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: the board's cores)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--table", type=Path, default=None, help="print a results file as a markdown table and exit")
+    parser.add_argument("--peers-table", type=Path, default=None,
+                        help="print a results file's tvm-int8 rows against the fastest INT8 peer and exit")
     parser.add_argument("--results", type=Path, default=None,
                         help="also merge the rows into this JSON file (e.g. benchmarks/results/arm_cost.json) as each "
                              "model and board is counted")
     args = parser.parse_args()
-    if args.table is not None:
+    for path, render in ((args.table, markdown_table), (args.peers_table, peers_table)):
+        if path is None:
+            continue
         try:
-            print(markdown_table(json.loads(args.table.read_text())))
+            print(render(json.loads(path.read_text())))
         except (OSError, ValueError, KeyError, TypeError) as error:
-            print(f"error: {args.table} is not a results file: {error}", file=sys.stderr)
+            print(f"error: {path} is not a results file: {error}", file=sys.stderr)
             sys.exit(2)
         return
     models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
