@@ -88,7 +88,7 @@ def collect_logits(runner: Runner, images: Dataset | np.ndarray, desc: str = "ev
 class Accuracy:
     top1: float  # percent
     top5: float
-    per_class: list[float]
+    per_class: list[float | None]  # None: no evaluation image of that class
     confusion: list[list[int]]  # rows: true class, columns: predicted
 
     def to_dict(self) -> dict:
@@ -108,7 +108,8 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> Accuracy:
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, best[:, 0]), 1)
     totals = confusion.sum(axis=1)
-    per_class = [float(confusion[c, c] / totals[c] * 100) if totals[c] else float("nan") for c in range(num_classes)]
+    # None, not NaN, for a class without evaluation images: report.json and --json stay valid JSON.
+    per_class = [float(confusion[c, c] / totals[c] * 100) if totals[c] else None for c in range(num_classes)]
     return Accuracy(round(top1, 4), round(top5, 4), per_class, confusion.tolist())
 
 

@@ -11,7 +11,7 @@ from helpers import compile_small, run_cli
 
 from edgeresnet.report import render_html
 from edgeresnet.report.compare import compare_artifacts
-from edgeresnet.report.facts import cycle_estimates, verdict, view
+from edgeresnet.report.facts import class_losses, cycle_estimates, verdict, view
 from edgeresnet.schema import Report, from_json
 
 PAGE_SECTIONS = ("verdict", "accuracy", "ships", "speed", "calibration", "plots", "raw")
@@ -154,3 +154,13 @@ def test_comparison_takes_device_columns_from_the_artifacts_device_folder(ort_ar
     (device,) = column.devices
     assert device.label == "pi under qemu" and device.emulated and device.top1 == 12.5 and device.verdict == "PASS"
     assert compare_artifacts([ort_artifact]).columns[0].devices == []
+
+
+def test_a_class_without_evaluation_images_is_left_out_of_losses_and_plots(ort_artifact, tmp_path):
+    report = json.loads((ort_artifact / "report.json").read_text())
+    for row in ("fp32", "int8"):
+        report[row]["per_class"][3] = None
+    page = tmp_path / "report.html"
+    page.write_text(render_html(from_json(Report, report), folder=ort_artifact))
+    assert all(loss.name != report["class_names"][3] for loss in class_losses(from_json(Report, report), count=10))
+    assert "Per-class top-1 accuracy" in page.read_text()

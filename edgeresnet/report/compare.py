@@ -82,7 +82,7 @@ class Comparison:
     agreement: list[list[float | None]]  # INT8 top-1 agreement between artifacts i and j on those inputs
     columns: list[Column]
     class_names: list[str]
-    per_class_drop: list[list[float] | None]  # per artifact, FP32 minus INT8 top-1 per class (points)
+    per_class_drop: list[list[float | None] | None]  # per artifact, FP32 minus INT8 top-1 per class (points; None: no image)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": COMPARISON_SCHEMA, **asdict(self)}
@@ -185,10 +185,11 @@ def compare_artifacts(paths: Sequence[str | Path], measured: dict[str, list[Spee
     _same(loaded)
     shared, matrix = _agreement(loaded)
     first = loaded[0].report
-    per_class: list[list[float] | None] = []
+    per_class: list[list[float | None] | None] = []
     for a in loaded:
         fp32, int8 = a.report.fp32.per_class, a.report.int8.per_class
-        per_class.append([round(x - y, 2) for x, y in zip(fp32, int8)] if fp32 and int8 else None)
+        per_class.append([None if x is None or y is None else round(x - y, 2) for x, y in zip(fp32, int8)]
+                         if fp32 and int8 else None)
     return Comparison(
         first.model, loaded[0].manifest.model.weights_sha256,
         EvaluationSet(first.evaluation.source, first.int8.samples, first.evaluation.sha256),
@@ -211,7 +212,7 @@ def _drop_plot(comparison: Comparison) -> dict[str, tuple[str, str]]:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     x = np.arange(count)
     for k, (target, values) in enumerate(drops):
-        ax.bar(x - 0.4 + width * (k + 0.5), values, width, label=target)
+        ax.bar(x - 0.4 + width * (k + 0.5), [np.nan if v is None else v for v in values], width, label=target)
     ax.axhline(0, color="#444", linewidth=0.8)
     ax.set_xticks(x, names, rotation=45 if count <= 20 else 90, ha="right")
     ax.set_ylabel("top-1 lost, FP32 minus INT8 (pts)")

@@ -160,7 +160,7 @@ def class_losses(report: Report, count: int = 3) -> list[ClassLoss]:
         return []
     names = report.class_names
     losses = [ClassLoss(names[i] if i < len(names) else str(i), round(a, 2), round(b, 2), round(a - b, 2))
-              for i, (a, b) in enumerate(zip(fp32, int8))]
+              for i, (a, b) in enumerate(zip(fp32, int8)) if a is not None and b is not None]
     return sorted((c for c in losses if c.drop_pts > 0), key=lambda c: -c.drop_pts)[:count]
 
 

@@ -37,11 +37,13 @@ def plots(report: Report, fp32_confusion=None, int8_confusion=None) -> dict[str,
         labels = class_labels(report.class_names, len(fp32_pc))
         fig, ax = plt.subplots(figsize=(7, 3.6))
         x = np.arange(len(fp32_pc))
-        ax.bar(x - 0.2, fp32_pc, 0.4, label="FP32")
-        ax.bar(x + 0.2, int8_pc, 0.4, label="INT8 (shipped)")
+        fp32_bars, int8_bars = (np.array([np.nan if v is None else v for v in pc], float) for pc in (fp32_pc, int8_pc))
+        ax.bar(x - 0.2, fp32_bars, 0.4, label="FP32")
+        ax.bar(x + 0.2, int8_bars, 0.4, label="INT8 (shipped)")
         ax.set_xticks(x, labels, rotation=45 if len(x) <= 20 else 90, ha="right")
         ax.set_ylabel("top-1 accuracy (%)")
-        ax.set_ylim(max(0, min(min(fp32_pc), min(int8_pc)) - 5), 100)
+        lowest = np.nanmin(np.concatenate([fp32_bars, int8_bars])) if np.isfinite(fp32_bars).any() else 0.0
+        ax.set_ylim(max(0, lowest - 5), 100)
         # Above the axes, so it covers no bar.
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
         drawn["per_class"] = ("Per-class top-1 accuracy, FP32 and INT8", png(fig))

@@ -171,7 +171,8 @@ def loads(text: str | bytes, source: str | Path, non_finite: bool = False) -> An
 def parse(cls: type[T], text: str | bytes, source: str | Path) -> T:
     """A document of `cls`'s schema from its JSON text; SchemaError names `source` when it is not one."""
     expected = expected_schema(cls)
-    # report.json holds NaN as the per-class top-1 of a class without evaluation images (compile writes it so).
+    # A report.json may hold NaN for the per-class top-1 of a class without evaluation images (the first
+    # writers of this schema put it so; the current one writes null): still read.
     data = loads(text, source, non_finite=expected == REPORT_SCHEMA)
     schema = schema_of(data)
     if schema != expected:

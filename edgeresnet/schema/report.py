@@ -35,7 +35,7 @@ class RunnerResult:
     samples: int = 0
     top1: float | None = omit_none()  # percent; absent on unlabelled data
     top5: float | None = omit_none()
-    per_class: list[float] | None = omit_none()
+    per_class: list[float | None] | None = omit_none()  # None: a class without evaluation images
     pytorch_agreement: PytorchAgreement | None = omit_none()  # the FP32 row: ONNX Runtime against PyTorch
     drop_pts: float | None = omit_none()  # extra rows: against FP32
     agreement: float | None = omit_none()
