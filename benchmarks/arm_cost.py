@@ -746,12 +746,13 @@ def markdown_table(rows: list[dict]) -> str:
 INT8_PEERS = ("ort-int8", "ncnn-int8", "xnnpack-int8")
 
 
-def peers_table(rows: list[dict]) -> str:
+def peers_table(rows: list[dict], models: list[str] | None = None) -> str:
     """Our library against the fastest INT8 peer counted for the same model, board and threads (README's table).
     ONNX Runtime's multi-thread rows are lower bounds, so a ratio against one is marked."""
     lines = ["| model | board | threads | tvm-int8 cycles M | fastest INT8 peer | its cycles M | ratio |",
              "|---|---|---|---|---|---|---|"]
-    ours = {(r["model"], r["board"], r["threads"]): r for r in rows if r["runtime"] == "tvm-int8"}
+    ours = {(r["model"], r["board"], r["threads"]): r for r in rows
+            if r["runtime"] == "tvm-int8" and (models is None or r["model"] in models)}
     for key, tvm in sorted(ours.items()):
         peers = [r for r in rows if (r["model"], r["board"], r["threads"]) == key and r["runtime"] in INT8_PEERS]
         if not peers:
@@ -772,12 +773,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--table", type=Path, default=None, help="print a results file as a markdown table and exit")
     parser.add_argument("--peers-table", type=Path, default=None,
-                        help="print a results file's tvm-int8 rows against the fastest INT8 peer and exit")
+                        help="print a results file's tvm-int8 rows of --models against the fastest INT8 peer and exit")
     parser.add_argument("--results", type=Path, default=None,
                         help="also merge the rows into this JSON file (e.g. benchmarks/results/arm_cost.json) as each "
                              "model and board is counted")
     args = parser.parse_args()
-    for path, render in ((args.table, markdown_table), (args.peers_table, peers_table)):
+    peers_of_models = lambda rows: peers_table(rows, args.models.split(","))  # noqa: E731
+    for path, render in ((args.table, markdown_table), (args.peers_table, peers_of_models)):
         if path is None:
             continue
         try:

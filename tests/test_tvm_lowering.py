@@ -12,6 +12,7 @@ def test_folding_the_first_convolution_is_exact(reference_qdq, tmp_path):
     """The 1-channel 3x3 stem folded into 3 (padded to 8) channels x 1 column gives bit-identical logits."""
     import tvm
     from tvm import relax
+    from tvm.relax.frontend import onnx as relax_onnx
 
     from edgeresnet.targets.tvm.backend import llvm_target
     from edgeresnet.targets.tvm.dot import folds_first_convolution, reads_rows_flat
@@ -24,7 +25,7 @@ def test_folding_the_first_convolution_is_exact(reference_qdq, tmp_path):
     assert reads_rows_flat(tvm.target.Target(llvm_target(get_target("rpi5"))))
     assert not reads_rows_flat(tvm.target.Target(llvm_target(get_target("rpi4"))))
     _, qdq, test = reference_qdq
-    imported = relax.frontend.onnx.from_onnx(qdq, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
+    imported = relax_onnx.from_onnx(qdq, shape_dict={"input": [1, 1, 28, 28]}, keep_params_in_input=False)
     host = tvm.target.Target({"kind": "llvm", "mcpu": host_cpu()})
     images = test.images[:32]
     logits = {}

@@ -115,9 +115,9 @@ def validate_artifact(artifact: str | Path, rpc: str, eval_spec: str | None = No
     budget = check.Budget(min_agreement / 100.0, max_extra_drop)
     measured = check.device_report(remote.logits, golden, golden.labels, budget, facts, runtime, f"{source} via RPC",
                                    remote.latencies_ms, manifest.input.batch)
-    # This very artifact was run: its digest names the build even when the inputs are not its golden vectors.
-    measured["manifest_sha256"] = sha256_file(folder / MANIFEST)
     report = from_json(DeviceReport, measured, DEVICE_REPORT_FILE)
+    # This very artifact was run: its digest names the build even when the inputs are not its golden vectors.
+    report.manifest_sha256 = sha256_file(folder / MANIFEST)
     with tempfile.TemporaryDirectory(prefix="edgeresnet-validate-") as tmp:
         path = Path(tmp) / DEVICE_REPORT_FILE
         write(report, path)
