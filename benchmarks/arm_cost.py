@@ -55,6 +55,7 @@ import sys
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -778,8 +779,8 @@ def main() -> None:
                         help="also merge the rows into this JSON file (e.g. benchmarks/results/arm_cost.json) as each "
                              "model and board is counted")
     args = parser.parse_args()
-    peers_of_models = lambda rows: peers_table(rows, args.models.split(","))  # noqa: E731
-    for path, render in ((args.table, markdown_table), (args.peers_table, peers_of_models)):
+    renderers = ((args.table, markdown_table), (args.peers_table, partial(peers_table, models=args.models.split(","))))
+    for path, render in renderers:
         if path is None:
             continue
         try:
