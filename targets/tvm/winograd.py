@@ -43,7 +43,7 @@ OUTPUT_ROWS = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4
                         [0, 1, -1, 8, -8, 1]]) * np.array([6, 4, 4, 1, 1, 24])  # A^T (24 D^-1)
 SCALE_SHIFT, INVERSE_OF_9 = 6, 0x38E38E39  # 576 = 2^6 x 9; 9 x INVERSE_OF_9 = 1 mod 2^32
 OUTPUT_BOUND = 1 << 25  # |y| below this comes back exactly from 576 y mod 2^32
-INTRINSIC = "edgeresnet_smlal_lane_8x8_i16i16i32"
+INTRINSIC = "edgeresnet_smlal_lane_8x4_i16i16i32"
 RULE = "winograd"  # on the products block; the rule schedules the transforms around it
 
 
@@ -154,17 +154,26 @@ def conv_winograd(data, kernel, padding):
     return te.compute((n, out_blocks, oh, ow, BLOCK), output, name="conv2d_winograd_output")
 
 
+# Input channels per product step: their 4 x 8 int16 weights are one 64-byte cache line, so the
+# weight stream (8x the bytes of the int8 kernel: 36 positions of int16) advances one line a step,
+# in ascending order, which a stream prefetcher follows. A step of 8 spans two lines, and LLVM
+# loads the upper one first: the misses then alternate direction and no stream is learnt
+# (ResNet-18's 512-channel layers waited ~100 cycles on DRAM for most of their 295k lines each
+# under benchmarks/arm_cost.py's Cortex-A72 model).
+STEP = 4
+
+
 @T.prim_func(s_tir=True)
 def _tile_description(a: T.handle, b: T.handle, c: T.handle) -> None:
-    """8 output channels += one tile position's 8 input channels (int16) x weights [8 in, 8 out] (int16)."""
-    A = T.match_buffer(a, (8,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (8, 8), "int16", offset_factor=1)
+    """8 output channels += one tile position's 4 input channels (int16) x weights [4 in, 8 out] (int16)."""
+    A = T.match_buffer(a, (STEP,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (STEP, 8), "int16", offset_factor=1)
     C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
     with T.sblock("root"):
-        T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+        T.reads(C[0:8], A[0:STEP], B[0:STEP, 0:8])
         T.writes(C[0:8])
         for i in T.serial(0, 8):
-            for k in T.serial(0, 8):
+            for k in T.serial(0, STEP):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vk, vi], "int32")
@@ -173,11 +182,11 @@ def _tile_description(a: T.handle, b: T.handle, c: T.handle) -> None:
 def _smlal_lanes(accumulator, A, B, half: int):
     """accumulator (4 output channels) + sum over k of B[k, half:half+4] x A[k]: smlal / smlal2 by
     element (LLVM folds the lane splat into the instruction, the high half into smlal2). The input
-    vector is one `ldr q`; the operands are Python-built expressions, not TVMScript variables
+    vector is one `ldr d`; the operands are Python-built expressions, not TVMScript variables
     (a named vector temporary becomes a buffer)."""
-    for k in range(8):
+    for k in range(STEP):
         weights = tvm.tirx.Shuffle([B.vload([k, 0], "int16x8")], [half + i for i in range(4)])
-        lane = tvm.tirx.Shuffle([A.vload([0], "int16x8")], [k] * 4)
+        lane = tvm.tirx.Shuffle([A.vload([0], f"int16x{STEP}")], [k] * 4)
         accumulator = accumulator + T.call_llvm_pure_intrin(
             T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.smull.v4i32"), weights, lane, dtype="int32x4")
     return accumulator
@@ -185,11 +194,11 @@ def _smlal_lanes(accumulator, A, B, half: int):
 
 @T.prim_func(s_tir=True)
 def _smlal_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
-    A = T.match_buffer(a, (8,), "int16", offset_factor=1)
-    B = T.match_buffer(b, (8, 8), "int16", offset_factor=1)
+    A = T.match_buffer(a, (STEP,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (STEP, 8), "int16", offset_factor=1)
     C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=ACCUMULATOR_SCOPE)
     with T.sblock("root"):
-        T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+        T.reads(C[0:8], A[0:STEP], B[0:STEP, 0:8])
         T.writes(C[0:8])
         C[T.ramp(T.int32(0), 1, 4)] = _smlal_lanes(C.vload([0], "int32x4"), A, B, 0)
         C[T.ramp(T.int32(4), 1, 4)] = _smlal_lanes(C.vload([4], "int32x4"), A, B, 4)
@@ -204,9 +213,10 @@ def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
     * input: (tile, input block) parallel; per tile, the 6x6 window's row transform then the
       column transform, the 36 positions unrolled (their coefficients fold to adds and shifts),
       the 8 channels the vector;
-    * products: (position, output block) parallel | tile group | input block | tiles of the group
-      (unrolled: their 2 x 4 accumulators each stay in registers, the 8 weight vectors are shared)
-      | 8 output x 8 input channels, tensorized (16 smlal by element);
+    * products: (position, output block) parallel | tile group | input block | input-channel step
+      | tiles of the group (unrolled: their 2 x 4 accumulators each stay in
+      registers, the step's 4 weight vectors are shared) | 8 output x `STEP` input channels,
+      tensorized (8 smlal by element);
     * output: (image, output block, tile row) parallel | tile column | the 6x4 row transform, then
       per output pixel the column transform, the exact recovery of y and the epilogue (unrolled,
       the 8 channels the vector)."""
@@ -236,7 +246,8 @@ def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
     e, o, t, c, rc, rk = sch.get_loops(product)
     group = largest_divisor(extent(sch, t) or 1, rules.winograd_tiles)
     t_o, t_i = sch.split(t, [None, group])
-    sch.reorder(e, o, t_o, rc, t_i, c, rk)
+    rk_o, rk_i = sch.split(rk, [None, STEP])
+    sch.reorder(e, o, t_o, rc, rk_o, t_i, c, rk_i)
     write_back = register_tile(sch, product, (e, o), t_o, t_i)
     sch.decompose_reduction(product, rc)
     sch.tensorize(c, INTRINSIC)
