@@ -703,22 +703,36 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
             yield from group
 
 
-def merge_rows(path: Path, fresh: list[dict], key: tuple[str, ...], order: tuple[str, ...]) -> None:
-    """Adds rows to a JSON list file, replacing any row with the same values of `key`, sorted by `order`."""
+def merge_rows(path: Path, fresh: list[dict], key: tuple[str, ...], order: tuple[str, ...],
+               finish: Callable[[list[dict]], None] | None = None) -> None:
+    """Adds rows to a JSON list file, replacing any row with the same values of `key`, sorted by `order`;
+    `finish` may then update the merged rows in place."""
     rows = json.loads(path.read_text()) if path.is_file() else []
     taken = {tuple(r[k] for k in key) for r in fresh}
     rows = [r for r in rows if tuple(r[k] for k in key) not in taken] + fresh
     rows.sort(key=lambda r: tuple(r[k] for k in order))
+    if finish is not None:
+        finish(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".tmp")
     staging.write_text(json.dumps(rows, indent=1) + "\n")
     os.replace(staging, path)
 
 
+def set_ratios(rows: list[dict]) -> None:
+    """Each row's ratios to the ONNX Runtime rows of the same model, board and threads in the same file,
+    so that a row counted alone (one runtime re-counted) is compared with the peers it is shown beside."""
+    cycles = {(r["model"], r["board"], r["threads"], r["runtime"]): r["cycles"] for r in rows}
+    for row in rows:
+        for field_name, peer in (("ratio_vs_ort_int8", "ort-int8"), ("ratio_vs_ort_fp32", "ort-fp32")):
+            reference = cycles.get((row["model"], row["board"], row["threads"], peer))
+            row[field_name] = round(row["cycles"] / reference, 3) if reference else None
+
+
 def merge_results(path: Path, costs: list[Cost]) -> None:
     """Adds rows to the results file, replacing any row of the same model, board, runtime and threads."""
     merge_rows(path, [asdict(c) for c in costs], ("model", "board", "runtime", "threads"),
-               ("model", "board", "threads", "runtime"))
+               ("model", "board", "threads", "runtime"), set_ratios)
 
 
 def print_table(path: Path, render: Callable[[list[dict]], str], what: str) -> None:

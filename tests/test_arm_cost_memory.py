@@ -158,3 +158,15 @@ def test_the_results_table_shows_every_row_and_marks_lower_bounds(tmp_path):
     assert "(bound)" in ort and "| 1.00 |" in ort  # one region over 4 threads: a lower bound
     tvm = next(line for line in table if "tvm-int8" in line)
     assert "(bound)" in tvm  # FakeSymbols' counts have no region either
+
+
+def test_a_row_counted_alone_gets_its_ratio_from_the_file_s_onnx_runtime_row(tmp_path):
+    ours = cost([Count(0, 0, SERIAL, 1000, (0, 0, 0), (0, 0, 0))])
+    ort = cost([Count(0, 0, SERIAL, 2000, (0, 0, 0), (0, 0, 0))])
+    ort.runtime, ort.threads = "ort-int8", ours.threads
+    path = tmp_path / "arm_cost.json"
+    arm_cost.merge_results(path, [ort])
+    arm_cost.merge_results(path, [ours])  # a later run of our runtime alone
+    rows = {r["runtime"]: r for r in __import__("json").loads(path.read_text())}
+    assert rows["tvm-int8"]["ratio_vs_ort_int8"] == round(ours.cycles / ort.cycles, 3) < 1
+    assert rows["ort-int8"]["ratio_vs_ort_int8"] == 1.0 and rows["tvm-int8"]["ratio_vs_ort_fp32"] is None

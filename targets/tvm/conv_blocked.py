@@ -28,8 +28,8 @@ from tvm.s_tir import TensorIntrin
 from .blocking import ACCUMULATOR_SCOPE, BLOCK
 from .dot import PMADDWD, SDOT, VPDPBUSD, DotKind
 from .rules import ScheduleRule, rule_attrs
-from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
-                             unroll_window_row, vectorize_tile_epilogue)
+from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, outer_order, parallel_producers,
+                             register_tile, unroll_window_row, vectorize_tile_epilogue)
 
 
 def _dot_description(lanes: int, group: int, a_dtype: str):
@@ -285,7 +285,7 @@ def schedule_blocked(sch: s_tir.Schedule, conv, rules, stats, grouped: bool, pix
                      prepare_input=None) -> bool:
     """NCHW8c convolution: a row tile of `ow` x 8 output channels accumulates in registers.
 
-    Loop nest: (n, oc-block, oh) parallel | ow tile | (ic-block, kh, kw, ic) | ow in tile
+    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile | (ic-block, kh, kw, ic) | ow in tile
     (unrolled) | 8 output channels (the vector; tensorized into dot-product instructions
     for integer kernels). The epilogue runs per finished tile, from the registers.
 
@@ -304,6 +304,7 @@ def schedule_blocked(sch: s_tir.Schedule, conv, rules, stats, grouped: bool, pix
     if prepare_input is not None:
         prepare_input(sch, conv)
     parallel_producers(sch, conv)
+    outer = outer_order(sch, conv, n, occ, oh)
     tile = largest_divisor(extent(sch, ow) or 1, rules.int8_tile if grouped else rules.float_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
     dot = rules.dot if grouped else None
@@ -312,17 +313,17 @@ def schedule_blocked(sch: s_tir.Schedule, conv, rules, stats, grouped: bool, pix
             and (extent(sch, rq) or 0) % 2 == 0:
         # the block intrinsic takes two groups: of one pixel's input channels, or two pixels' (pairs)
         rq_o, rq_i = sch.split(rq, [None, 2])
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq_o, ow_i, ocb, rq_i, rj)
+        sch.reorder(*outer, ow_o, rc, ry, rx, rq_o, ow_i, ocb, rq_i, rj)
         tensorized, intrinsic = ocb, dot.pixel_pair_intrinsic if pixel_pairs else dot.block_intrinsic
     elif dot is not None and dot.intrinsic and (extent(sch, rj) == dot.group):
         ocb_o, tensorized = sch.split(ocb, [None, dot.lanes])
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb_o, tensorized, rj)
+        sch.reorder(*outer, ow_o, rc, ry, rx, rq, ow_i, ocb_o, tensorized, rj)
         intrinsic = dot.intrinsic
     elif grouped:
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, rq, ow_i, ocb, rj)
+        sch.reorder(*outer, ow_o, rc, ry, rx, rq, ow_i, ocb, rj)
     else:
-        sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ri, ow_i, ocb)
-    write_back = register_tile(sch, conv, (n, occ, oh), ow_o, ow_i)
+        sch.reorder(*outer, ow_o, rc, ry, rx, ri, ow_i, ocb)
+    write_back = register_tile(sch, conv, outer, ow_o, ow_i)
     unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)
     if tensorized is not None:

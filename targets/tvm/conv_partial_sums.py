@@ -16,8 +16,8 @@ from .blocking import ACCUMULATOR_SCOPE
 from .conv_blocked import padded_input
 from .dot import SMULL, DotKind
 from .rules import ScheduleRule, rule_attrs
-from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, parallel_producers, register_tile,
-                             unroll_window_row)
+from .schedule_steps import (extent, inline_epilogue, inline_side_inputs, largest_divisor, outer_order, parallel_producers,
+                             register_tile, unroll_window_row)
 
 
 @T.prim_func(s_tir=True)
@@ -80,7 +80,7 @@ def conv_partial_sums(data, kernel, strides, padding, dilation, dot: DotKind):
 def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     """NCHW8c convolution accumulated as partial sums.
 
-    Loop nest: (n, oc-block, oh) parallel | ow tile | (ic-block, kh, kw) | ow in tile, 8 output
+    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile | (ic-block, kh, kw) | ow in tile, 8 output
     channels (both unrolled: 2 x 8 accumulator vectors, the 8 weight vectors shared by the tile's
     pixels) | the partial-sum lanes x their input channels, tensorized (smull + sadalp). The
     epilogue adds the partial sums and requantizes per finished tile."""
@@ -92,10 +92,11 @@ def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     epilogue = inline_epilogue(sch, total)
     inline_side_inputs(sch, epilogue, total)
     parallel_producers(sch, conv)
+    outer = outer_order(sch, conv, n, occ, oh)
     tile = largest_divisor(extent(sch, ow) or 1, rules.partial_sums_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
-    sch.reorder(n, occ, oh, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
-    write_back = register_tile(sch, conv, (n, occ, oh), ow_o, ow_i)
+    sch.reorder(*outer, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
+    write_back = register_tile(sch, conv, outer, ow_o, ow_i)
     sch.unroll(ocb)
     unroll_window_row(sch, ry, rx)
     sch.decompose_reduction(conv, rc)

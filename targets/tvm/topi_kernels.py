@@ -45,22 +45,28 @@ def parallel_spatial(sch: s_tir.Schedule, block) -> bool:
 
 
 def schedule_dense(sch: s_tir.Schedule, block) -> bool:
-    """The dense layer, [1, K] x [K, N]: a vector of outputs (N, the weights' contiguous axis)
-    accumulates over K. Reduced one output at a time (K innermost), each step is a scalar
-    multiply-add on a weight N bytes away from the last. Only where the output blocks divide
-    evenly among the boards' cores."""
+    """The dense layer, [1, K] x [K, N] (N the weights' contiguous axis), split over K (`rfactor`)
+    into one part per core: a part reads its K / parts rows of weights front to back, one ascending
+    stream that the core's prefetcher follows, into a row of N partial sums (in L1, N the vector);
+    the parts' rows are added after. Reduced one output at a time instead, each step reads a weight
+    N bytes from the last: no stream, and ResNet-50's 2 MB of weights waited on DRAM line by line
+    (4.7 M cycles against 1.7 M of arithmetic under benchmarks/arm_cost.py's Cortex-A76 model)."""
     loops = sch.get_loops(block)
     if iter_kinds(sch, block) != [0, 0, 2] or extent(sch, loops[0]) != 1:
         return False
-    outputs = extent(sch, loops[1]) or 0
-    lanes = next((n for n in (16, 8, 10, 4) if outputs % n == 0 and outputs // n % PARALLEL_GRAIN == 0), None)
-    if lanes is None:
+    outputs, depth = extent(sch, loops[1]) or 0, extent(sch, loops[2]) or 0
+    lanes = next((n for n in (16, 8, 4) if outputs % n == 0), None)
+    if lanes is None or depth % PARALLEL_GRAIN or outputs % PARALLEL_GRAIN:
         return False
-    blocks, vector = sch.split(loops[1], [None, lanes])
-    sch.reorder(blocks, loops[2], vector)
-    sch.parallel(sch.fuse(loops[0], blocks))
-    sch.vectorize(vector)
-    sch.decompose_reduction(block, loops[2])
+    parts, _ = sch.split(loops[2], [PARALLEL_GRAIN, None])
+    partial = sch.rfactor(parts, 0)
+    batch, output, parts, step = sch.get_loops(partial)
+    sch.reorder(parts, batch, step, output)
+    sch.parallel(sch.fuse(parts, batch))
+    sch.vectorize(sch.split(output, [None, lanes])[1])
+    sch.decompose_reduction(partial, step)
+    batch, output, _ = sch.get_loops(block)
+    sch.parallel(sch.fuse(batch, output))
     return True
 
 
