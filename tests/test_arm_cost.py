@@ -67,10 +67,11 @@ def test_four_threads_split_the_work_and_their_spread_is_bounded():
     for cost in (first, second):
         assert cost["threads"] == 4 and cost["parallel_regions"] > 10
         assert cost["cycles"] < 0.4 * single["cycles"]
-        # TVM splits each loop into the same tasks; the work grows by handing them out and by each task's
-        # own set-up: 5.1% on this small model (1,462,523 against 1,391,405 cycles; instructions 3,298,970
-        # against 3,165,333).
-        assert cost["work_cycles_all_threads"] == pytest.approx(single["work_cycles_all_threads"], rel=0.1)
+        # TVM splits each loop into the same tasks; the instructions grow by handing them out and by each
+        # task's own set-up: 4.2% on this small model (3,298,970 against 3,165,333). The work's cycles also
+        # hold each core's own cache misses (four private L1s and L2s fill where one did): 6-13% more here.
+        assert cost["instructions"] == pytest.approx(single["instructions"], rel=0.1)
+        assert single["work_cycles_all_threads"] < cost["work_cycles_all_threads"] < 1.25 * single["work_cycles_all_threads"]
     spread = abs(first["cycles"] - second["cycles"]) / min(first["cycles"], second["cycles"])
     assert spread < 0.05, spread
     assert abs(first["instructions"] - second["instructions"]) / first["instructions"] < 0.01
