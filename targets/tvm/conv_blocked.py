@@ -285,9 +285,9 @@ def schedule_blocked(sch: s_tir.Schedule, conv, rules, stats, grouped: bool, pix
                      prepare_input=None) -> bool:
     """NCHW8c convolution: a row tile of `ow` x 8 output channels accumulates in registers.
 
-    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile | (ic-block, kh, kw, ic) | ow in tile
-    (unrolled) | 8 output channels (the vector; tensorized into dot-product instructions
-    for integer kernels). The epilogue runs per finished tile, from the registers.
+    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile |
+    (ic-block, kh, kw, ic) | ow in tile (unrolled) | 8 output channels (the vector; tensorized
+    into dot-product instructions for integer kernels). The epilogue runs per finished tile, from the registers.
 
     `grouped`: the input channels reduced in groups of the dot product (`group_kernel`), else one
     by one (float, or integers the float way); `pixel_pairs`: the groups are two taps (`pairs_pixels`);

@@ -80,10 +80,10 @@ def conv_partial_sums(data, kernel, strides, padding, dilation, dot: DotKind):
 def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     """NCHW8c convolution accumulated as partial sums.
 
-    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile | (ic-block, kh, kw) | ow in tile, 8 output
-    channels (both unrolled: 2 x 8 accumulator vectors, the 8 weight vectors shared by the tile's
-    pixels) | the partial-sum lanes x their input channels, tensorized (smull + sadalp). The
-    epilogue adds the partial sums and requantizes per finished tile."""
+    Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile |
+    (ic-block, kh, kw) | ow in tile, 8 output channels (both unrolled: 2 x 8 accumulator vectors,
+    the 8 weight vectors shared by the tile's pixels) | the partial-sum lanes x their input
+    channels, tensorized (smull + sadalp). The epilogue adds the partial sums and requantizes per finished tile."""
     loops = sch.get_loops(conv)
     if len(loops) != 10 or rules.dot.partial_sums == 1:
         return False

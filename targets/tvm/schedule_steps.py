@@ -138,8 +138,9 @@ def outer_order(sch: s_tir.Schedule, conv, batch, blocks, rows) -> tuple:
     and each block's weights once; rows outermost read the input once (a row's input rows stay in
     L1 for every block) and all the weights once per row. ResNet-50's 1x1 convolutions on
     256-channel 56x56 maps (800 KB, more than a Cortex-A76's L2) read that map from L3 eight
-    times with blocks outermost; its 512-channel 7x7 layers (2.4 MB of weights) would read those
-    from DRAM seven times with rows outermost."""
+    times with blocks outermost; its 3x3 512-channel layers at 7x7 (2.4 MB of weights) would read
+    those from DRAM seven times with rows outermost."""
+    # The blocked computes multiply the (padded) input by the weights, so they are read in that order.
     data, kernel = (region.source for region in sch.get(conv).reads[:2])
     out_blocks, out_rows = extent(sch, blocks) or 1, extent(sch, rows) or 1
     if _bytes(data) * (out_blocks - 1) > _bytes(kernel) * (out_rows - 1):
