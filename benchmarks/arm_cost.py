@@ -695,11 +695,8 @@ def measure(models: list[str], boards: list[str], runtimes: list[str], thread_co
                 if cost.runtime in agreements:
                     cost.fp32_cosine = agreements[cost.runtime].fp32_cosine
                     cost.fp32_top1_agreement = agreements[cost.runtime].fp32_top1_agreement
-                peers = {c.runtime: c.cycles for c in group if c.threads == cost.threads}
-                if peers.get("ort-int8"):
-                    cost.ratio_vs_ort_int8 = round(cost.cycles / peers["ort-int8"], 3)
-                if peers.get("ort-fp32"):
-                    cost.ratio_vs_ort_fp32 = round(cost.cycles / peers["ort-fp32"], 3)
+                cost.ratio_vs_ort_int8, cost.ratio_vs_ort_fp32 = ort_ratios(
+                    cost.cycles, {c.runtime: c.cycles for c in group if c.threads == cost.threads})
             yield from group
 
 
@@ -719,14 +716,22 @@ def merge_rows(path: Path, fresh: list[dict], key: tuple[str, ...], order: tuple
     os.replace(staging, path)
 
 
+def ort_ratios(cycles: int, beside: dict[str, int]) -> tuple[float | None, float | None]:
+    """`cycles` against ONNX Runtime INT8's and FP32's (`beside`: runtime -> cycles of the same model,
+    board and threads); None where that runtime was not counted."""
+    int8, fp32 = (round(cycles / beside[peer], 3) if beside.get(peer) else None for peer in ("ort-int8", "ort-fp32"))
+    return int8, fp32
+
+
 def set_ratios(rows: list[dict]) -> None:
     """Each row's ratios to the ONNX Runtime rows of the same model, board and threads in the same file,
     so that a row counted alone (one runtime re-counted) is compared with the peers it is shown beside."""
-    cycles = {(r["model"], r["board"], r["threads"], r["runtime"]): r["cycles"] for r in rows}
+    beside: dict[tuple, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        beside[(r["model"], r["board"], r["threads"])][r["runtime"]] = r["cycles"]
     for row in rows:
-        for field_name, peer in (("ratio_vs_ort_int8", "ort-int8"), ("ratio_vs_ort_fp32", "ort-fp32")):
-            reference = cycles.get((row["model"], row["board"], row["threads"], peer))
-            row[field_name] = round(row["cycles"] / reference, 3) if reference else None
+        row["ratio_vs_ort_int8"], row["ratio_vs_ort_fp32"] = ort_ratios(
+            row["cycles"], beside[(row["model"], row["board"], row["threads"])])
 
 
 def merge_results(path: Path, costs: list[Cost]) -> None:
@@ -795,14 +800,9 @@ def main() -> None:
     args = parser.parse_args()
     renderers = ((args.table, markdown_table), (args.peers_table, partial(peers_table, models=args.models.split(","))))
     for path, render in renderers:
-        if path is None:
-            continue
-        try:
-            print(render(json.loads(path.read_text())))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            print(f"error: {path} is not a results file: {error}", file=sys.stderr)
-            sys.exit(2)
-        return
+        if path is not None:
+            print_table(path, render, "results file")
+            return
     models, boards, runtimes = (value.split(",") for value in (args.models, args.boards, args.runtimes))
     for value, allowed, what in ((boards, BOARDS, "board"), (runtimes, RUNTIMES, "runtime")):
         unknown = [v for v in value if v not in allowed]

@@ -7,6 +7,7 @@ random reads of a buffer larger than every cache are served by DRAM.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_the_results_table_shows_every_row_and_marks_lower_bounds(tmp_path):
     path = tmp_path / "arm_cost.json"
     arm_cost.merge_results(path, rows[:1])
     arm_cost.merge_results(path, rows)  # the same key again: replaced, not doubled
-    table = arm_cost.markdown_table(__import__("json").loads(path.read_text())).splitlines()
+    table = arm_cost.markdown_table(json.loads(path.read_text())).splitlines()
     assert len(table) == 2 + 2
     ort = next(line for line in table if "ort-int8" in line)
     assert "(bound)" in ort and "| 1.00 |" in ort  # one region over 4 threads: a lower bound
@@ -167,6 +168,6 @@ def test_a_row_counted_alone_gets_its_ratio_from_the_file_s_onnx_runtime_row(tmp
     path = tmp_path / "arm_cost.json"
     arm_cost.merge_results(path, [ort])
     arm_cost.merge_results(path, [ours])  # a later run of our runtime alone
-    rows = {r["runtime"]: r for r in __import__("json").loads(path.read_text())}
+    rows = {r["runtime"]: r for r in json.loads(path.read_text())}
     assert rows["tvm-int8"]["ratio_vs_ort_int8"] == round(ours.cycles / ort.cycles, 3) < 1
     assert rows["ort-int8"]["ratio_vs_ort_int8"] == 1.0 and rows["tvm-int8"]["ratio_vs_ort_fp32"] is None
