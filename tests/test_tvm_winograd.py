@@ -40,7 +40,7 @@ def test_winograd_gives_the_convolution_s_sums(channels, height, width, case):
             want[:, y, x] = np.tensordot(weight.astype(np.int64), image[:, y:y + 3, x:x + 3], axes=3)
     if case == "wrapping":
         v = np.einsum("xi,cij,yj->xyc", INPUT_ROWS, image[:, :6, :6], INPUT_ROWS).reshape(36, channels)
-        u = kernel.astype(np.int64).transpose(0, 1, 3, 2).reshape(36, 16, channels)
+        u = kernel.astype(np.int64).transpose(1, 0, 3, 2).reshape(36, 16, channels)
         assert np.abs(np.einsum("ec,eoc->eo", v, u)).max() >= 2 ** 31
     assert np.array_equal(got.numpy()[0].transpose(0, 3, 1, 2).reshape(16, height, width), want)
 
@@ -63,3 +63,90 @@ def test_winograd_takes_only_layers_it_computes_exactly_and_splits_evenly():
     assert not conv(64, 56, strides=(2, 2)) and not conv(64, 56, dilation=(2, 2))
     assert not conv(16, 28) and conv(16, 32)  # 7 x 7 tiles x 2 channel blocks = 98 parallel iterations, 8 x 8 x 2 = 128
     assert not conv(64, 2, padding=(0, 0, 0, 0))  # no whole tile
+
+
+LAYERS = [  # (channels, size, order, its parallel loop): one layer per order, chosen by `order_of` from the layer's bytes
+    (16, 56, "tile-chunks", 28),  # a ResNet's 56x56 stage in miniature: 0.7 MB of Winograd-domain tensors, 18 KB of weights
+    (32, 14, "output-blocks", 4),  # the transformed input (74 KB) stays in cache
+    (128, 56, "layer", 16 * 36),  # 1.8 MB of transformed input and 1.2 MB of weights: neither stays
+]
+
+
+def test_winograd_orders_follow_the_layer_s_bytes():
+    """ResNet-18's 3x3 layers on the Cortex-A72: 56x56 x 64 by tile chunks (its 2.7 MB of
+    Winograd-domain tensors would go to DRAM between passes; its 295 KB of weights stay), the
+    deeper ones by output blocks; a chunk count that does not divide among 4 cores keeps the
+    layer order."""
+    from edgeresnet.targets.tvm.schedule_steps import largest_divisor
+    from edgeresnet.targets.tvm.winograd import Order, order_of
+
+    assert order_of(196, 64, 64, chunk=7, chunks=28, images=1) is Order.TILE_CHUNKS
+    assert order_of(49, 128, 128, chunk=7, chunks=7, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(16, 256, 256, chunk=4, chunks=4, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(4, 512, 512, chunk=2, chunks=2, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(196, 128, 128, chunk=7, chunks=28, images=1) is Order.LAYER
+    assert order_of(196, 64, 64, chunk=14, chunks=14, images=1) is Order.LAYER  # 14 chunks: 4, 4, 4, 2 per core
+    assert order_of(169, 64, 64, chunk=1, chunks=169, images=1) is Order.LAYER  # 13 tiles a row: chunks of one tile
+    assert order_of(16, 8, 32, chunk=4, chunks=4, images=1) is Order.LAYER  # one input block
+    for channels, size, order, _ in LAYERS:
+        rows = size // 4
+        chunk = largest_divisor(rows, 7)
+        assert order_of(rows * rows, channels, channels, chunk=chunk, chunks=rows * rows // chunk, images=1).value == order
+
+
+@pytest.mark.slow
+def test_each_winograd_order_gives_the_convolution_s_sums_on_the_a72(tmp_path):
+    """The scheduled, tensorized kernels (smlal by element) of each `Order`, cross-compiled for the
+    rpi4 target and run under qemu -cpu cortex-a72: the same int32 sums as numpy's direct convolution."""
+    import subprocess
+
+    import tvm
+    from tvm import te
+
+    from edgeresnet.targets import get_target
+    from edgeresnet.targets.tvm import emulation
+    from edgeresnet.targets.tvm.backend import llvm_target
+    from edgeresnet.targets.tvm.rules import ConvRules, ScheduleStats
+    from edgeresnet.targets.tvm.schedules import _parallel_iterations, rule_schedule
+    from edgeresnet.targets.tvm.winograd import conv_winograd, transform_kernel
+
+    profile = get_target("rpi4")
+    target = tvm.target.Target(llvm_target(profile))
+    rng = np.random.default_rng(4)
+    wants, names = [], []
+    for channels, size, order, parallel_loop in LAYERS:
+        data = rng.integers(-128, 128, (1, channels // 8, size, size, 8), dtype=np.int8)
+        weight = rng.integers(-20, 21, (channels, channels, 3, 3), dtype=np.int8)
+        kernel = transform_kernel(weight)
+        data_t = te.placeholder(data.shape, "int8", name="data")
+        kernel_t = te.placeholder(kernel.shape, "int16", name="kernel")
+        out = conv_winograd(data_t, kernel_t, (1, 1, 1, 1))
+        stats = ScheduleStats()
+        with target:
+            sch = rule_schedule(te.create_prim_func([data_t, kernel_t, out]), stats, ConvRules.for_target(target))
+        assert sch is not None and stats.tensorized == 1, order
+        assert parallel_loop in _parallel_iterations(sch), (order, _parallel_iterations(sch))
+        library = tmp_path / f"{order}.so"
+        tvm.compile(sch.mod, target=target).export_library(str(library), cc=profile.details.cross_compiler)
+        np.save(tmp_path / f"{order}-data.npy", data)
+        np.save(tmp_path / f"{order}-kernel.npy", kernel)
+        image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, size, size).astype(np.int64), [(0, 0), (1, 1), (1, 1)])
+        windows = np.lib.stride_tricks.sliding_window_view(image, (3, 3), axis=(1, 2))  # [C, H, W, 3, 3]
+        want = np.einsum("ocij,cyxij->oyx", weight.astype(np.int64), windows)
+        wants.append(want.reshape(channels // 8, 8, size, size).transpose(0, 2, 3, 1)[None])
+        names.append(order)
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import numpy as np, tvm.runtime
+for name in {names!r}:
+    f = tvm.runtime.load_module("{tmp_path}/" + name + ".so")["main"]
+    data, kernel = (np.load("{tmp_path}/" + name + "-" + part + ".npy") for part in ("data", "kernel"))
+    out = tvm.runtime.tensor(np.zeros(data.shape[:1] + (kernel.shape[0],) + data.shape[2:], np.int32))
+    f(tvm.runtime.tensor(data), tvm.runtime.tensor(kernel), out)
+    np.save("{tmp_path}/" + name + "-out.npy", out.numpy())
+""")
+    command, env = emulation.python_command(emulation.build_runtime(), profile.details.qemu_cpu, script)
+    result = subprocess.run(command, env={**env, "TVM_NUM_THREADS": "4"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, want in zip(names, wants):
+        assert np.array_equal(np.load(tmp_path / f"{name}-out.npy"), want), name

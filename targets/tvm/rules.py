@@ -62,7 +62,7 @@ class ConvRules:
     float_tile: int
     int8_tile: int
     partial_sums_tile: int = 2  # pixels: 2 x 8 accumulator vectors + 8 weight + 2 input registers of 32
-    winograd_tiles: int = 7  # tiles at most per register group: 7 x 2 accumulators + 8 weight + 7 input vectors of 32
+    winograd_tiles: int = 7  # tiles at most per register group: 7 x 2 accumulators + 4 weight + 7 input vectors of 32
 
     @classmethod
     def for_target(cls, target: tvm.target.Target) -> "ConvRules":

@@ -148,11 +148,12 @@ def outer_order(sch: s_tir.Schedule, conv, batch, blocks, rows) -> tuple:
     return batch, blocks, rows
 
 
-def register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_loop):
-    """Outer loops fused and parallel; the tile's accumulators in a buffer written back per tile
-    (its loop `in_tile_loop` unrolled, so LLVM keeps them in registers). Returns the write-back block."""
+def register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_loop, parallel: bool = True):
+    """Outer loops fused and parallel (unless a loop around them is); the tile's accumulators in a
+    buffer written back per tile (its loop `in_tile_loop` unrolled, so LLVM keeps them in
+    registers). Returns the write-back block."""
     outer = sch.fuse(*outer_loops)
-    if (extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
+    if parallel and (extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
         sch.parallel(outer)
     write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
     sch.reverse_compute_at(write_back, tile_loop)

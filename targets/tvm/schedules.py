@@ -9,7 +9,8 @@ single-threaded. Here each fused kernel gets one rule:
   add, relu) is inlined and runs per tile;
 * partial-sum convolutions (`conv_partial_sums`, cores without a dot product): smull + sadalp;
 * Winograd convolutions (`winograd`, the same cores): input transform, products (smlal by
-  element) and output transform with the epilogue, each one parallel pass;
+  element) and output transform with the epilogue, in the order that keeps their tensors in
+  cache (by the layer, by chunks of tiles or by output blocks: `winograd.order_of`);
 * the kernels TOPI computes (`topi_kernels`): plain convolutions, pooling, the dense layer,
   elementwise kernels.
 

@@ -23,6 +23,8 @@ Exact, in integer arithmetic:
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import tvm
 from tvm import s_tir, te, topi
@@ -72,12 +74,14 @@ def applies(weight: np.ndarray, data_shape, strides, padding, dilation) -> bool:
 
 
 def transform_kernel(weight: np.ndarray) -> np.ndarray:
-    """[O, C, 3, 3] int8 -> U' [36, O/8, C, 8] int16: for each of the 36 tile positions, a
-    [C, 8] block per 8 output channels, the 8 outputs of one input channel contiguous (one vector)."""
+    """[O, C, 3, 3] int8 -> U' [O/8, 36, C, 8] int16: per 8 output channels and each of the 36 tile
+    positions a [C, 8] block, the 8 outputs of one input channel contiguous (one vector). Each
+    block of output channels holds its 36 positions together, so every `Order` reads the weights
+    front to back."""
     out_channels, channels = weight.shape[:2]
     u = np.einsum("xi,ocij,yj->xyoc", KERNEL_ROWS, weight.astype(np.int64), KERNEL_ROWS)
     assert np.abs(u).max() < 1 << 15
-    u = u.reshape(WINDOW * WINDOW, out_channels // BLOCK, BLOCK, channels).transpose(0, 1, 3, 2)
+    u = u.reshape(WINDOW * WINDOW, out_channels // BLOCK, BLOCK, channels).transpose(1, 0, 3, 2)
     return np.ascontiguousarray(u.astype(np.int16))
 
 
@@ -109,10 +113,10 @@ def _recover(value):
 
 
 def conv_winograd(data, kernel, padding):
-    """data [N, C/8, H, W, 8] int8, kernel U' [36, O/8, C, 8] int16 (`transform_kernel`)
+    """data [N, C/8, H, W, 8] int8, kernel U' [O/8, 36, C, 8] int16 (`transform_kernel`)
     -> [N, O/8, OH, OW, 8] int32, the 3x3 stride-1 convolution's sums."""
     n, blocks, height, width, block = (int(d) for d in data.shape)
-    positions, out_blocks = int(kernel.shape[0]), int(kernel.shape[1])
+    out_blocks, positions = int(kernel.shape[0]), int(kernel.shape[1])
     top, left, bottom, right = (int(p) for p in padding)
     oh, ow = height + top + bottom - 2, width + left + right - 2
     rows_of_tiles, columns_of_tiles = _tiles(oh), _tiles(ow)
@@ -138,13 +142,13 @@ def conv_winograd(data, kernel, padding):
         name="winograd_input")
     rc, rk = te.reduce_axis((0, blocks), "rc"), te.reduce_axis((0, block), "rk")
     products = te.compute(
-        (positions, out_blocks, tiles, BLOCK),
-        lambda e, o, t, c: te.sum(transformed[e, t, rc, rk].astype("int32") * kernel[e, o, rc * block + rk, c].astype("int32"),
+        (out_blocks, positions, tiles, BLOCK),
+        lambda o, e, t, c: te.sum(transformed[e, t, rc, rk].astype("int32") * kernel[o, e, rc * block + rk, c].astype("int32"),
                                   axis=[rc, rk]),
         name="conv2d_winograd_product", attrs=rule_attrs(RULE))
     output_rows = te.compute(
         (out_blocks, tiles, WINDOW, TILE, BLOCK),
-        lambda o, t, xi, j, c: _transform(OUTPUT_ROWS, j, lambda nu: products[xi * WINDOW + nu, o, t, c], "int32"),
+        lambda o, t, xi, j, c: _transform(OUTPUT_ROWS, j, lambda nu: products[o, xi * WINDOW + nu, t, c], "int32"),
         name="winograd_output_rows")
 
     def output(b, o, y, x, c):
@@ -207,19 +211,94 @@ def _smlal_lane_implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
 TensorIntrin.register(INTRINSIC, _tile_description, _smlal_lane_implementation, override=True)
 
 
-def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
-    """`conv_winograd`'s stages, each one parallel pass:
+# Bytes of the Winograd-domain tensors (transformed input and products) and of the weights
+# that one kernel may keep in cache: half the Cortex-A72's L2 (the Pi 4's 1 MB, shared by its
+# cores), the core Winograd serves (`dot.SMULL`). Past it, the tensors of a whole layer go to
+# DRAM between the passes (ResNet-18's 56x56 layers: 0.9 MB + 1.8 MB, 2.7 M memory-stall cycles
+# a layer under benchmarks/arm_cost.py's rpi4 model, against 7.2 M of products).
+CACHED_BYTES = 512 * 1024
 
-    * input: (tile, input block) parallel; per tile, the 6x6 window's row transform then the
-      column transform, the 36 positions unrolled (their coefficients fold to adds and shifts),
-      the 8 channels the vector;
-    * products: (position, output block) parallel | tile group | input block | input-channel step
-      | tiles of the group (unrolled: their 2 x 4 accumulators each stay in
-      registers, the step's 4 weight vectors are shared) | 8 output x `STEP` input channels,
-      tensorized (8 smlal by element);
-    * output: (image, output block, tile row) parallel | tile column | the 6x4 row transform, then
-      per output pixel the column transform, the exact recovery of y and the epilogue (unrolled,
-      the 8 channels the vector)."""
+
+class Order(enum.Enum):
+    """How a layer's three passes (input transform, products, output transform) are ordered."""
+
+    LAYER = "layer"  # each pass one parallel loop over the whole layer
+    # one parallel loop over chunks of a tile row, each running the three passes on its tiles: where
+    # the Winograd-domain tensors of the layer do not stay in cache and the weights (read again by
+    # every chunk) do: the 56x56 layers of ResNets
+    TILE_CHUNKS = "tile-chunks"
+    # the input transform over the layer, then one parallel loop over output blocks, each running
+    # the products and the output transform of its 8 channels: where the transformed input (read
+    # again by every block) stays in cache; each weight is read once, each product while in cache
+    OUTPUT_BLOCKS = "output-blocks"
+
+
+def order_of(tiles: int, channels: int, out_channels: int, chunk: int, chunks: int, images: int) -> Order:
+    """The order that keeps a layer's Winograd-domain tensors in cache, of those whose parallel loop
+    splits evenly among the boards' cores (`tiles` of all `images`, `chunks` of `chunk` tiles).
+    The chunked orders also need more than one tile, input block and output block in a chunk:
+    compute_at regenerates no loop of one iteration, and `_schedule_products` reads the loops by place."""
+    positions = WINDOW * WINDOW
+    transformed = positions * tiles * channels * 2  # int16
+    products = positions * tiles * out_channels * 4  # int32
+    weights = positions * channels * out_channels * 2
+    several = channels > BLOCK and out_channels > BLOCK
+    if transformed + products > CACHED_BYTES >= weights and chunks % PARALLEL_GRAIN == 0 and chunk > 1 and several:
+        return Order.TILE_CHUNKS
+    if transformed <= CACHED_BYTES and images * out_channels // BLOCK % PARALLEL_GRAIN == 0 and tiles > images and several:
+        return Order.OUTPUT_BLOCKS
+    return Order.LAYER
+
+
+def _schedule_input(sch: s_tir.Schedule, rows, transformed, parallel: bool) -> None:
+    """Per tile and input block, the 6x6 window's row transform then the column transform, the 36
+    positions unrolled (their coefficients fold to adds and shifts), the 8 channels the vector."""
+    e, t, c, k = sch.get_loops(transformed)[-4:]
+    sch.reorder(t, c, e, k)
+    tile_block = sch.fuse(t, c)
+    if parallel:
+        sch.parallel(tile_block)
+    sch.compute_at(rows, tile_block)
+    sch.unroll(e)
+    sch.vectorize(k)
+    for loop in sch.get_loops(rows)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(rows)[-1])
+
+
+def _schedule_products(sch: s_tir.Schedule, product, rules, by_output_block: bool, parallel: bool) -> None:
+    """(output block, position), or position alone under the caller's loop over output blocks
+    (`by_output_block`: compute_at does not regenerate a loop of one iteration) |
+    tile group | input block | input-channel step | tiles of the group (unrolled: their 2 x 4
+    accumulators each stay in registers, the step's 4 weight vectors are shared) | 8 output x
+    `STEP` input channels, tensorized (8 smlal by element)."""
+    *outer_loops, t, c, rc, rk = sch.get_loops(product)[-5 if by_output_block else -6:]
+    group = largest_divisor(extent(sch, t) or 1, rules.winograd_tiles)
+    t_o, t_i = sch.split(t, [None, group])
+    rk_o, rk_i = sch.split(rk, [None, STEP])
+    sch.reorder(*outer_loops, t_o, rc, rk_o, t_i, c, rk_i)
+    write_back = register_tile(sch, product, outer_loops, t_o, t_i, parallel=parallel)
+    sch.decompose_reduction(product, rc)
+    sch.tensorize(c, INTRINSIC)
+    vectorize_tile_epilogue(sch, write_back)
+
+
+def _schedule_output(sch: s_tir.Schedule, output_rows, output, tx) -> None:
+    """Per tile: the 6x4 row transform, then per output pixel the column transform, the exact
+    recovery of y and the epilogue (unrolled, the 8 channels the vector)."""
+    sch.compute_at(output_rows, tx)
+    for loop in sch.get_loops(output_rows)[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(sch.get_loops(output_rows)[-1])
+    *_, iy, ix, c = sch.get_loops(output)
+    sch.unroll(iy)
+    sch.unroll(ix)
+    sch.vectorize(c)
+
+
+def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
+    """`conv_winograd`'s three passes (input transform, products, output transform with the
+    epilogue) in the `Order` that keeps their tensors in cache (`order_of`)."""
     transformed = sch.get_producers(product)[0]
     rows = sch.get_producers(transformed)[0]
     (output_rows,) = sch.get_consumers(product)
@@ -232,39 +311,37 @@ def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
 
     parallel_producers(sch, rows)  # the padding copy, as for the direct convolutions
 
-    e, t, c, k = sch.get_loops(transformed)
-    sch.reorder(t, c, e, k)
-    tile_block = sch.fuse(t, c)
-    sch.parallel(tile_block)
-    sch.compute_at(rows, tile_block)
-    sch.unroll(e)
-    sch.vectorize(k)
-    for loop in sch.get_loops(rows)[1:-1]:
-        sch.unroll(loop)
-    sch.vectorize(sch.get_loops(rows)[-1])
-
-    e, o, t, c, rc, rk = sch.get_loops(product)
-    group = largest_divisor(extent(sch, t) or 1, rules.winograd_tiles)
-    t_o, t_i = sch.split(t, [None, group])
-    rk_o, rk_i = sch.split(rk, [None, STEP])
-    sch.reorder(e, o, t_o, rc, rk_o, t_i, c, rk_i)
-    write_back = register_tile(sch, product, (e, o), t_o, t_i)
-    sch.decompose_reduction(product, rc)
-    sch.tensorize(c, INTRINSIC)
-    vectorize_tile_epilogue(sch, write_back)
-
+    out_blocks, _, tiles, _, blocks, _ = (extent(sch, loop) or 1 for loop in sch.get_loops(product))
     b, o, y, x, c = sch.get_loops(output)
     ty, iy = sch.split(y, [None, TILE])
     tx, ix = sch.split(x, [None, TILE])
-    sch.reorder(b, o, ty, tx, iy, ix, c)
-    sch.parallel(sch.fuse(b, o, ty))
-    sch.compute_at(output_rows, tx)
-    for loop in sch.get_loops(output_rows)[-3:-1]:
-        sch.unroll(loop)
-    sch.vectorize(sch.get_loops(output_rows)[-1])
-    sch.unroll(iy)
-    sch.unroll(ix)
-    sch.vectorize(c)
+    images, columns = extent(sch, b) or 1, extent(sch, tx) or 1
+    chunk = largest_divisor(columns, rules.winograd_tiles)
+    order = order_of(tiles, blocks * BLOCK, out_blocks * BLOCK, chunk, images * (extent(sch, ty) or 1) * (columns // chunk), images)
+    if order is Order.TILE_CHUNKS:
+        tx_o, tx_i = sch.split(tx, [None, chunk])
+        sch.reorder(b, ty, tx_o, o, tx_i, iy, ix, c)
+        outer = sch.fuse(b, ty, tx_o)
+        sch.parallel(outer)
+        _schedule_output(sch, output_rows, output, tx_i)
+        sch.compute_at(product, outer)
+        sch.compute_at(transformed, outer)
+        _schedule_input(sch, rows, transformed, parallel=False)
+        _schedule_products(sch, product, rules, by_output_block=False, parallel=False)
+    elif order is Order.OUTPUT_BLOCKS:
+        sch.reorder(b, o, ty, tx, iy, ix, c)
+        outer = sch.fuse(b, o)
+        sch.parallel(outer)
+        _schedule_output(sch, output_rows, output, tx)
+        sch.compute_at(product, outer)
+        _schedule_input(sch, rows, transformed, parallel=True)
+        _schedule_products(sch, product, rules, by_output_block=True, parallel=False)
+    else:
+        _schedule_input(sch, rows, transformed, parallel=True)
+        _schedule_products(sch, product, rules, by_output_block=False, parallel=True)
+        sch.reorder(b, o, ty, tx, iy, ix, c)
+        sch.parallel(sch.fuse(b, o, ty))
+        _schedule_output(sch, output_rows, output, tx)
     stats.tensorized += 1
     return True
 
