@@ -78,3 +78,37 @@ def rehash(folder: Path, *names: str) -> None:
     for name in names:
         manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def run_kernels_on_a72(tmp_path: Path, kernels: dict[str, tuple]) -> dict:
+    """Scheduled TIR kernels, each `name: (module, inputs, output shape)` with int8/int16 numpy
+    inputs and an int32 output, cross-compiled for the rpi4 target and run under qemu -cpu
+    cortex-a72 on 4 threads with the aarch64 TVM runtime. Returns each kernel's output."""
+    import numpy as np
+    import tvm
+
+    from edgeresnet.targets import get_target
+    from edgeresnet.targets.tvm import emulation
+    from edgeresnet.targets.tvm.backend import llvm_target
+
+    profile = get_target("rpi4")
+    target = tvm.target.Target(llvm_target(profile))
+    for name, (module, inputs, shape) in kernels.items():
+        tvm.compile(module, target=target).export_library(str(tmp_path / f"{name}.so"), cc=profile.details.cross_compiler)
+        for index, array in enumerate(inputs):
+            np.save(tmp_path / f"{name}-in{index}.npy", array)
+    script = tmp_path / "run_kernels.py"
+    script.write_text(f"""
+import numpy as np, tvm.runtime
+for name, count, shape in {[(name, len(inputs), tuple(shape)) for name, (_, inputs, shape) in kernels.items()]!r}:
+    f = tvm.runtime.load_module("{tmp_path}/" + name + ".so")["main"]
+    inputs = [tvm.runtime.tensor(np.load("{tmp_path}/" + name + f"-in{{i}}.npy")) for i in range(count)]
+    out = tvm.runtime.tensor(np.zeros(shape, np.int32))
+    f(*inputs, out)
+    np.save("{tmp_path}/" + name + "-out.npy", out.numpy())
+""")
+    command, env = emulation.python_command(emulation.build_runtime(), profile.details.qemu_cpu, script)
+    result = subprocess.run(command, env={**env, "TVM_NUM_THREADS": "4"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {name: np.load(tmp_path / f"{name}-out.npy") for name in kernels}
+

@@ -98,22 +98,19 @@ def test_winograd_orders_follow_the_layer_s_bytes():
 def test_each_winograd_order_gives_the_convolution_s_sums_on_the_a72(tmp_path):
     """The scheduled, tensorized kernels (smlal by element) of each `Order`, cross-compiled for the
     rpi4 target and run under qemu -cpu cortex-a72: the same int32 sums as numpy's direct convolution."""
-    import subprocess
-
     import tvm
     from tvm import te
 
     from edgeresnet.targets import get_target
-    from edgeresnet.targets.tvm import emulation
     from edgeresnet.targets.tvm.backend import llvm_target
     from edgeresnet.targets.tvm.rules import ConvRules, ScheduleStats
     from edgeresnet.targets.tvm.schedules import _parallel_iterations, rule_schedule
     from edgeresnet.targets.tvm.winograd import conv_winograd, transform_kernel
+    from helpers import run_kernels_on_a72
 
-    profile = get_target("rpi4")
-    target = tvm.target.Target(llvm_target(profile))
+    target = tvm.target.Target(llvm_target(get_target("rpi4")))
     rng = np.random.default_rng(4)
-    wants, names = [], []
+    kernels, wants = {}, {}
     for channels, size, order, parallel_loop in LAYERS:
         data = rng.integers(-128, 128, (1, channels // 8, size, size, 8), dtype=np.int8)
         weight = rng.integers(-20, 21, (channels, channels, 3, 3), dtype=np.int8)
@@ -126,27 +123,10 @@ def test_each_winograd_order_gives_the_convolution_s_sums_on_the_a72(tmp_path):
             sch = rule_schedule(te.create_prim_func([data_t, kernel_t, out]), stats, ConvRules.for_target(target))
         assert sch is not None and stats.tensorized == 1, order
         assert parallel_loop in _parallel_iterations(sch), (order, _parallel_iterations(sch))
-        library = tmp_path / f"{order}.so"
-        tvm.compile(sch.mod, target=target).export_library(str(library), cc=profile.details.cross_compiler)
-        np.save(tmp_path / f"{order}-data.npy", data)
-        np.save(tmp_path / f"{order}-kernel.npy", kernel)
+        kernels[order] = (sch.mod, [data, kernel], data.shape)
         image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, size, size).astype(np.int64), [(0, 0), (1, 1), (1, 1)])
         windows = np.lib.stride_tricks.sliding_window_view(image, (3, 3), axis=(1, 2))  # [C, H, W, 3, 3]
         want = np.einsum("ocij,cyxij->oyx", weight.astype(np.int64), windows)
-        wants.append(want.reshape(channels // 8, 8, size, size).transpose(0, 2, 3, 1)[None])
-        names.append(order)
-    script = tmp_path / "run.py"
-    script.write_text(f"""
-import numpy as np, tvm.runtime
-for name in {names!r}:
-    f = tvm.runtime.load_module("{tmp_path}/" + name + ".so")["main"]
-    data, kernel = (np.load("{tmp_path}/" + name + "-" + part + ".npy") for part in ("data", "kernel"))
-    out = tvm.runtime.tensor(np.zeros(data.shape[:1] + (kernel.shape[0],) + data.shape[2:], np.int32))
-    f(tvm.runtime.tensor(data), tvm.runtime.tensor(kernel), out)
-    np.save("{tmp_path}/" + name + "-out.npy", out.numpy())
-""")
-    command, env = emulation.python_command(emulation.build_runtime(), profile.details.qemu_cpu, script)
-    result = subprocess.run(command, env={**env, "TVM_NUM_THREADS": "4"}, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for name, want in zip(names, wants):
-        assert np.array_equal(np.load(tmp_path / f"{name}-out.npy"), want), name
+        wants[order] = want.reshape(channels // 8, 8, size, size).transpose(0, 2, 3, 1)[None]
+    for order, got in run_kernels_on_a72(tmp_path, kernels).items():
+        assert np.array_equal(got, wants[order]), order

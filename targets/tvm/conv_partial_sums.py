@@ -77,13 +77,42 @@ def conv_partial_sums(data, kernel, strides, padding, dilation, dot: DotKind):
                       name="conv2d_NCHWc_int8_sum")
 
 
+# The Cortex-A72's L1 data cache (the core `dot.SMULL` serves): 32 KB, 2-way. A tile's reduction
+# that reads nearly all of it (an output block's weights, read again by every tile of the row, and
+# the input lines the tile reads) evicts itself between tiles: ResNet-50's 1x1 layer from 2048 to
+# 512 channels on 7x7 maps read 16 KB of weights and 256 input lines 392 bytes apart again per
+# pixel from L2 (9.0 M memory-stall cycles under benchmarks/arm_cost.py's rpi4 model, against
+# 16.8 M of compute). Such a reduction runs in parts of a quarter of the L1: with two ways, the
+# weights, the input lines and the stack share few sets. Both bounds are the model's measured
+# crossovers: parts of half the L1 left ResNet-18's stride-2 layer from 256 to 512 channels (a
+# 30 KB reduction) at 201 k L2 loads, parts of a quarter at 69 k, against 260 k unsplit; splitting
+# the 25 KB reductions of ResNet-50's 1x1 layers from 1024 channels cost more in accumulator
+# loads and stores than it saved in misses.
+L1_BYTES = 32 * 1024
+SPLIT_ABOVE = L1_BYTES * 7 // 8
+
+
+def reduction_part(blocks: int, rows: int, columns: int) -> int | None:
+    """Input blocks per reduction part when the reduction of one tile of outputs reads more than
+    `SPLIT_ABOVE` (each part then runs over the whole output row before the next; the row's
+    accumulators are written back once), else None. Per input block: the block's weights (`rows` x
+    `columns` x 64 bytes) and the input lines a tile reads (`rows` x 2: a tile's 8-byte pixels may
+    straddle two lines; the row's next tiles continue them)."""
+    per_block = rows * columns * 64 + rows * 2 * 64
+    if blocks * per_block <= SPLIT_ABOVE:
+        return None
+    return largest_divisor(blocks, max(1, L1_BYTES // 4 // per_block))
+
+
 def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     """NCHW8c convolution accumulated as partial sums.
 
     Loop nest: (n, oc-block, oh) parallel (or (n, oh, oc-block): `outer_order`) | ow tile |
     (ic-block, kh, kw) | ow in tile, 8 output channels (both unrolled: 2 x 8 accumulator vectors,
     the 8 weight vectors shared by the tile's pixels) | the partial-sum lanes x their input
-    channels, tensorized (smull + sadalp). The epilogue adds the partial sums and requantizes per finished tile."""
+    channels, tensorized (smull + sadalp). The epilogue adds the partial sums and requantizes per
+    finished tile. A reduction that outgrows the L1 (`reduction_part`) runs in parts of input
+    blocks outside the ow tiles, and the epilogue per finished row."""
     loops = sch.get_loops(conv)
     if len(loops) != 10 or rules.dot.partial_sums == 1:
         return False
@@ -95,16 +124,24 @@ def schedule_partial_sums(sch: s_tir.Schedule, conv, rules, stats) -> bool:
     outer = outer_order(sch, conv, n, occ, oh)
     tile = largest_divisor(extent(sch, ow) or 1, rules.partial_sums_tile)
     ow_o, ow_i = sch.split(ow, [None, tile])
-    sch.reorder(*outer, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
-    write_back = register_tile(sch, conv, outer, ow_o, ow_i)
+    part = reduction_part(extent(sch, rc) or 1, extent(sch, ry) or 1, extent(sch, rx) or 1)
+    if part is None:
+        sch.reorder(*outer, ow_o, rc, ry, rx, ow_i, ocb, lane, rh)
+        write_back = register_tile(sch, conv, outer, ow_o, ow_i)
+        finished, outermost_reduction = ow_o, rc  # outputs are final per tile
+    else:
+        rc_o, rc_i = sch.split(rc, [None, part])
+        sch.reorder(*outer, rc_o, ow_o, rc_i, ry, rx, ow_i, ocb, lane, rh)
+        write_back = register_tile(sch, conv, outer, None, ow_i)
+        finished, outermost_reduction = sch.get_loops(write_back)[0], rc_o  # per row, after the last part
     sch.unroll(ocb)
     unroll_window_row(sch, ry, rx)
-    sch.decompose_reduction(conv, rc)
+    sch.decompose_reduction(conv, outermost_reduction)
     sch.tensorize(lane, rules.dot.intrinsic)
     sch.compute_inline(write_back)
-    sch.reverse_compute_at(total, ow_o)
+    sch.reverse_compute_at(total, finished)
     if epilogue is not None:
-        sch.reverse_compute_at(epilogue, ow_o)
+        sch.reverse_compute_at(epilogue, finished)
         try:
             sch.vectorize(sch.get_loops(epilogue)[-1])
         except s_tir.ScheduleError:

@@ -151,12 +151,14 @@ def outer_order(sch: s_tir.Schedule, conv, batch, blocks, rows) -> tuple:
 def register_tile(sch: s_tir.Schedule, conv, outer_loops, tile_loop, in_tile_loop, parallel: bool = True):
     """Outer loops fused and parallel (unless a loop around them is); the tile's accumulators in a
     buffer written back per tile (its loop `in_tile_loop` unrolled, so LLVM keeps them in
-    registers). Returns the write-back block."""
+    registers), or once per outer iteration where `tile_loop` is None (a reduction split into parts
+    that each run over all the tiles: LLVM loads and stores a tile's accumulators around each part).
+    Returns the write-back block."""
     outer = sch.fuse(*outer_loops)
     if parallel and (extent(sch, outer) or 0) >= MIN_PARALLEL_EXTENT:
         sch.parallel(outer)
     write_back = sch.cache_write(conv, 0, ACCUMULATOR_SCOPE)
-    sch.reverse_compute_at(write_back, tile_loop)
+    sch.reverse_compute_at(write_back, tile_loop if tile_loop is not None else outer)
     sch.unroll(in_tile_loop)
     return write_back
 
