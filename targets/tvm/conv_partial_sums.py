@@ -86,8 +86,8 @@ def conv_partial_sums(data, kernel, strides, padding, dilation, dot: DotKind):
 # weights, the input lines and the stack share few sets. Both bounds are the model's measured
 # crossovers: parts of half the L1 left ResNet-18's stride-2 layer from 256 to 512 channels (a
 # 30 KB reduction) at 201 k L2 loads, parts of a quarter at 69 k, against 260 k unsplit; splitting
-# the 25 KB reductions of ResNet-50's 1x1 layers from 1024 channels cost more in accumulator
-# loads and stores than it saved in misses.
+# the 25 KB reductions of ResNet-50's 1x1 layers from 1024 channels in halves raised their L2 loads
+# (from 243 k to 348 k in the layer to 256 channels).
 L1_BYTES = 32 * 1024
 SPLIT_ABOVE = L1_BYTES * 7 // 8
 
