@@ -233,9 +233,9 @@ class Order(enum.Enum):
     OUTPUT_BLOCKS = "output-blocks"
 
 
-def order_of(tiles: int, channels: int, out_channels: int, chunk: int, chunks: int, images: int) -> Order:
+def order_of(tiles: int, channels: int, out_channels: int, chunk: int, images: int) -> Order:
     """The order that keeps a layer's Winograd-domain tensors in cache, of those whose parallel loop
-    splits evenly among the boards' cores (`tiles` of all `images`, `chunks` of `chunk` tiles).
+    splits evenly among the boards' cores (`tiles` of all `images`, in chunks of `chunk` tiles of a row).
     The chunked orders also need more than one tile, input block and output block in a chunk:
     compute_at regenerates no loop of one iteration, and `_schedule_products` reads the loops by place."""
     positions = WINDOW * WINDOW
@@ -243,7 +243,7 @@ def order_of(tiles: int, channels: int, out_channels: int, chunk: int, chunks: i
     products = positions * tiles * out_channels * 4  # int32
     weights = positions * channels * out_channels * 2
     several = channels > BLOCK and out_channels > BLOCK
-    if transformed + products > CACHED_BYTES >= weights and chunks % PARALLEL_GRAIN == 0 and chunk > 1 and several:
+    if transformed + products > CACHED_BYTES >= weights and tiles // chunk % PARALLEL_GRAIN == 0 and chunk > 1 and several:
         return Order.TILE_CHUNKS
     if transformed <= CACHED_BYTES and images * out_channels // BLOCK % PARALLEL_GRAIN == 0 and tiles > images and several:
         return Order.OUTPUT_BLOCKS
@@ -317,7 +317,7 @@ def schedule_winograd(sch: s_tir.Schedule, product, rules, stats) -> bool:
     tx, ix = sch.split(x, [None, TILE])
     images, columns = extent(sch, b) or 1, extent(sch, tx) or 1
     chunk = largest_divisor(columns, rules.winograd_tiles)
-    order = order_of(tiles, blocks * BLOCK, out_blocks * BLOCK, chunk, images * (extent(sch, ty) or 1) * (columns // chunk), images)
+    order = order_of(tiles, blocks * BLOCK, out_blocks * BLOCK, chunk, images)
     if order is Order.TILE_CHUNKS:
         tx_o, tx_i = sch.split(tx, [None, chunk])
         sch.reorder(b, ty, tx_o, o, tx_i, iy, ix, c)
