@@ -112,3 +112,17 @@ for name, count, shape in {[(name, len(inputs), tuple(shape)) for name, (_, inpu
     assert result.returncode == 0, result.stderr[-2000:]
     return {name: np.load(tmp_path / f"{name}-out.npy") for name in kernels}
 
+
+
+def direct_conv_nchw8c(data, weight, stride: int = 1, pad: int = 1):
+    """numpy's int64 convolution, the reference the integer kernels must equal: data [1, C/8, H, W, 8]
+    int8, weight [O, C, K, K] -> [1, O/8, OH, OW, 8], zero padding `pad` on every side."""
+    import numpy as np
+
+    _, blocks, height, width, _ = data.shape
+    taps = weight.shape[-1]
+    image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(blocks * 8, height, width).astype(np.int64),
+                   [(0, 0), (pad, pad), (pad, pad)])
+    windows = np.lib.stride_tricks.sliding_window_view(image, (taps, taps), axis=(1, 2))[:, ::stride, ::stride]
+    sums = np.einsum("ocij,cyxij->oyx", weight.astype(np.int64), windows)  # [O, OH, OW]
+    return sums.reshape(weight.shape[0] // 8, 8, *sums.shape[1:]).transpose(0, 2, 3, 1)[None]

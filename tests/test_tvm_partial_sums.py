@@ -4,6 +4,8 @@ the reduction is split so that its weights and inputs fit L1, and the sums eithe
 import numpy as np
 import pytest
 
+from helpers import direct_conv_nchw8c, run_kernels_on_a72
+
 
 def test_a_reduction_is_split_only_where_a_tile_reads_more_than_the_l1():
     """ResNet-50 on the Cortex-A72: the 1x1 layer from 2048 to 512 channels (16 KB of an output
@@ -38,7 +40,6 @@ def test_split_and_whole_reductions_give_the_convolution_s_sums_on_the_a72(tmp_p
     from edgeresnet.targets.tvm.dot import SMULL
     from edgeresnet.targets.tvm.rules import ConvRules, ScheduleStats
     from edgeresnet.targets.tvm.schedules import rule_schedule
-    from helpers import run_kernels_on_a72
 
     target = tvm.target.Target(llvm_target(get_target("rpi4")))
     rng = np.random.default_rng(8)
@@ -58,13 +59,11 @@ def test_split_and_whole_reductions_give_the_convolution_s_sums_on_the_a72(tmp_p
         with target:
             sch = rule_schedule(te.create_prim_func([data_t, kernel_t, out]), stats, ConvRules.for_target(target))
         assert sch is not None and stats.tensorized == 1, name
-        assert sch.mod.script().count("conv2d_NCHWc_int8_partial_update") >= 1
+        script = sch.mod.script()
+        assert script.count("conv2d_NCHWc_int8_partial_update") >= 1
         if parts > 1:  # the reduction's outer loop, of `parts` iterations
-            assert f"rc_0, " in sch.mod.script() and f"T.grid({parts}, " in sch.mod.script(), name
+            assert "rc_0, " in script and f"T.grid({parts}, " in script, name
         kernels[name] = (sch.mod, [data, np.ascontiguousarray(kernel)], [int(d) for d in out.shape])
-        image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, size, size).astype(np.int64), [(0, 0), (pad, pad), (pad, pad)])
-        windows = np.lib.stride_tricks.sliding_window_view(image, (taps, taps), axis=(1, 2))[:, ::stride, ::stride]
-        want = np.einsum("ocij,cyxij->oyx", weight.astype(np.int64), windows)
-        wants[name] = want.reshape(out_channels // 8, 8, *want.shape[1:]).transpose(0, 2, 3, 1)[None]
+        wants[name] = direct_conv_nchw8c(data, weight, stride, pad)
     for name, got in run_kernels_on_a72(tmp_path, kernels).items():
         assert np.array_equal(got, wants[name]), name

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from helpers import direct_conv_nchw8c, run_kernels_on_a72
+
 
 @pytest.mark.parametrize("channels, height, width, case", [(8, 4, 8, "random"), (16, 8, 12, "extremes"), (128, 4, 4, "wrapping"),
                                                            (8, 7, 14, "random")])
@@ -33,16 +35,12 @@ def test_winograd_gives_the_convolution_s_sums(channels, height, width, case):
     got = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], np.int32))
     built(tvm.runtime.tensor(data), tvm.runtime.tensor(kernel), got)
 
-    image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, height, width).astype(np.int64), [(0, 0), (1, 1), (1, 1)])
-    want = np.zeros((16, height, width), np.int64)
-    for y in range(height):
-        for x in range(width):
-            want[:, y, x] = np.tensordot(weight.astype(np.int64), image[:, y:y + 3, x:x + 3], axes=3)
     if case == "wrapping":
+        image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, height, width).astype(np.int64), [(0, 0), (1, 1), (1, 1)])
         v = np.einsum("xi,cij,yj->xyc", INPUT_ROWS, image[:, :6, :6], INPUT_ROWS).reshape(36, channels)
         u = kernel.astype(np.int64).transpose(1, 0, 3, 2).reshape(36, 16, channels)
         assert np.abs(np.einsum("ec,eoc->eo", v, u)).max() >= 2 ** 31
-    assert np.array_equal(got.numpy()[0].transpose(0, 3, 1, 2).reshape(16, height, width), want)
+    assert np.array_equal(got.numpy(), direct_conv_nchw8c(data, weight))
 
 
 def test_winograd_takes_only_layers_it_computes_exactly_and_splits_evenly():
@@ -80,18 +78,18 @@ def test_winograd_orders_follow_the_layer_s_bytes():
     from edgeresnet.targets.tvm.schedule_steps import largest_divisor
     from edgeresnet.targets.tvm.winograd import Order, order_of
 
-    assert order_of(196, 64, 64, chunk=7, chunks=28, images=1) is Order.TILE_CHUNKS
-    assert order_of(49, 128, 128, chunk=7, chunks=7, images=1) is Order.OUTPUT_BLOCKS
-    assert order_of(16, 256, 256, chunk=4, chunks=4, images=1) is Order.OUTPUT_BLOCKS
-    assert order_of(4, 512, 512, chunk=2, chunks=2, images=1) is Order.OUTPUT_BLOCKS
-    assert order_of(196, 128, 128, chunk=7, chunks=28, images=1) is Order.LAYER
-    assert order_of(196, 64, 64, chunk=14, chunks=14, images=1) is Order.LAYER  # 14 chunks: 4, 4, 4, 2 per core
-    assert order_of(169, 64, 64, chunk=1, chunks=169, images=1) is Order.LAYER  # 13 tiles a row: chunks of one tile
-    assert order_of(16, 8, 32, chunk=4, chunks=4, images=1) is Order.LAYER  # one input block
+    assert order_of(196, 64, 64, chunk=7, images=1) is Order.TILE_CHUNKS
+    assert order_of(49, 128, 128, chunk=7, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(16, 256, 256, chunk=4, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(4, 512, 512, chunk=2, images=1) is Order.OUTPUT_BLOCKS
+    assert order_of(196, 128, 128, chunk=7, images=1) is Order.LAYER
+    assert order_of(196, 64, 64, chunk=14, images=1) is Order.LAYER  # 14 chunks: 4, 4, 4, 2 per core
+    assert order_of(169, 64, 64, chunk=1, images=1) is Order.LAYER  # 13 tiles a row: chunks of one tile
+    assert order_of(16, 8, 32, chunk=4, images=1) is Order.LAYER  # one input block
     for channels, size, order, _ in LAYERS:
         rows = size // 4
         chunk = largest_divisor(rows, 7)
-        assert order_of(rows * rows, channels, channels, chunk=chunk, chunks=rows * rows // chunk, images=1).value == order
+        assert order_of(rows * rows, channels, channels, chunk=chunk, images=1).value == order
 
 
 @pytest.mark.slow
@@ -106,7 +104,6 @@ def test_each_winograd_order_gives_the_convolution_s_sums_on_the_a72(tmp_path):
     from edgeresnet.targets.tvm.rules import ConvRules, ScheduleStats
     from edgeresnet.targets.tvm.schedules import _parallel_iterations, rule_schedule
     from edgeresnet.targets.tvm.winograd import conv_winograd, transform_kernel
-    from helpers import run_kernels_on_a72
 
     target = tvm.target.Target(llvm_target(get_target("rpi4")))
     rng = np.random.default_rng(4)
@@ -124,9 +121,6 @@ def test_each_winograd_order_gives_the_convolution_s_sums_on_the_a72(tmp_path):
         assert sch is not None and stats.tensorized == 1, order
         assert parallel_loop in _parallel_iterations(sch), (order, _parallel_iterations(sch))
         kernels[order] = (sch.mod, [data, kernel], data.shape)
-        image = np.pad(data[0].transpose(0, 3, 1, 2).reshape(channels, size, size).astype(np.int64), [(0, 0), (1, 1), (1, 1)])
-        windows = np.lib.stride_tricks.sliding_window_view(image, (3, 3), axis=(1, 2))  # [C, H, W, 3, 3]
-        want = np.einsum("ocij,cyxij->oyx", weight.astype(np.int64), windows)
-        wants[order] = want.reshape(channels // 8, 8, size, size).transpose(0, 2, 3, 1)[None]
+        wants[order] = direct_conv_nchw8c(data, weight)
     for order, got in run_kernels_on_a72(tmp_path, kernels).items():
         assert np.array_equal(got, wants[order]), order
